@@ -1,0 +1,55 @@
+"""Checks that reject a bad config at start, in one clear line, before any work is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from fakeface_jax import datasets
+from fakeface_jax import models
+
+LR_SCHEDULES = ("constant", "inverse_time", "cosine")
+
+
+class ConfigError(ValueError):
+  """A config that cannot work; the message is one line meant for the user."""
+
+
+def _choice(kind: str, value: str, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}")
+
+
+def check_config(config: Any) -> None:
+  """Validates everything that can be validated without reading data."""
+  _choice("config.data.name", config.data.name, datasets.BUILDERS)
+  _choice("config.model.name", config.model.name, models.MODELS)
+  _choice("config.lr_schedule", config.lr_schedule, LR_SCHEDULES)
+  try:
+    model = models.create_model(config.model)
+  except TypeError as e:
+    raise ConfigError(f"config.model does not fit model {config.model.name!r}: {e}") from e
+  size = config.data.image_size
+  if size < 1:
+    raise ConfigError(f"config.data.image_size must be positive, got {size}")
+  if isinstance(model, models.ConvNet) and model.feature_map_size(size) < 1:
+    raise ConfigError(
+        f"config.data.image_size={size} is too small for the conv stack "
+        f"features={tuple(model.features)}: each 3x3 VALID conv removes 2 pixels and each "
+        f"pool halves the size; use a larger image or fewer conv layers")
+  for key in ("batch_size", "eval_batch_size"):
+    batch = config[key]
+    if batch < 1 or batch % jax.device_count():
+      raise ConfigError(
+          f"config.{key}={batch} must be a positive multiple of the "
+          f"{jax.device_count()} devices it is split over")
+  if config.num_epochs < 1:
+    raise ConfigError(f"config.num_epochs must be at least 1, got {config.num_epochs}")
+
+
+def check_dataset_size(config: Any, num_train: int) -> None:
+  if config.batch_size > num_train:
+    raise ConfigError(
+        f"config.batch_size={config.batch_size} is larger than the {num_train} training "
+        f"examples of dataset {config.data.name!r}; lower the batch size")

@@ -1,0 +1,91 @@
+"""Run outputs: per-epoch metrics as CSV, JSON lines and TensorBoard events, and curves.
+
+Only process 0 writes. On resume the history is cut back to the restored epoch, so
+the files always describe exactly one uninterrupted sequence of epochs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+CURVES_PNG = "curves.png"
+
+
+class MetricsLog:
+  """Appends one row of scalars per epoch to metrics.jsonl, metrics.csv and TensorBoard."""
+
+  def __init__(self, workdir: str, *, resume_after_epoch: int):
+    self.workdir = workdir
+    self.enabled = jax.process_index() == 0
+    self.rows: list[dict[str, Any]] = []
+    if not self.enabled:
+      return
+    path = os.path.join(workdir, METRICS_JSONL)
+    if os.path.exists(path):
+      with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      self.rows = [r for r in rows if r["epoch"] <= resume_after_epoch]
+    self._rewrite()
+    # tensorboardX writes event files with protobuf alone (flax.metrics.tensorboard would
+    # import TensorFlow); purge_step drops events of epochs being redone after a resume.
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                     purge_step=resume_after_epoch + 1)
+
+  def _rewrite(self) -> None:
+    with open(os.path.join(self.workdir, METRICS_JSONL), "w") as f:
+      for row in self.rows:
+        f.write(json.dumps(row) + "\n")
+    columns = list(dict.fromkeys(k for row in self.rows for k in row))
+    with open(os.path.join(self.workdir, METRICS_CSV), "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=columns)
+      writer.writeheader()
+      writer.writerows(self.rows)
+
+  def write(self, row: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    self.rows.append(row)
+    self._rewrite()
+    for key, value in row.items():
+      if key != "epoch" and isinstance(value, (int, float)):
+        self.tensorboard.add_scalar(key, value, row["epoch"])
+    self.tensorboard.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self.tensorboard.close()
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str) -> str:
+  """Loss and accuracy per epoch, train against validation (study 2's figures)."""
+  epochs = [r["epoch"] for r in rows]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, metric in zip(axes, ("loss", "accuracy")):
+    for split, style in (("train", "-o"), ("val", "-s")):
+      key = f"{split}_{metric}"
+      if any(key in r for r in rows):
+        ax.plot(epochs, [r.get(key, float("nan")) for r in rows], style, ms=3,
+                label="train" if split == "train" else "validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(metric.capitalize())
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[1].set_ylim(0, 1)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

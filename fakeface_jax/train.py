@@ -1,0 +1,321 @@
+"""Training and evaluation: pure, compiled steps and the loop around them.
+
+The steps are top-level pure functions compiled once with `jax.jit`. They are data
+parallel over every device of every process through a one-axis `Mesh`: the batch is
+sharded along `data`, the train state is replicated, and XLA inserts the gradient
+all-reduce. The same code runs on one CPU, several GPUs, or a TPU pod slice.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fakeface_jax import checkpointing
+from fakeface_jax import config_checks
+from fakeface_jax import datasets
+from fakeface_jax import input_pipeline
+from fakeface_jax import metrics
+from fakeface_jax import models
+from fakeface_jax import preprocessing
+from fakeface_jax import reporting
+
+TrainState = train_state.TrainState
+NO_NONFINITE_STEP = np.iinfo(np.int32).max
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------------------
+# Pure functions: optimizer, loss, steps.
+# ----------------------------------------------------------------------------------------
+
+
+def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
+  """The configured schedule; "inverse_time" is Keras' `lr / (1 + decay * step)`."""
+  lr = config.learning_rate
+  if config.lr_schedule == "constant":
+    return optax.constant_schedule(lr)
+  if config.lr_schedule == "inverse_time":
+    decay = config.lr_decay if config.lr_decay is not None else lr / config.num_epochs
+    return lambda step: lr / (1 + decay * step)
+  if config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(lr, config.num_epochs * steps_per_epoch)
+  raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
+
+
+def create_train_state(key: jax.Array, model, image_shape: tuple[int, ...],
+                       tx: optax.GradientTransformation) -> TrainState:
+  params = model.init(key, jnp.zeros((1, *image_shape), jnp.float32))["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy with integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def init_totals() -> dict[str, jax.Array]:
+  """Running sums of one epoch's training metrics, kept on the device between steps."""
+  return {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+          "count": jnp.zeros((), jnp.int32),
+          "first_nonfinite_step": jnp.full((), NO_NONFINITE_STEP, jnp.int32)}
+
+
+def train_step(state: TrainState, totals: dict[str, jax.Array],
+               batch: dict[str, jax.Array], key: jax.Array, *, flip: bool,
+               rotation_degrees: float) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step on a batch of uint8 images; augmentation keyed by the step number."""
+  images = preprocessing.rescale(batch["image"])
+  images = preprocessing.augment(jax.random.fold_in(key, state.step), images,
+                                 flip=flip, rotation_degrees=rotation_degrees)
+  labels = batch["label"]
+
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, images, train=True)
+    return cross_entropy(logits, labels).mean(), logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads)
+  count = labels.shape[0]
+  nonfinite_step = jnp.where(jnp.isfinite(loss), NO_NONFINITE_STEP, state.step)
+  totals = {
+      "loss_sum": totals["loss_sum"] + loss * count,
+      "correct": totals["correct"] + jnp.sum(jnp.argmax(logits, -1) == labels),
+      "count": totals["count"] + count,
+      "first_nonfinite_step": jnp.minimum(totals["first_nonfinite_step"],
+                                          nonfinite_step.astype(jnp.int32)),
+  }
+  return new_state, totals
+
+
+def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str, jax.Array]:
+  """Per-example loss and class probabilities of a (possibly padded) batch."""
+  logits = apply_fn({"params": params}, preprocessing.rescale(batch["image"]), train=False)
+  return {"loss": cross_entropy(logits, batch["label"]), "probs": jax.nn.softmax(logits)}
+
+
+# ----------------------------------------------------------------------------------------
+# Devices and data placement.
+# ----------------------------------------------------------------------------------------
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles each process's slice of a batch into one array sharded over all devices."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def gather(tree: Any) -> Any:
+  """Fetches arrays to the host, from all processes when there are several."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation.
+# ----------------------------------------------------------------------------------------
+
+
+def evaluate(compiled_eval, params, data: input_pipeline.ArraySplit, batch_size: int,
+             sharding: NamedSharding) -> dict[str, Any]:
+  """Loss, accuracy, confusion matrix and per-example P(fake) over a whole split."""
+  losses, probs, masks = [], [], []
+  for batch in input_pipeline.eval_batches(data, batch_size,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count()):
+    mask = batch["mask"]
+    out = gather(compiled_eval(params, to_global(batch, sharding)))
+    losses.append(out["loss"])
+    probs.append(out["probs"])
+    masks.append(gather(jax.make_array_from_process_local_data(sharding, mask)))
+  keep = np.concatenate(masks) > 0
+  loss = np.concatenate(losses)[keep]
+  probs = np.concatenate(probs)[keep]
+  predictions = probs.argmax(-1)
+  return {
+      "loss": float(loss.mean()),
+      "accuracy": float(np.mean(predictions == data.labels)),
+      "confusion_matrix": metrics.confusion_matrix(data.labels, predictions).tolist(),
+      "p_fake": probs[:, 0],
+  }
+
+
+# ----------------------------------------------------------------------------------------
+# The loop.
+# ----------------------------------------------------------------------------------------
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  hours, rest = divmod(seconds, 3600)
+  return (f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s")
+
+
+def _check_finite(totals: dict[str, np.ndarray]) -> None:
+  step = int(totals["first_nonfinite_step"])
+  if step != NO_NONFINITE_STEP:
+    raise NonFiniteLossError(
+        f"training loss became non-finite at step {step}; the last good checkpoint is "
+        "kept. Lower config.learning_rate or check the data.")
+
+
+def load_data(config: Any) -> dict[str, input_pipeline.ArraySplit]:
+  """Prepares the dataset and decodes each available split into memory."""
+  builder = datasets.prepare(config.data)
+  splits = datasets.role_splits(builder)
+  if "train" not in splits:
+    raise config_checks.ConfigError(
+        f"dataset {config.data.name!r} has no training split (found: "
+        f"{', '.join(builder.info.splits.keys()) or 'none'})")
+  data = {}
+  for role, split in splits.items():
+    start = time.perf_counter()
+    data[role] = input_pipeline.load_split(datasets.data_source(builder, split),
+                                           config.data.image_size, config.data.grayscale)
+    logging.info("Loaded %s split %r: %d images %s in %.1fs.", role, split, len(data[role]),
+                 data[role].images.shape[1:], time.perf_counter() - start)
+  # A dataset without a validation split is validated on its test split, and vice versa.
+  data.setdefault("validation", data.get("test", data["train"]))
+  data.setdefault("test", data["validation"])
+  return data
+
+
+def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
+  """Trains, checkpoints and evaluates the configured model; returns the test metrics."""
+  # --- Setup: everything that can fail on a bad config fails here, before any output.
+  config_checks.check_config(config)
+  data = load_data(config)
+  config_checks.check_dataset_size(config, len(data["train"]))
+  model = models.create_model(config.model)
+  steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
+  total_steps = steps_per_epoch * config.num_epochs
+  tx = optax.adam(learning_rate_schedule(config, steps_per_epoch))
+
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P("data"))
+  key = jax.random.key(config.seed)
+  init_key, augment_key = jax.random.split(key)
+  image_shape = data["train"].images.shape[1:]
+  state = jax.device_put(create_train_state(init_key, model, image_shape, tx), replicated)
+  compiled_train = jax.jit(
+      functools.partial(train_step, flip=config.augment.flip,
+                        rotation_degrees=config.augment.rotation_degrees),
+      out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+  compiled_eval = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn))
+  logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
+               config.model.name,
+               f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
+               steps_per_epoch, config.batch_size, jax.device_count())
+
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = checkpointing.Checkpoints(workdir,
+                                          max_to_keep=config.checkpoint.max_to_keep)
+  start_epoch = 0
+  latest = checkpoints.latest_step()
+  if latest is not None and config.resume:
+    state, meta = checkpoints.restore(latest, state)
+    start_epoch = meta["epoch"]
+    logging.info("Resumed from %s at step %d (epoch %d done).", checkpoints.directory,
+                 latest, start_epoch)
+  checkpointing.write_config(workdir, config)
+  log = reporting.MetricsLog(workdir, resume_after_epoch=start_epoch)
+
+  # --- Train.
+  run_start = None
+  images_done = 0
+  for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    totals = jax.device_put(init_totals(), replicated)
+    epoch_start = time.perf_counter()
+    batches = input_pipeline.train_batches(
+        data["train"], config.batch_size, seed=config.seed, epoch=epoch,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    for step_in_epoch, batch in enumerate(batches, start=1):
+      state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
+                                     augment_key)
+      if run_start is None:  # Time from the first compiled step, so rates are steady-state.
+        jax.block_until_ready(state)
+        logging.info("Compiled and ran the first train step in %.1fs.",
+                     time.perf_counter() - epoch_start)
+        run_start = time.perf_counter()
+        continue
+      images_done += config.batch_size
+      if step_in_epoch % config.log_every_steps == 0 or step_in_epoch == steps_per_epoch:
+        host_totals = jax.device_get(totals)
+        _check_finite(host_totals)
+        rate = images_done / (time.perf_counter() - run_start)
+        steps_left = total_steps - ((epoch - 1) * steps_per_epoch + step_in_epoch)
+        logging.info(
+            "epoch %d/%d step %d/%d | loss %.4f acc %.3f | %.0f img/s | ETA %s", epoch,
+            config.num_epochs, step_in_epoch, steps_per_epoch,
+            host_totals["loss_sum"] / host_totals["count"],
+            host_totals["correct"] / host_totals["count"],
+            rate, _format_duration(steps_left * config.batch_size / rate))
+    host_totals = jax.device_get(totals)
+    _check_finite(host_totals)
+    validation = evaluate(compiled_eval, state.params, data["validation"],
+                          config.eval_batch_size, data_sharding)
+    row = {"epoch": epoch, "step": int(state.step),
+           "train_loss": float(host_totals["loss_sum"] / host_totals["count"]),
+           "train_accuracy": float(host_totals["correct"] / host_totals["count"]),
+           "val_loss": validation["loss"], "val_accuracy": validation["accuracy"],
+           "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
+    log.write(row)
+    logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
+                 epoch, config.num_epochs, row["train_loss"], row["train_accuracy"],
+                 row["val_loss"], row["val_accuracy"])
+    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs:
+      checkpoints.save(int(state.step), state, {"epoch": epoch},
+                       metrics={"val_accuracy": row["val_accuracy"]})
+
+  # --- Test with the best checkpoint by validation accuracy.
+  checkpoints.wait_until_finished()
+  best = checkpoints.best_step()
+  state, best_meta = checkpoints.restore(best, state)
+  test = evaluate(compiled_eval, state.params, data["test"], config.eval_batch_size,
+                  data_sharding)
+  results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+             "confusion_matrix": test["confusion_matrix"], "num_test": len(data["test"]),
+             "best_epoch": best_meta["epoch"], "best_step": best}
+  log.close()
+  checkpoints.close()
+  if jax.process_index() == 0:
+    outputs = write_outputs(workdir, log.rows, results)
+    logging.info("Test accuracy %.4f (%d images, best epoch %d). Outputs: %s",
+                 results["test_accuracy"], results["num_test"], results["best_epoch"],
+                 ", ".join(outputs))
+  return results
+
+
+def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:
+  """Writes final metrics and figures into the workdir; returns their paths."""
+  paths = [os.path.join(workdir, name) for name in
+           ("test_metrics.json", reporting.CURVES_PNG, "confusion_matrix.png")]
+  with open(paths[0], "w") as f:
+    json.dump(results, f, indent=2)
+  reporting.plot_curves(rows, paths[1])
+  metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2])
+  return paths + [os.path.join(workdir, n) for n in
+                  (reporting.METRICS_CSV, reporting.METRICS_JSONL, "tensorboard",
+                   "checkpoints")]

@@ -1,0 +1,40 @@
+r"""Trains and evaluates a fake-face detector from a config file.
+
+  python main.py --config configs/default.py --workdir runs/default
+  python main.py --config configs/mlp.py:gray,taper --workdir runs/mlp --config.num_epochs=5
+"""
+
+import sys
+
+import jax
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fakeface_jax import config_checks
+from fakeface_jax import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  # Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter.
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)
+  logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
+               jax.process_count(), jax.devices())
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (config_checks.ConfigError, train.NonFiniteLossError) as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

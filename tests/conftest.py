@@ -1,0 +1,39 @@
+"""Shared test fixtures: a tiny config that trains in seconds on the built-in dataset."""
+
+import os
+
+import pytest
+from absl import flags
+
+from configs import default
+
+SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _absl_flags_parsed():
+  # grain and absl-using code read flags; outside app.run they must be marked parsed.
+  flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """One TFDS data directory per session, so the tiny dataset is prepared once."""
+  return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+  config = default.get_config()
+  config.batch_size = 16
+  config.eval_batch_size = 24
+  config.num_epochs = 2
+  config.log_every_steps = 2
+  config.data.image_size = 32
+  config.data.data_dir = data_dir
+  config.data.synthetic.num_train = 64
+  config.data.synthetic.num_validation = 40
+  config.data.synthetic.num_test = 40
+  config.data.synthetic.difficulty = 0.0
+  config.model.features = (8, 8, 8, 8)
+  return config

@@ -1,0 +1,58 @@
+"""Tests for the Flax models: output shapes and the studies' parameter counts."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from fakeface_jax import models
+
+
+def num_params(model, shape):
+  params = model.init(jax.random.key(0), jnp.zeros(shape))["params"]
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+def test_tapering_mlp_has_the_study_parameter_count():
+  assert num_params(models.TaperingMLP("taper"), (1, 100, 100, 1)) == 1_288_514
+
+
+@pytest.mark.parametrize("structure, hidden", [("same", (128, 128)), ("taper", (128, 64)),
+                                               ("double", (128, 256))])
+def test_node_structures(structure, hidden):
+  model = models.TaperingMLP(structure)
+  assert model.hidden_sizes == hidden
+  expected = 10000 * hidden[0] + hidden[0] + hidden[0] * hidden[1] + hidden[1] + hidden[1] * 2 + 2
+  assert num_params(model, (1, 100, 100, 1)) == expected
+
+
+@pytest.mark.parametrize("model, shape", [
+    (models.TaperingMLP("taper"), (3, 100, 100, 3)),
+    (models.ConvNet(), (3, 128, 128, 3)),
+    (models.ConvNet(features=(8, 8, 8, 8), dense_features=(16,)), (3, 32, 32, 1)),
+])
+def test_output_is_two_logits_per_image(model, shape):
+  variables = model.init(jax.random.key(0), jnp.zeros(shape))
+  logits = model.apply(variables, jnp.ones(shape))
+  assert logits.shape == (3, 2)
+
+
+def test_convnet_matches_the_peers_benchmark_network():
+  # conv32-conv32-pool-conv64-conv64-pool-dense2 on 128x128x3: 29x29x64 features.
+  model = models.ConvNet()
+  assert model.feature_map_size(128) == 29
+  expected = (3 * 3 * 3 * 32 + 32) + (9 * 32 * 32 + 32) + (9 * 32 * 64 + 64) + (
+      9 * 64 * 64 + 64) + (29 * 29 * 64 * 2 + 2)
+  assert num_params(model, (1, 128, 128, 3)) == expected
+
+
+def test_convnet_feature_map_size_limits():
+  model = models.ConvNet()
+  assert model.feature_map_size(16) == 1
+  assert model.feature_map_size(15) == 0
+
+
+def test_create_model_from_config():
+  config = ml_collections.ConfigDict({"name": "mlp", "node_structure": "double", "width": 8})
+  model = models.create_model(config)
+  assert isinstance(model, models.TaperingMLP) and model.hidden_sizes == (8, 16)

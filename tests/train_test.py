@@ -1,0 +1,165 @@
+"""Tests for the train and eval steps, schedules, data parallelism and the full loop."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import default
+from fakeface_jax import config_checks
+from fakeface_jax import models
+from fakeface_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fixed_batch(n=32, size=16, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+          "label": rng.integers(0, 2, (n,)).astype(np.int32)}
+
+
+def test_loss_decreases_on_a_fixed_batch():
+  model = models.ConvNet(features=(8, 8, 8, 8), conv_impl="xla")
+  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(3e-3))
+  step = jax.jit(lambda s, t, b: train.train_step(s, t, b, jax.random.key(1), flip=False,
+                                                  rotation_degrees=0.0))
+  batch = jax.tree.map(jnp.asarray, fixed_batch())
+  losses = []
+  for _ in range(15):
+    totals = train.init_totals()
+    state, totals = step(state, totals, batch)
+    losses.append(float(totals["loss_sum"] / totals["count"]))
+  assert losses[-1] < 0.5 * losses[0]
+  assert int(state.step) == 15
+
+
+def test_train_step_records_the_first_nonfinite_step():
+  model = models.TaperingMLP(width=4)
+  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.sgd(1e30))
+  batch = jax.tree.map(jnp.asarray, fixed_batch())
+  totals = train.init_totals()
+  for _ in range(4):
+    state, totals = train.train_step(state, totals, batch, jax.random.key(0), flip=False,
+                                     rotation_degrees=0.0)
+  step = int(totals["first_nonfinite_step"])
+  assert 0 < step < 4
+  with pytest.raises(train.NonFiniteLossError, match=f"non-finite at step {step}"):
+    train._check_finite(jax.device_get(totals))
+
+
+def test_eval_step_returns_per_example_loss_and_probabilities():
+  model = models.TaperingMLP(width=4)
+  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(1e-3))
+  out = train.eval_step(state.params, jax.tree.map(jnp.asarray, fixed_batch(n=5)),
+                        apply_fn=state.apply_fn)
+  assert out["loss"].shape == (5,) and out["probs"].shape == (5, 2)
+  np.testing.assert_allclose(out["probs"].sum(-1), 1.0, rtol=1e-6)
+
+
+def test_inverse_time_schedule_is_keras_decay():
+  config = default.get_config()
+  config.learning_rate, config.num_epochs, config.lr_schedule = 1e-3, 10, "inverse_time"
+  schedule = train.learning_rate_schedule(config, steps_per_epoch=5)
+  decay = 1e-3 / 10
+  for step in (0, 1, 100):
+    np.testing.assert_allclose(schedule(step), 1e-3 / (1 + decay * step), rtol=1e-6)
+  config.lr_decay = 0.5
+  np.testing.assert_allclose(train.learning_rate_schedule(config, 5)(2), 1e-3 / 2, rtol=1e-6)
+
+
+_DEVICE_SCRIPT = textwrap.dedent("""
+    import functools, sys
+    import jax, numpy as np, optax
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from fakeface_jax import models, train
+    mesh = train.make_mesh()
+    rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    model = models.ConvNet(features=(8, 8, 8, 8), conv_impl="xla")
+    state = jax.device_put(train.create_train_state(
+        jax.random.key(0), model, (16, 16, 3), optax.adam(1e-2)), rep)
+    step = jax.jit(functools.partial(train.train_step, flip=True, rotation_degrees=10.0),
+                   out_shardings=(rep, rep), donate_argnums=(0, 1))
+    totals = jax.device_put(train.init_totals(), rep)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+      batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+               "label": rng.integers(0, 2, (8,)).astype(np.int32)}
+      state, totals = step(state, totals, train.to_global(batch, shard), jax.random.key(1))
+    flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+    np.save(sys.argv[1], flat)
+    print(jax.device_count(), float(totals["loss_sum"]))
+""")
+
+
+@pytest.mark.slow
+def test_one_and_two_devices_give_the_same_parameters(tmp_path):
+  results = {}
+  for devices in (1, 2):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu")
+    out = tmp_path / f"params{devices}.npy"
+    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(out)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[0] == str(devices)
+    results[devices] = np.load(out)
+  np.testing.assert_allclose(results[1], results[2], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_configs_fail_with_one_clear_line(tiny_config):
+  cases = [
+      (("model", "name"), "resnet9000", "unknown config.model.name 'resnet9000'"),
+      (("data", "name"), "imagenet", "unknown config.data.name 'imagenet'"),
+      (("data", "image_size"), 15, "too small for the conv stack"),
+      (("batch_size",), 0, "config.batch_size=0 must be a positive multiple"),
+  ]
+  for path, value, message in cases:
+    config = tiny_config.copy_and_resolve_references()
+    node = config
+    for key in path[:-1]:
+      node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(config_checks.ConfigError, match=message) as info:
+      config_checks.check_config(config)
+    assert "\n" not in str(info.value)
+
+
+def test_batch_larger_than_dataset_fails_before_training(tiny_config, tmp_path):
+  tiny_config.batch_size = 128
+  workdir = tmp_path / "run"
+  with pytest.raises(config_checks.ConfigError,
+                     match="batch_size=128 is larger than the 64 training examples"):
+    train.train_and_evaluate(tiny_config, str(workdir))
+  assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_writes_outputs_and_resumes(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(tiny_config, workdir)
+  assert results["num_test"] == 40 and 0.0 <= results["test_accuracy"] <= 1.0
+  for name in ("metrics.csv", "metrics.jsonl", "test_metrics.json", "curves.png",
+               "confusion_matrix.png", "config.json"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["epoch"] for line in f] == [1, 2]
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert steps == [4, 8]  # 64 images / batch 16 = 4 steps per epoch.
+
+  # Asking for more epochs continues from epoch 2 instead of restarting.
+  tiny_config.num_epochs = 3
+  again = train.train_and_evaluate(tiny_config, workdir)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line)["epoch"] for line in f] == [1, 2, 3]
+  assert again["num_test"] == 40
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert steps[-1] == 12
