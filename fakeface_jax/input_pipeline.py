@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import grain
 import numpy as np
+from absl import logging
 from PIL import Image
 
+from fakeface_jax import config_checks
+from fakeface_jax import datasets
 from fakeface_jax import preprocessing
 
 
@@ -90,3 +95,24 @@ def eval_batches(data: ArraySplit, batch_size: int, *, process_index: int = 0,
     indices = np.where(mask, indices, 0)
     yield {"image": data.images[indices], "label": data.labels[indices],
            "mask": mask.astype(np.float32)}
+
+
+def load_data(config: Any) -> dict[str, ArraySplit]:
+  """Prepares the dataset and decodes each available split into memory."""
+  builder = datasets.prepare(config.data)
+  splits = datasets.role_splits(builder)
+  if "train" not in splits:
+    raise config_checks.ConfigError(
+        f"dataset {config.data.name!r} has no training split (found: "
+        f"{', '.join(builder.info.splits.keys()) or 'none'})")
+  data = {}
+  for role, split in splits.items():
+    start = time.perf_counter()
+    data[role] = load_split(datasets.data_source(builder, split), config.data.image_size,
+                            config.data.grayscale)
+    logging.info("Loaded %s split %r: %d images %s in %.1fs.", role, split, len(data[role]),
+                 data[role].images.shape[1:], time.perf_counter() - start)
+  # A dataset without a validation split is validated on its test split, and vice versa.
+  data.setdefault("validation", data.get("test", data["train"]))
+  data.setdefault("test", data["validation"])
+  return data

@@ -25,7 +25,6 @@ from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
-from fakeface_jax import datasets
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import models
@@ -180,32 +179,11 @@ def _check_finite(totals: dict[str, np.ndarray]) -> None:
         "kept. Lower config.learning_rate or check the data.")
 
 
-def load_data(config: Any) -> dict[str, input_pipeline.ArraySplit]:
-  """Prepares the dataset and decodes each available split into memory."""
-  builder = datasets.prepare(config.data)
-  splits = datasets.role_splits(builder)
-  if "train" not in splits:
-    raise config_checks.ConfigError(
-        f"dataset {config.data.name!r} has no training split (found: "
-        f"{', '.join(builder.info.splits.keys()) or 'none'})")
-  data = {}
-  for role, split in splits.items():
-    start = time.perf_counter()
-    data[role] = input_pipeline.load_split(datasets.data_source(builder, split),
-                                           config.data.image_size, config.data.grayscale)
-    logging.info("Loaded %s split %r: %d images %s in %.1fs.", role, split, len(data[role]),
-                 data[role].images.shape[1:], time.perf_counter() - start)
-  # A dataset without a validation split is validated on its test split, and vice versa.
-  data.setdefault("validation", data.get("test", data["train"]))
-  data.setdefault("test", data["validation"])
-  return data
-
-
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Trains, checkpoints and evaluates the configured model; returns the test metrics."""
   # --- Setup: everything that can fail on a bad config fails here, before any output.
   config_checks.check_config(config)
-  data = load_data(config)
+  data = input_pipeline.load_data(config)
   config_checks.check_dataset_size(config, len(data["train"]))
   model = models.create_model(config.model)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
