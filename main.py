@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import train
 
@@ -32,7 +33,8 @@ def main(argv):
                jax.process_count(), jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (config_checks.ConfigError, train.NonFiniteLossError) as e:
+  except (config_checks.ConfigError, checkpointing.CheckpointError,
+          train.NonFiniteLossError, train.Preempted) as e:
     sys.exit(f"error: {e}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import jax
@@ -10,6 +12,8 @@ from fakeface_jax import datasets
 from fakeface_jax import models
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
+# Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
+CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 
 
 class ConfigError(ValueError):
@@ -53,3 +57,39 @@ def check_dataset_size(config: Any, num_train: int) -> None:
     raise ConfigError(
         f"config.batch_size={config.batch_size} is larger than the {num_train} training "
         f"examples of dataset {config.data.name!r}; lower the batch size")
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+  for key in dotted.split("."):
+    tree = tree.get(key, {}) if isinstance(tree, dict) else None
+  return tree
+
+
+def check_workdir(config: Any, workdir: str) -> None:
+  """The workdir must be writable and, when resuming, hold only this model's checkpoints."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir {workdir} exists and is not a directory")
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir {workdir} is not writable (no write permission on "
+                      f"{existing})")
+  saved_config = os.path.join(workdir, "config.json")
+  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints")) and any(
+      name.isdigit() for name in os.listdir(os.path.join(workdir, "checkpoints")))
+  if not (config.resume and has_checkpoints and os.path.exists(saved_config)):
+    return
+  with open(saved_config) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort())
+  for tree in (saved, current):
+    tree.get("model", {}).pop("conv_impl", None)  # Same parameters whatever the impl.
+  differences = [f"{key}: {_lookup(saved, key)} -> {_lookup(current, key)}"
+                 for key in CHECKPOINT_SHAPING_KEYS
+                 if _lookup(saved, key) != _lookup(current, key)]
+  if differences:
+    raise ConfigError(
+        f"--workdir {workdir} holds checkpoints of a different model "
+        f"({'; '.join(differences)}); use another --workdir, or --config.resume=false "
+        "to set them aside and start fresh")

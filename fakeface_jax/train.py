@@ -28,6 +28,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import models
+from fakeface_jax import preemption
 from fakeface_jax import preprocessing
 from fakeface_jax import reporting
 
@@ -37,6 +38,10 @@ NO_NONFINITE_STEP = np.iinfo(np.int32).max
 
 class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite."""
+
+
+class Preempted(RuntimeError):
+  """A stop signal arrived; a checkpoint of the current step was saved."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -180,22 +185,55 @@ def _check_finite(totals: dict[str, np.ndarray]) -> None:
         "kept. Lower config.learning_rate or check the data.")
 
 
+def _mean_metrics(totals: dict[str, np.ndarray]) -> tuple[float, float]:
+  count = max(int(totals["count"]), 1)
+  return float(totals["loss_sum"]) / count, float(totals["correct"]) / count
+
+
+class _Throughput:
+  """Images/s and ETA, timed from the end of the first (compiling) step of the run."""
+
+  def __init__(self, total_steps: int, batch_size: int):
+    self.steps_left = total_steps
+    self.batch_size = batch_size
+    self.start: float | None = None
+    self.images = 0
+
+  def step_done(self, state: Any) -> None:
+    self.steps_left -= 1
+    if self.start is None:
+      jax.block_until_ready(state)
+      self.start = time.perf_counter()
+    else:
+      self.images += self.batch_size
+
+  def summary(self) -> str:
+    if not self.images:
+      return "compiled"
+    rate = self.images / (time.perf_counter() - self.start)
+    eta = _format_duration(self.steps_left * self.batch_size / rate)
+    return f"{rate:.0f} img/s | ETA {eta}"
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
-  """Trains, checkpoints and evaluates the configured model; returns the test metrics."""
+  """Trains, checkpoints and evaluates the configured model; returns the test metrics.
+
+  Resumes from the newest usable checkpoint in `workdir`. A stop signal saves a
+  checkpoint of the current step and raises `Preempted`.
+  """
   # --- Setup: everything that can fail on a bad config fails here, before any output.
   config_checks.check_config(config)
+  config_checks.check_workdir(config, workdir)
   data = input_pipeline.load_data(config)
   config_checks.check_dataset_size(config, len(data["train"]))
   model = models.create_model(config.model)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
-  total_steps = steps_per_epoch * config.num_epochs
   tx = optax.adam(learning_rate_schedule(config, steps_per_epoch))
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
-  key = jax.random.key(config.seed)
-  init_key, augment_key = jax.random.split(key)
+  init_key, augment_key = jax.random.split(jax.random.key(config.seed))
   image_shape = data["train"].images.shape[1:]
   state = jax.device_put(create_train_state(init_key, model, image_shape, tx), replicated)
   compiled_train = jax.jit(
@@ -208,65 +246,76 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
                steps_per_epoch, config.batch_size, jax.device_count())
 
+  # --- Restore: the newest usable checkpoint, possibly taken mid-epoch.
   os.makedirs(workdir, exist_ok=True)
   checkpoints = checkpointing.Checkpoints(workdir,
                                           max_to_keep=config.checkpoint.max_to_keep)
-  start_epoch = 0
-  latest = checkpoints.latest_step()
-  if latest is not None and config.resume:
-    state, meta = checkpoints.restore(latest, state)
-    start_epoch = meta["epoch"]
-    logging.info("Resumed from %s at step %d (epoch %d done).", checkpoints.directory,
-                 latest, start_epoch)
+  meta = {"epoch": 0, "step_in_epoch": 0, "totals": None}
+  if not config.resume:
+    moved = checkpoints.set_aside()
+    if moved:
+      logging.warning("config.resume=false: moved existing checkpoints to %s.", moved)
+  else:
+    restored = checkpoints.restore_latest(state)
+    if restored:
+      state, meta, step = restored
+      logging.info("Resumed from %s at step %d (epoch %d, %d steps into the next).",
+                   checkpoints.directory, step, meta["epoch"], meta["step_in_epoch"])
   checkpointing.write_config(workdir, config)
-  log = reporting.MetricsLog(workdir, resume_after_epoch=start_epoch)
+  log = reporting.MetricsLog(workdir, resume_after_epoch=meta["epoch"])
 
   # --- Train.
-  run_start = None
-  images_done = 0
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    totals = jax.device_put(init_totals(), replicated)
-    epoch_start = time.perf_counter()
-    batches = input_pipeline.train_batches(
-        data["train"], config.batch_size, seed=config.seed, epoch=epoch,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    for step_in_epoch, batch in enumerate(batches, start=1):
-      state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
-                                     augment_key)
-      if run_start is None:  # Time from the first compiled step, so rates are steady-state.
-        jax.block_until_ready(state)
-        logging.info("Compiled and ran the first train step in %.1fs.",
-                     time.perf_counter() - epoch_start)
-        run_start = time.perf_counter()
-        continue
-      images_done += config.batch_size
-      if step_in_epoch % config.log_every_steps == 0 or step_in_epoch == steps_per_epoch:
-        host_totals = jax.device_get(totals)
-        _check_finite(host_totals)
-        rate = images_done / (time.perf_counter() - run_start)
-        steps_left = total_steps - ((epoch - 1) * steps_per_epoch + step_in_epoch)
-        logging.info(
-            "epoch %d/%d step %d/%d | loss %.4f acc %.3f | %.0f img/s | ETA %s", epoch,
-            config.num_epochs, step_in_epoch, steps_per_epoch,
-            host_totals["loss_sum"] / host_totals["count"],
-            host_totals["correct"] / host_totals["count"],
-            rate, _format_duration(steps_left * config.batch_size / rate))
-    host_totals = jax.device_get(totals)
-    _check_finite(host_totals)
-    validation = evaluate(compiled_eval, state.params, data["validation"],
-                          config.eval_batch_size, data_sharding)
-    row = {"epoch": epoch, "step": int(state.step),
-           "train_loss": float(host_totals["loss_sum"] / host_totals["count"]),
-           "train_accuracy": float(host_totals["correct"] / host_totals["count"]),
-           "val_loss": validation["loss"], "val_accuracy": validation["accuracy"],
-           "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
-    log.write(row)
-    logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
-                 epoch, config.num_epochs, row["train_loss"], row["train_accuracy"],
-                 row["val_loss"], row["val_accuracy"])
-    if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs:
-      checkpoints.save(int(state.step), state, {"epoch": epoch},
-                       metrics={"val_accuracy": row["val_accuracy"]})
+  throughput = _Throughput((config.num_epochs - meta["epoch"]) * steps_per_epoch
+                           - meta["step_in_epoch"], config.batch_size)
+  with preemption.catch_stop_signals() as stop:
+    for epoch in range(meta["epoch"] + 1, config.num_epochs + 1):
+      epoch_start = time.perf_counter()
+      start_step = meta["step_in_epoch"] if epoch == meta["epoch"] + 1 else 0
+      totals = jax.device_put(meta["totals"] if start_step else init_totals(), replicated)
+      batches = input_pipeline.train_batches(
+          data["train"], config.batch_size, seed=config.seed, epoch=epoch,
+          start_step=start_step, process_index=jax.process_index(),
+          process_count=jax.process_count())
+      for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
+        state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
+                                       augment_key)
+        throughput.step_done(state)
+        if stop:
+          host_totals = jax.device_get(totals)
+          _check_finite(host_totals)
+          checkpoints.save(int(state.step), state, {
+              "epoch": epoch - 1, "step_in_epoch": step_in_epoch,
+              "totals": {k: v.item() for k, v in host_totals.items()}})
+          checkpoints.wait_until_finished()
+          raise Preempted(
+              f"stopped by {stop.name} at step {int(state.step)}; a checkpoint was saved "
+              f"in {checkpoints.directory}; rerun the same command to resume")
+        if step_in_epoch % config.log_every_steps == 0 or step_in_epoch == steps_per_epoch:
+          host_totals = jax.device_get(totals)
+          _check_finite(host_totals)
+          loss, accuracy = _mean_metrics(host_totals)
+          logging.info("epoch %d/%d step %d/%d | loss %.4f acc %.3f | %s", epoch,
+                       config.num_epochs, step_in_epoch, steps_per_epoch, loss, accuracy,
+                       throughput.summary())
+
+      # --- Validate, log and checkpoint at the end of each epoch.
+      host_totals = jax.device_get(totals)
+      _check_finite(host_totals)
+      train_loss, train_accuracy = _mean_metrics(host_totals)
+      validation = evaluate(compiled_eval, state.params, data["validation"],
+                            config.eval_batch_size, data_sharding)
+      row = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
+             "train_accuracy": train_accuracy, "val_loss": validation["loss"],
+             "val_accuracy": validation["accuracy"],
+             "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
+      log.write(row)
+      logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
+                   epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
+                   row["val_accuracy"])
+      if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs:
+        checkpoints.save(int(state.step), state,
+                         {"epoch": epoch, "step_in_epoch": 0, "totals": None},
+                         metrics={checkpointing.BEST_METRIC: row["val_accuracy"]})
 
   # --- Test with the best checkpoint by validation accuracy.
   checkpoints.wait_until_finished()
