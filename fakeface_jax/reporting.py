@@ -89,3 +89,38 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str) -> str:
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def _cell(value: Any) -> str:
+  if isinstance(value, float):
+    return f"{value:.4f}"
+  return "" if value is None else str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+  """A GitHub Markdown table of `rows` (floats to 4 decimals), one row per dict."""
+  columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: str, *,
+              title: str, ylabel: str = "") -> str:
+  """Grouped bars: one group per label, one bar per series."""
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4))
+  width = 0.8 / len(series)
+  for i, (name, values) in enumerate(series.items()):
+    positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
+    bars = ax.bar(positions, values, width, label=name)
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+  ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(axis="y", alpha=0.3)
+  ax.legend(loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
