@@ -2,6 +2,9 @@ r"""Trains and evaluates a fake-face detector from a config file.
 
   python main.py --config configs/default.py --workdir runs/default
   python main.py --config configs/mlp.py:gray,taper --workdir runs/mlp --config.num_epochs=5
+
+On several hosts (GPU nodes, a TPU pod slice) run the same command on every host with
+`--distributed`; see the README.
 """
 
 import sys
@@ -20,6 +23,11 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first. On TPU "
+                  "pods, SLURM and Kubernetes the other flags are detected automatically.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,6 +37,9 @@ def main(argv):
   # Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter.
   logging.get_absl_handler().addFilter(
       lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)
+  if FLAGS.distributed:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   try:

@@ -9,6 +9,7 @@ all-reduce. The same code runs on one CPU, several GPUs, or a TPU pod slice.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
+from fakeface_jax import inference
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import models
@@ -117,6 +119,14 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str
 # ----------------------------------------------------------------------------------------
 # Devices and data placement.
 # ----------------------------------------------------------------------------------------
+
+
+def params_digest(params: Any) -> str:
+  """SHA-256 of this process's copy of replicated parameters, to compare runs and hosts."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    digest.update(np.ascontiguousarray(leaf.addressable_data(0)).tobytes())
+  return digest.hexdigest()
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -317,18 +327,26 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                          {"epoch": epoch, "step_in_epoch": 0, "totals": None},
                          metrics={checkpointing.BEST_METRIC: row["val_accuracy"]})
 
+  logging.info("Final parameters (step %d) sha256 %s", int(state.step),
+               params_digest(state.params))
+
   # --- Test with the best checkpoint by validation accuracy.
   checkpoints.wait_until_finished()
   best = checkpoints.best_step()
   state, best_meta = checkpoints.restore(best, state)
   test = evaluate(compiled_eval, state.params, data["test"], config.eval_batch_size,
                   data_sharding)
+  validation = evaluate(compiled_eval, state.params, data["validation"],
+                        config.eval_batch_size, data_sharding)
+  threshold, val_balanced = metrics.best_threshold(data["validation"].labels,
+                                                   validation["p_fake"])
   results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
              "confusion_matrix": test["confusion_matrix"], "num_test": len(data["test"]),
              "best_epoch": best_meta["epoch"], "best_step": best}
   log.close()
   checkpoints.close()
   if jax.process_index() == 0:
+    inference.write_threshold(workdir, float(threshold), best, float(val_balanced))
     outputs = write_outputs(workdir, log.rows, results)
     logging.info("Test accuracy %.4f (%d images, best epoch %d). Outputs: %s",
                  results["test_accuracy"], results["num_test"], results["best_epoch"],

@@ -1,0 +1,116 @@
+r"""Training-throughput benchmark of the studies' models, on the protocol of peers_bench.py.
+
+  python -m fakeface_jax.benchmark --model cnn
+  python -m fakeface_jax.benchmark --model mlp --compare --peers_python=/tmp/peers/bin/python
+
+Same models, batch sizes, optimizer, loss and synthetic uint8 data as
+`shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
+5 repeats of N steps. The step is the project's own compiled `train.train_step`. Prints
+one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step) and
+the device; `--compare` runs the peers' script for Keras and PyTorch in the same run and
+adds their images/s and our ratio to each.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+
+from fakeface_jax import models
+from fakeface_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", "cnn", ["mlp", "cnn"], "Which study's model.")
+flags.DEFINE_string("conv_impl", "auto", "ConvNet convolution implementation.")
+flags.DEFINE_integer("steps", 0, "Steps per repeat (0: the protocol's 10 for mlp, 20 for cnn).")
+flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
+flags.DEFINE_bool("compare", False, "Also run peers_bench.py for Keras and PyTorch.")
+flags.DEFINE_string("peers_python", sys.executable,
+                    "Python with TensorFlow/Keras and/or PyTorch for --compare.")
+flags.DEFINE_string("peers_bench", os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "bench", "peers_bench.py"),
+                    "Path of peers_bench.py.")
+
+# The protocol of peers_bench.py: input shape, batch size, steps per repeat.
+PROTOCOL = {
+    "mlp": ((100, 100, 1), 2000, 10),
+    "cnn": ((128, 128, 3), 32, 20),
+}
+WARMUP_STEPS = 3
+
+
+def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
+                    repeats: int = 5) -> dict:
+  """Images/s of the compiled train step for study model `name` ("mlp" or "cnn")."""
+  shape, batch, default_steps = PROTOCOL[name]
+  steps = steps or default_steps
+  model = (models.TaperingMLP("taper") if name == "mlp"
+           else models.ConvNet((32, 32, 64, 64), conv_impl=conv_impl))
+  rng = np.random.default_rng(0)
+  data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
+          "label": jnp.asarray(rng.integers(0, 2, (batch,)).astype(np.int32))}
+  state = train.create_train_state(jax.random.key(0), model, shape, optax.adam(1e-3))
+  totals = train.init_totals()
+  step = jax.jit(functools.partial(train.train_step, flip=False, rotation_degrees=0.0),
+                 donate_argnums=(0, 1))
+  key = jax.random.key(1)
+  compiled = step.lower(state, totals, data, key).compile()
+  flops = (compiled.cost_analysis() or {}).get("flops", float("nan"))
+
+  for _ in range(WARMUP_STEPS):
+    state, totals = step(state, totals, data, key)
+  jax.block_until_ready(state)
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, totals = step(state, totals, data, key)
+    jax.block_until_ready(state)
+    rates.append(batch * steps / (time.perf_counter() - start))
+  images_per_s = float(np.median(rates))
+  return {"framework": "jax", "version": jax.__version__, "model": name,
+          "conv_impl": conv_impl if name == "cnn" else None, "batch": batch,
+          "images_per_s": round(images_per_s, 1),
+          "gflops_per_s": round(flops * images_per_s / batch / 1e9, 1),
+          "runs": [round(r, 1) for r in rates],
+          "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}
+
+
+def run_peer(framework: str, model: str, python: str, script: str) -> dict | None:
+  """The peer's JSON line, or None when that framework is not importable there."""
+  proc = subprocess.run([python, script, framework, model], capture_output=True, text=True,
+                        timeout=1800)
+  if proc.returncode != 0:
+    print(f"{framework}: not measured ({proc.stderr.strip().splitlines()[-1:]})",
+          file=sys.stderr)
+    return None
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+  del argv
+  result = benchmark_model(FLAGS.model, FLAGS.conv_impl, FLAGS.steps, FLAGS.repeats)
+  if FLAGS.compare:
+    for framework in ("keras", "torch"):
+      peer = run_peer(framework, FLAGS.model, FLAGS.peers_python, FLAGS.peers_bench)
+      if peer:
+        result[f"{framework}_images_per_s"] = peer["images_per_s"]
+        result[f"{framework}_version"] = peer["version"]
+        result[f"ratio_vs_{framework}"] = round(
+            result["images_per_s"] / peer["images_per_s"], 2)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

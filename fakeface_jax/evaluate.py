@@ -1,0 +1,127 @@
+r"""Evaluation and robustness reports of a trained run, on a split or any image folder.
+
+  python -m fakeface_jax.evaluate --workdir runs/default                 # test split
+  python -m fakeface_jax.evaluate --workdir runs/default --split=validation
+  python -m fakeface_jax.evaluate --workdir runs/default --folder=/photos  # real/ fake/
+  python -m fakeface_jax.evaluate --workdir runs/default --robustness
+
+The decision threshold is chosen on the run's validation split (best balanced
+accuracy) for the checkpoint evaluated, as training does for the best checkpoint
+(`threshold.json`, which `predict` uses). Reports go to
+`WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+
+from fakeface_jax import degradations
+from fakeface_jax import inference
+from fakeface_jax import input_pipeline
+from fakeface_jax import metrics
+from fakeface_jax import reporting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
+flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
+flags.DEFINE_string("folder", None, "Evaluate on this image folder (real/ and fake/ "
+                    "subfolders) instead of a split of the run's dataset.")
+flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
+flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
+flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
+
+
+def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
+  """The P(fake) threshold with the best balanced accuracy on the validation split."""
+  return metrics.best_threshold(validation.labels, predictor.p_fake(validation.images))
+
+
+def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
+  groups = getattr(data, "difficulty", None)
+  report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
+                                         threshold=threshold, groups=groups)
+  report["threshold"] = threshold
+  return report
+
+
+def robustness_report(predictor: inference.Predictor, data, threshold: float,
+                      seed: int) -> list[dict[str, Any]]:
+  """One row of metrics per degradation of the split's images (at the model's input size)."""
+  rows = []
+  for name, degrade in degradations.DEGRADATIONS.items():
+    images = degrade(data.images, seed)
+    report = metrics.classification_report(data.labels, predictor.p_fake(images),
+                                            threshold=threshold)
+    rows.append({"degradation": name, **{k: report[k] for k in (
+        "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece")}})
+    logging.info("%-14s accuracy %.4f  AUC %.4f", name, report["accuracy"], report["roc_auc"])
+  return rows
+
+
+def write_robustness(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+  paths = [prefix + ext for ext in (".json", ".csv", ".md", ".png")]
+  with open(paths[0], "w") as f:
+    json.dump(rows, f, indent=2)
+  with open(paths[1], "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  with open(paths[2], "w") as f:
+    f.write(reporting.markdown_table(rows))
+  reporting.plot_bars([r["degradation"] for r in rows],
+                      {"accuracy": [r["accuracy"] for r in rows],
+                       "ROC AUC": [r["roc_auc"] for r in rows]},
+                      paths[3], title="Robustness to degradations")
+  return paths
+
+
+def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dict:
+  if folder:
+    config = config.copy_and_resolve_references()
+    config.data.name = "image_folder"
+    config.data.manual_dir = os.path.abspath(folder)
+  return input_pipeline.load_data(config)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
+  run_data = input_pipeline.load_data(predictor.config)
+  threshold, val_balanced = choose_threshold(predictor, run_data["validation"])
+  data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data
+  role = FLAGS.split if FLAGS.split in data else next(iter(data))
+  name = f"folder_{os.path.basename(os.path.normpath(FLAGS.folder))}" if FLAGS.folder else role
+  outdir = os.path.join(FLAGS.workdir, "evaluation")
+  os.makedirs(outdir, exist_ok=True)
+
+  report = split_report(predictor, data[role], threshold)
+  prefix = os.path.join(outdir, name)
+  with open(prefix + ".json", "w") as f:
+    json.dump(report, f, indent=2)
+  with open(prefix + ".md", "w") as f:
+    f.write(metrics.report_markdown(report))
+  metrics.plot_report(report, prefix + ".png")
+  print(metrics.report_markdown(report))
+  outputs = [prefix + ext for ext in (".json", ".md", ".png")]
+  if FLAGS.robustness:
+    rows = robustness_report(predictor, data[role], threshold, FLAGS.seed)
+    print(reporting.markdown_table(rows))
+    outputs += write_robustness(rows, os.path.join(outdir, f"robustness_{name}"))
+  print(f"threshold {threshold:.4f} (validation balanced accuracy {val_balanced:.4f}); "
+        f"wrote {', '.join(outputs)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)

@@ -1,0 +1,168 @@
+"""A trained run, loaded for inference with exactly the preprocessing it was trained with.
+
+`load_run(workdir)` reads the run's saved `config.json` (image size, gray or colour,
+model) and restores parameters from one of its checkpoints, so a caller has no way to
+feed the model differently from training. `Predictor.p_fake` runs compiled, fixed-size
+batches (the last one padded), so any number of images compiles exactly once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from fakeface_jax import checkpointing
+from fakeface_jax import input_pipeline
+from fakeface_jax import models
+from fakeface_jax import preprocessing
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_JSON = "threshold.json"
+
+
+@dataclasses.dataclass
+class Predictor:
+  """P(fake) for images, with the run's preprocessing and decision threshold."""
+  config: ml_collections.ConfigDict
+  params: Any
+  threshold: float
+  step: int
+  batch_size: int = 64
+
+  def __post_init__(self):
+    model = models.create_model(self.config.model)
+
+    def p_fake(params, images):
+      logits = model.apply({"params": params}, preprocessing.rescale(images), train=False)
+      return jax.nn.softmax(logits)[:, 0]
+
+    self._p_fake = jax.jit(p_fake)
+
+  @property
+  def image_size(self) -> int:
+    return self.config.data.image_size
+
+  @property
+  def grayscale(self) -> bool:
+    return self.config.data.grayscale
+
+  def p_fake(self, images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, S, S, C) as the run's pipeline makes them -> P(fake), shape (N,)."""
+    out = []
+    for start in range(0, len(images), self.batch_size):
+      batch = images[start:start + self.batch_size]
+      padded = np.zeros((self.batch_size, *images.shape[1:]), images.dtype)
+      padded[:len(batch)] = batch
+      out.append(np.asarray(self._p_fake(self.params, jnp.asarray(padded)))[:len(batch)])
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+  def is_fake(self, p_fake: np.ndarray) -> np.ndarray:
+    return p_fake >= self.threshold
+
+  def decode(self, data: bytes) -> np.ndarray:
+    return input_pipeline.decode_image(data, self.image_size, self.grayscale)
+
+
+def _checkpoint_step(workdir: str, checkpoint: str) -> int:
+  checkpoints = checkpointing.Checkpoints(workdir)
+  try:
+    steps = checkpoints.step_dirs()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
+    if checkpoint == "last":
+      return steps[0]
+    if checkpoint == "best":
+      return checkpoints.best_step()
+    if checkpoint.isdigit() and int(checkpoint) in steps:
+      return int(checkpoint)
+    raise ValueError(f"--checkpoint must be best, last or one of the steps {steps}; got "
+                     f"{checkpoint!r}")
+  finally:
+    checkpoints.close()
+
+
+def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Predictor:
+  """Loads a run directory written by `train.train_and_evaluate`."""
+  config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
+  step = _checkpoint_step(workdir, checkpoint)
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+  threshold = DEFAULT_THRESHOLD
+  threshold_path = os.path.join(workdir, THRESHOLD_JSON)
+  if os.path.exists(threshold_path):
+    with open(threshold_path) as f:
+      saved = json.load(f)
+    # A threshold fits the checkpoint it was chosen for; another one gets the default.
+    if saved["checkpoint_step"] == step:
+      threshold = saved["threshold"]
+    else:
+      logging.warning("%s was chosen for checkpoint %d, not %d; using threshold %.1f.",
+                      threshold_path, saved["checkpoint_step"], step, DEFAULT_THRESHOLD)
+  params = jax.tree.map(jnp.asarray, state["params"])
+  return Predictor(config, params, threshold, step, batch_size)
+
+
+def write_threshold(workdir: str, threshold: float, checkpoint_step: int,
+                    balanced_accuracy: float) -> None:
+  """Records the decision threshold chosen on the validation split for a checkpoint."""
+  with open(os.path.join(workdir, THRESHOLD_JSON), "w") as f:
+    json.dump({"threshold": threshold, "checkpoint_step": checkpoint_step,
+               "chosen_on": "validation", "balanced_accuracy": balanced_accuracy}, f,
+              indent=2)
+
+
+def find_images(paths: Iterable[str]) -> list[str]:
+  """Image files among `paths`, folders searched recursively, in a stable order.
+
+  Files named explicitly are kept whatever their extension, so that a file the user
+  asked about gets a row (with an error if it is not an image) rather than vanishing.
+  """
+  found = []
+  for path in paths:
+    if os.path.isdir(path):
+      for root, dirs, files in os.walk(path):
+        dirs.sort()
+        found.extend(os.path.join(root, name) for name in sorted(files)
+                     if name.lower().endswith(IMAGE_EXTENSIONS))
+    else:
+      found.append(path)
+  return found
+
+
+def decode_files(predictor: Predictor, paths: Sequence[str],
+                 num_threads: int | None = None) -> tuple[np.ndarray, list[str | None]]:
+  """Decodes files in threads (PIL releases the GIL); returns images and per-file errors.
+
+  A file that cannot be read or decoded gets an error message and a zero image, so one
+  bad file never stops the rest.
+  """
+  def load(path):
+    try:
+      with open(path, "rb") as f:
+        return predictor.decode(f.read()), None
+    except Exception as e:  # pylint: disable=broad-except
+      # Any failure to read or decode (PIL raises many types) is this file's error.
+      return None, f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+  channels = 1 if predictor.grayscale else 3
+  images = np.zeros((len(paths), predictor.image_size, predictor.image_size, channels),
+                    np.uint8)
+  errors: list[str | None] = []
+  with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
+    for i, (image, error) in enumerate(pool.map(load, paths)):
+      if image is not None:
+        images[i] = image
+      errors.append(error)
+  return images, errors

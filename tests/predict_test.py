@@ -1,0 +1,106 @@
+"""Tests for inference on files and folders, and for the evaluation reports."""
+
+import csv
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface_jax import datasets
+from fakeface_jax import degradations
+from fakeface_jax import evaluate
+from fakeface_jax import inference
+from fakeface_jax import metrics
+from fakeface_jax import predict
+from fakeface_jax import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, data_dir):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.batch_size = config.eval_batch_size = 16
+  config.num_epochs = 2
+  config.data.image_size = 32
+  config.data.data_dir = data_dir
+  config.data.synthetic.num_train = 64
+  config.data.synthetic.num_validation = 40
+  config.data.synthetic.num_test = 40
+  config.data.synthetic.difficulty = 0.0
+  config.model.features = (8, 8, 8, 8)
+  workdir = str(tmp_path_factory.mktemp("run"))
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def write_image(path, array, **save_kwargs):
+  Image.fromarray(array).save(path, **save_kwargs)
+
+
+def test_predict_gives_one_row_per_file_and_errors_only_for_bad_ones(run_dir, tmp_path):
+  rng = np.random.default_rng(0)
+  folder = tmp_path / "in"
+  (folder / "sub").mkdir(parents=True)
+  write_image(folder / "rgba.png", rng.integers(0, 256, (40, 50, 4), dtype=np.uint8))
+  write_image(folder / "sub" / "gray.jpg", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+  write_image(folder / "rgb.jpg", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+  (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+  (folder / "notes.txt").write_text("ignored: not an image extension")
+  output = tmp_path / "preds.csv"
+  predictor = inference.load_run(run_dir)
+  rows = predict.predict_files(predictor, inference.find_images([str(folder)]))
+  predict.write_rows(rows, str(output), "csv")
+  with open(output) as f:
+    read = list(csv.DictReader(f))
+  assert [os.path.basename(r["path"]) for r in read] == [
+      "corrupt.jpg", "rgb.jpg", "rgba.png", "gray.jpg"]
+  for row in read:
+    if row["path"].endswith("corrupt.jpg"):
+      assert row["error"] and row["p_fake"] == "" and row["prediction"] == ""
+    else:
+      assert row["error"] == "" and 0.0 <= float(row["p_fake"]) <= 1.0
+      assert row["prediction"] == ("fake" if float(row["p_fake"]) >= predictor.threshold
+                                   else "real")
+
+
+def test_threshold_is_chosen_on_validation_for_the_best_checkpoint(run_dir):
+  predictor = inference.load_run(run_dir)
+  saved = inference.load_run(run_dir, checkpoint="last")
+  assert 0.0 <= predictor.threshold <= 1.0
+  assert saved.step >= predictor.step
+
+
+def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
+  predictor = inference.load_run(run_dir)
+  builder = datasets.prepare(predictor.config.data)
+  source = datasets.data_source(builder, "test")
+  folder = tmp_path / "test_split"
+  labels = []
+  for i in range(len(source)):
+    record = source[i]
+    name = ("fake", "real")[record["label"]]
+    os.makedirs(folder / name, exist_ok=True)
+    (folder / name / f"{i:04d}.jpg").write_bytes(record["image"])
+    labels.append(record["label"])
+  rows = predict.predict_files(predictor, inference.find_images([str(folder)]))
+  by_file = {os.path.relpath(r["path"], folder): r["p_fake"] for r in rows}
+  p_fake = np.array([by_file[os.path.join(("fake", "real")[l], f"{i:04d}.jpg")]
+                     for i, l in enumerate(labels)])
+  data = evaluate.load_eval_data(predictor.config, str(folder))
+  split = next(iter(data.values()))
+  report = evaluate.split_report(predictor, split, predictor.threshold)
+  expected = metrics.classification_report(np.array(labels), p_fake,
+                                           threshold=predictor.threshold)
+  assert report["accuracy"] == pytest.approx(expected["accuracy"])
+  assert report["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)
+  assert report["confusion_matrix"] == expected["confusion_matrix"]
+
+
+def test_robustness_report_has_one_row_per_degradation(run_dir):
+  predictor = inference.load_run(run_dir)
+  data = evaluate.load_eval_data(predictor.config, None)
+  rows = evaluate.robustness_report(predictor, data["test"], predictor.threshold, seed=0)
+  assert [r["degradation"] for r in rows] == list(degradations.DEGRADATIONS)
+  assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)

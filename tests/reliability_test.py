@@ -1,0 +1,286 @@
+"""Failure behaviour: kill -9, preemption signals, damaged checkpoints, non-finite loss,
+determinism, config and path errors, and a disk that fills up while checkpointing."""
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from fakeface_jax import checkpointing
+from fakeface_jax import config_checks
+from fakeface_jax import models
+from fakeface_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def final_params_digest(workdir: str) -> str:
+  """SHA-256 of the parameters of the newest checkpoint, in a fixed leaf order."""
+  directory = os.path.join(workdir, "checkpoints")
+  step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(os.path.join(directory, str(step), "state"))
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(state["params"]):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()
+
+
+def main_command(workdir, data_dir, *extra):
+  """A main.py run of a tiny config: 64 training images, 4 steps per epoch."""
+  return [sys.executable, "main.py", "--config", "configs/default.py", "--workdir",
+          str(workdir), f"--config.data.data_dir={data_dir}", "--config.data.image_size=32",
+          "--config.data.synthetic.num_train=64", "--config.data.synthetic.num_validation=16",
+          "--config.data.synthetic.num_test=16", "--config.batch_size=16",
+          "--config.eval_batch_size=16", "--config.model.features=(4,4,4,4)",
+          "--config.data.synthetic.difficulty=0.0", *extra]
+
+
+def run_main(*args, **kwargs):
+  return subprocess.run(main_command(*args), cwd=REPO, capture_output=True, text=True,
+                        timeout=600, **kwargs)
+
+
+def wait_for_checkpoint(workdir, process, timeout=300):
+  directory = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.isdir(directory) and any(d.isdigit() for d in os.listdir(directory)):
+      return
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    time.sleep(0.05)
+  raise TimeoutError("no checkpoint appeared")
+
+
+EPOCHS = "--config.num_epochs=12"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_digest(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  proc = run_main(workdir, data_dir, EPOCHS)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return final_params_digest(str(workdir))
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_ends_bit_identical(tmp_path, data_dir, uninterrupted_digest):
+  workdir = tmp_path / "killed"
+  process = subprocess.Popen(main_command(workdir, data_dir, EPOCHS), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  wait_for_checkpoint(workdir, process)
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
+  rerun = run_main(workdir, data_dir, EPOCHS)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "Resumed from" in rerun.stderr
+  assert final_params_digest(str(workdir)) == uninterrupted_digest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_dir,
+                                                     uninterrupted_digest, stop_signal):
+  workdir = tmp_path / "preempted"
+  process = subprocess.Popen(main_command(workdir, data_dir, EPOCHS), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  wait_for_checkpoint(workdir, process)
+  process.send_signal(stop_signal)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode != 0
+  assert f"stopped by {signal.Signals(stop_signal).name}" in stderr
+  assert "rerun the same command to resume" in stderr
+  rerun = run_main(workdir, data_dir, EPOCHS)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert final_params_digest(str(workdir)) == uninterrupted_digest
+
+
+def test_same_config_and_seed_give_identical_parameters(tiny_config, tmp_path):
+  digests = []
+  for name in ("a", "b"):
+    train.train_and_evaluate(tiny_config, str(tmp_path / name))
+    digests.append(final_params_digest(str(tmp_path / name)))
+  assert digests[0] == digests[1]
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged checkpoints.
+# ---------------------------------------------------------------------------------------
+
+
+def small_state():
+  model = models.TaperingMLP(width=4)
+  return train.create_train_state(jax.random.key(0), model, (4, 4, 1), optax.adam(1e-3))
+
+
+def save_steps(workdir, steps=(1, 2, 3)):
+  checkpoints = checkpointing.Checkpoints(str(workdir), max_to_keep=5)
+  state = small_state()
+  for step in steps:
+    state = state.replace(step=jnp.asarray(step))
+    checkpoints.save(step, state, {"epoch": step, "step_in_epoch": 0, "totals": None},
+                     metrics={"val_accuracy": 0.5})
+  checkpoints.close()
+  return state
+
+
+def _empty(step_dir):
+  for root, dirs, files in os.walk(step_dir, topdown=False):
+    for name in files:
+      os.remove(os.path.join(root, name))
+    for name in dirs:
+      os.rmdir(os.path.join(root, name))
+
+
+def _missing_arrays(step_dir):
+  state_dir = os.path.join(step_dir, "state")
+  for name in os.listdir(state_dir):
+    path = os.path.join(state_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+
+
+def _garbled_meta(step_dir):
+  with open(os.path.join(step_dir, "meta", "metadata"), "w") as f:
+    f.write("{not json")
+
+
+def _truncated(step_dir):
+  for root, _, files in os.walk(os.path.join(step_dir, "state")):
+    for name in files:
+      path = os.path.join(root, name)
+      size = os.path.getsize(path)
+      with open(path, "r+b") as f:
+        f.truncate(size // 3)
+
+
+@pytest.mark.parametrize("damage", [_empty, _missing_arrays, _garbled_meta, _truncated])
+def test_damaged_newest_checkpoint_is_skipped(tmp_path, damage, caplog):
+  save_steps(tmp_path)
+  damage(str(tmp_path / "checkpoints" / "3"))
+  checkpoints = checkpointing.Checkpoints(str(tmp_path))
+  with caplog.at_level("WARNING"):
+    _, meta, step = checkpoints.restore_latest(small_state())
+  assert step == 2 and meta["epoch"] == 2
+  assert "Skipping damaged checkpoint" in caplog.text and "checkpoints/3" in caplog.text
+  assert not (tmp_path / "checkpoints" / "3").exists()
+  assert os.listdir(tmp_path / "checkpoints_corrupt")
+  # The manager keeps working: a new save after the skip succeeds and restores.
+  checkpoints.save(3, small_state(), {"epoch": 3, "step_in_epoch": 0, "totals": None})
+  checkpoints.wait_until_finished()
+  assert checkpoints.restore_latest(small_state())[2] == 3
+
+
+def test_a_foreign_directory_named_like_a_step_is_skipped(tmp_path):
+  save_steps(tmp_path, steps=(1,))
+  os.makedirs(tmp_path / "checkpoints" / "99" / "something")
+  assert checkpointing.Checkpoints(str(tmp_path)).restore_latest(small_state())[2] == 1
+
+
+def test_no_usable_checkpoint_says_so(tmp_path):
+  save_steps(tmp_path, steps=(1, 2))
+  for step in ("1", "2"):
+    _garbled_meta(str(tmp_path / "checkpoints" / step))
+  with pytest.raises(checkpointing.CheckpointError, match="--config.resume=false"):
+    checkpointing.Checkpoints(str(tmp_path)).restore_latest(small_state())
+
+
+def test_resume_false_sets_old_checkpoints_aside(tiny_config, tmp_path):
+  save_steps(tmp_path / "run", steps=(1,))
+  tiny_config.resume = False
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+  assert any(name.startswith("checkpoints.old-") for name in os.listdir(tmp_path / "run"))
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_one(tmp_path, monkeypatch):
+  save_steps(tmp_path, steps=(1,))
+  from orbax.checkpoint._src.handlers import json_checkpoint_handler  # pylint: disable=g-import-not-at-top
+
+  async def disk_full(self, x, directory):
+    del self, x
+    (directory / "metadata").write_text('{"half": ')
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
+  checkpoints = checkpointing.Checkpoints(str(tmp_path))
+  with pytest.raises(Exception, match="No space left"):
+    checkpoints.save(2, small_state(), {"epoch": 2, "step_in_epoch": 0, "totals": None})
+    checkpoints.wait_until_finished()
+  monkeypatch.undo()
+  _, meta, step = checkpointing.Checkpoints(str(tmp_path)).restore_latest(small_state())
+  assert step == 1 and meta["epoch"] == 1
+
+
+# ---------------------------------------------------------------------------------------
+# Non-finite loss, config and path errors.
+# ---------------------------------------------------------------------------------------
+
+
+def test_nonfinite_loss_names_the_step_and_keeps_the_last_checkpoint(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, workdir)
+  tiny_config.num_epochs = 3
+  tiny_config.learning_rate = 1e38
+  with pytest.raises(train.NonFiniteLossError, match=r"non-finite at step \d+"):
+    train.train_and_evaluate(tiny_config, workdir)
+  checkpoints = checkpointing.Checkpoints(workdir)
+  assert checkpoints.restore_latest(small_state_like(tiny_config))[2] == 4
+
+
+def small_state_like(config):
+  model = models.create_model(config.model)
+  shape = (config.data.image_size, config.data.image_size, 3)
+  return train.create_train_state(jax.random.key(0), model, shape, optax.adam(1e-3))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.batch_sise=8", "did you mean"),
+    ("--config.batch_size=eight", "batch_size"),
+    ("--config.model.name=resnet9000", "unknown config.model.name 'resnet9000'"),
+])
+def test_bad_command_lines_fail_in_one_line_and_write_nothing(tmp_path, data_dir, override,
+                                                              message):
+  workdir = tmp_path / "run"
+  proc = run_main(workdir, data_dir, override)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert not workdir.exists()
+
+
+def test_workdir_that_is_a_file_is_rejected(tiny_config, tmp_path):
+  path = tmp_path / "file"
+  path.write_text("x")
+  with pytest.raises(config_checks.ConfigError, match="is not a directory"):
+    config_checks.check_workdir(tiny_config, str(path))
+
+
+def test_unwritable_workdir_is_rejected(tiny_config, tmp_path, monkeypatch):
+  # Tests may run as root, for whom chmod does not deny writes; deny through os.access.
+  monkeypatch.setattr(os, "access", lambda path, mode: False)
+  with pytest.raises(config_checks.ConfigError, match="is not writable"):
+    config_checks.check_workdir(tiny_config, str(tmp_path / "new" / "run"))
+
+
+def test_workdir_of_a_different_model_is_rejected(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, workdir)
+  tiny_config.model.features = (4, 4, 4, 4)
+  with pytest.raises(config_checks.ConfigError, match="holds checkpoints of a different model"):
+    train.train_and_evaluate(tiny_config, workdir)
+  tiny_config.model.features = (8, 8, 8, 8)
+  tiny_config.model.conv_impl = "xla"  # Same parameters: resuming is fine.
+  config_checks.check_workdir(tiny_config, workdir)
