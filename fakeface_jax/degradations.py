@@ -1,0 +1,105 @@
+"""Image degradations for robustness reports: what happens to images once they are online.
+
+Each degradation maps a uint8 batch (N, H, W, C) to a uint8 batch of the same shape, so
+the model sees them exactly as it sees clean images. All are pure functions of their
+inputs (and `seed` where randomness is involved): the same call gives the same bytes.
+JPEG goes through PIL because it is a codec, not an array operation; the rest are NumPy.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+
+def _check_batch(images: np.ndarray) -> np.ndarray:
+  images = np.asarray(images)
+  if images.ndim != 4 or images.dtype != np.uint8:
+    raise ValueError(f"expected a uint8 batch (N, H, W, C), got {images.dtype} {images.shape}")
+  return images
+
+
+def _to_pil(image: np.ndarray) -> Image.Image:
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def _from_pil(image: Image.Image, channels: int) -> np.ndarray:
+  array = np.asarray(image)
+  return array[..., None] if channels == 1 else array
+
+
+def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
+  """Re-encodes every image as a baseline JPEG at `quality` (1-95) and decodes it."""
+  images = _check_batch(images)
+  if not 1 <= quality <= 95:
+    raise ValueError(f"JPEG quality must be in [1, 95], got {quality}")
+  out = np.empty_like(images)
+  for i, image in enumerate(images):
+    buffer = io.BytesIO()
+    _to_pil(image).save(buffer, format="JPEG", quality=quality)
+    out[i] = _from_pil(Image.open(buffer), images.shape[-1])
+  return out
+
+
+def downscale(images: np.ndarray, factor: float) -> np.ndarray:
+  """Resizes by `factor` (antialiased) and back to the original size (bicubic)."""
+  images = _check_batch(images)
+  if not 0 < factor < 1:
+    raise ValueError(f"downscale factor must be in (0, 1), got {factor}")
+  height, width = images.shape[1:3]
+  small = (max(1, round(width * factor)), max(1, round(height * factor)))
+  out = np.empty_like(images)
+  for i, image in enumerate(images):
+    reduced = _to_pil(image).resize(small, Image.Resampling.LANCZOS)
+    out[i] = _from_pil(reduced.resize((width, height), Image.Resampling.BICUBIC),
+                       images.shape[-1])
+  return out
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+  radius = max(1, int(np.ceil(3 * sigma)))
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+  return taps / taps.sum()
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+  """Separable Gaussian blur with standard deviation `sigma` pixels, edges reflected."""
+  images = _check_batch(images)
+  if sigma <= 0:
+    raise ValueError(f"blur sigma must be positive, got {sigma}")
+  kernel = _gaussian_kernel(sigma)
+  radius = len(kernel) // 2
+  blurred = images.astype(np.float64)
+  for axis in (1, 2):
+    pad = [(0, 0)] * 4
+    pad[axis] = (radius, radius)
+    padded = np.pad(blurred, pad, mode="reflect")
+    length = blurred.shape[axis]
+    blurred = sum(w * np.take(padded, np.arange(k, k + length), axis=axis)
+                  for k, w in enumerate(kernel))
+  return np.clip(np.rint(blurred), 0, 255).astype(np.uint8)
+
+
+def gaussian_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+  """Adds N(0, sigma^2) noise in 0-255 units, from a generator seeded by `seed`."""
+  images = _check_batch(images)
+  if sigma < 0:
+    raise ValueError(f"noise sigma must be non-negative, got {sigma}")
+  noise = np.random.default_rng(seed).normal(0.0, sigma, images.shape)
+  return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
+
+
+# name -> fn(images, seed); "clean" is the reference row of every robustness report.
+DEGRADATIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "clean": lambda images, seed: _check_batch(images),
+    "jpeg90": lambda images, seed: jpeg(images, 90),
+    "jpeg75": lambda images, seed: jpeg(images, 75),
+    "jpeg50": lambda images, seed: jpeg(images, 50),
+    "downscale0.5": lambda images, seed: downscale(images, 0.5),
+    "blur1": lambda images, seed: gaussian_blur(images, 1.0),
+    "blur2": lambda images, seed: gaussian_blur(images, 2.0),
+    "noise5": lambda images, seed: gaussian_noise(images, 5.0, seed),
+}

@@ -1,0 +1,228 @@
+"""Detector metrics on the host (NumPy) and their figures.
+
+Conventions: label 1 = real, 0 = fake; `p_fake` is the model's probability of class 0,
+and "positive" in ROC AUC and average precision means fake. Definitions follow
+scikit-learn's (AUC as the Mann-Whitney statistic with ties counted half; AP as the
+step-wise sum over distinct thresholds), without depending on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+CLASS_NAMES = ("fake", "real")
+FAKE = 0
+
+
+def _check_lengths(*arrays) -> None:
+  lengths = {len(a) for a in arrays}
+  if len(lengths) > 1:
+    raise ValueError(f"arrays of different lengths: {[len(a) for a in arrays]}")
+
+
+def confusion_matrix(labels, predictions, num_classes: int = 2) -> np.ndarray:
+  """Counts with rows = true class and columns = predicted class."""
+  labels, predictions = np.asarray(labels), np.asarray(predictions)
+  _check_lengths(labels, predictions)
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (labels, predictions), 1)
+  return matrix
+
+
+def accuracy(labels, predictions) -> float:
+  labels, predictions = np.asarray(labels), np.asarray(predictions)
+  _check_lengths(labels, predictions)
+  return float(np.mean(labels == predictions)) if len(labels) else float("nan")
+
+
+def balanced_accuracy(labels, predictions) -> float:
+  """Mean recall over the classes present in `labels`."""
+  labels, predictions = np.asarray(labels), np.asarray(predictions)
+  _check_lengths(labels, predictions)
+  recalls = [np.mean(predictions[labels == c] == c) for c in np.unique(labels)]
+  return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def roc_auc(is_positive, scores) -> float:
+  """Probability that a random positive scores above a random negative (ties: half)."""
+  is_positive, scores = np.asarray(is_positive, bool), np.asarray(scores, np.float64)
+  _check_lengths(is_positive, scores)
+  n_pos, n_neg = is_positive.sum(), (~is_positive).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  # Average ranks handle ties exactly as the Mann-Whitney U statistic does.
+  order = np.argsort(scores, kind="mergesort")
+  ranks = np.empty(len(scores))
+  sorted_scores = scores[order]
+  _, starts, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+  for start, count in zip(starts, counts):
+    ranks[order[start:start + count]] = start + (count + 1) / 2
+  u = ranks[is_positive].sum() - n_pos * (n_pos + 1) / 2
+  return float(u / (n_pos * n_neg))
+
+
+def average_precision(is_positive, scores) -> float:
+  """Sum over distinct thresholds (high to low) of (R_n - R_{n-1}) * P_n."""
+  is_positive, scores = np.asarray(is_positive, bool), np.asarray(scores, np.float64)
+  _check_lengths(is_positive, scores)
+  if not is_positive.any():
+    return float("nan")
+  order = np.argsort(-scores, kind="mergesort")
+  scores, is_positive = scores[order], is_positive[order]
+  # Last index of each group of tied scores: a threshold admits the whole group.
+  last = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+  true_pos = np.cumsum(is_positive)[last]
+  precision = true_pos / (last + 1)
+  recall = true_pos / is_positive.sum()
+  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def reliability_curve(labels, p_fake, num_bins: int = 15,
+                      threshold: float = 0.5) -> dict[str, list[float]]:
+  """Per confidence bin: mean confidence, accuracy and count of the predicted class."""
+  labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
+  _check_lengths(labels, p_fake)
+  predicted_fake = p_fake >= threshold
+  confidence = np.where(predicted_fake, p_fake, 1 - p_fake)
+  correct = predicted_fake == (labels == FAKE)
+  bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+  curve = {"confidence": [], "accuracy": [], "count": []}
+  for b in range(num_bins):
+    in_bin = bins == b
+    n = int(in_bin.sum())
+    curve["count"].append(n)
+    curve["confidence"].append(float(confidence[in_bin].mean()) if n else float("nan"))
+    curve["accuracy"].append(float(correct[in_bin].mean()) if n else float("nan"))
+  return curve
+
+
+def expected_calibration_error(labels, p_fake, num_bins: int = 15,
+                               threshold: float = 0.5) -> float:
+  """sum_b |accuracy_b - confidence_b| * n_b / N over equal-width confidence bins."""
+  curve = reliability_curve(labels, p_fake, num_bins, threshold)
+  total = sum(curve["count"])
+  if not total:
+    return float("nan")
+  return float(sum(abs(a - c) * n / total for a, c, n in
+                   zip(curve["accuracy"], curve["confidence"], curve["count"]) if n))
+
+
+def best_threshold(labels, p_fake) -> tuple[float, float]:
+  """The threshold t (predict fake when p_fake >= t) maximising balanced accuracy.
+
+  Candidates are midpoints between consecutive distinct scores, 0.5 and the ends; ties
+  in balanced accuracy go to the candidate closest to 0.5.
+  """
+  labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
+  _check_lengths(labels, p_fake)
+  values = np.unique(p_fake)
+  # Just above 1 predicts everything real; p_fake never exceeds 1.
+  candidates = np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
+  scores = np.array([balanced_accuracy(labels, np.where(p_fake >= t, FAKE, 1))
+                     for t in candidates])
+  best = np.flatnonzero(scores == scores.max())
+  choice = best[np.argmin(np.abs(candidates[best] - 0.5))]
+  return float(candidates[choice]), float(scores[choice])
+
+
+def classification_report(labels, p_fake, threshold: float = 0.5,
+                          groups: Sequence[str] | None = None) -> dict[str, Any]:
+  """Every metric of a detector at `threshold`, as JSON-serialisable values."""
+  labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
+  _check_lengths(labels, p_fake)
+  predictions = np.where(p_fake >= threshold, FAKE, 1)
+  is_fake = labels == FAKE
+  report = {
+      "count": int(len(labels)),
+      "count_fake": int(is_fake.sum()),
+      "count_real": int((~is_fake).sum()),
+      "threshold": float(threshold),
+      "accuracy": accuracy(labels, predictions),
+      "balanced_accuracy": balanced_accuracy(labels, predictions),
+      "roc_auc": roc_auc(is_fake, p_fake),
+      "average_precision": average_precision(is_fake, p_fake),
+      "ece": expected_calibration_error(labels, p_fake, threshold=threshold),
+      "confusion_matrix": confusion_matrix(labels, predictions).tolist(),
+      "reliability": reliability_curve(labels, p_fake, threshold=threshold),
+  }
+  if groups is not None:
+    groups = np.asarray(groups)
+    _check_lengths(labels, groups)
+    report["groups"] = {
+        str(g): {"count": int((groups == g).sum()),
+                 "accuracy": accuracy(labels[groups == g], predictions[groups == g])}
+        for g in np.unique(groups)}
+  return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+  """The report's headline numbers (and per-group accuracy) as Markdown tables."""
+  keys = ("count", "threshold", "accuracy", "balanced_accuracy", "roc_auc",
+          "average_precision", "ece")
+  lines = ["| metric | value |", "|---|---|"]
+  for key in keys:
+    value = report[key]
+    lines.append(f"| {key} | {value:.4f} |" if isinstance(value, float) else
+                 f"| {key} | {value} |")
+  (tn, fp), (fn, tp) = report["confusion_matrix"]
+  lines += ["", "| true \\ predicted | fake | real |", "|---|---|---|",
+            f"| fake | {tn} | {fp} |", f"| real | {fn} | {tp} |"]
+  if "groups" in report:
+    lines += ["", "| group | count | accuracy |", "|---|---|---|"]
+    lines += [f"| {g} | {v['count']} | {v['accuracy']:.4f} |"
+              for g, v in report["groups"].items()]
+  return "\n".join(lines) + "\n"
+
+
+def _draw_confusion(ax, matrix: np.ndarray, class_names: Sequence[str]) -> None:
+  totals = matrix.sum(axis=1, keepdims=True)
+  share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+  ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+  for (i, j), count in np.ndenumerate(matrix):
+    ax.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center",
+            color="white" if share[i, j] > 0.5 else "black")
+  ax.set_xticks(range(len(class_names)), class_names)
+  ax.set_yticks(range(len(class_names)), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title("Confusion matrix")
+
+
+def plot_confusion_matrix(matrix: np.ndarray, path: str,
+                          class_names: Sequence[str] = CLASS_NAMES) -> str:
+  fig, ax = plt.subplots(figsize=(4, 4))
+  _draw_confusion(ax, np.asarray(matrix), class_names)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def plot_report(report: dict[str, Any], path: str) -> str:
+  """Confusion matrix and reliability diagram side by side."""
+  fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+  _draw_confusion(left, np.asarray(report["confusion_matrix"]), CLASS_NAMES)
+  curve = report["reliability"]
+  edges = np.linspace(0, 1, len(curve["count"]) + 1)
+  right.bar(edges[:-1], np.nan_to_num(curve["accuracy"]), width=np.diff(edges),
+            align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+  right.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+  right.set_xlim(0.5 if min(edges) == 0 else 0, 1)
+  right.set_ylim(0, 1)
+  right.set_xlabel("confidence of the predicted class")
+  right.set_ylabel("accuracy")
+  right.set_title(f"Reliability (ECE {report['ece']:.3f})")
+  right.legend(loc="upper left")
+  fig.suptitle(f"accuracy {report['accuracy']:.3f} | balanced {report['balanced_accuracy']:.3f}"
+               f" | AUC {report['roc_auc']:.3f} | AP {report['average_precision']:.3f}")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

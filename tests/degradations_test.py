@@ -1,0 +1,69 @@
+"""Tests of the robustness degradations: shapes, dtypes, determinism and their effect."""
+
+import numpy as np
+import pytest
+
+from fakeface_jax import degradations
+
+
+def _images(channels=3, n=3, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  smooth = np.linspace(0, 200, size)[None, :, None, None] + np.zeros((n, size, size, channels))
+  return np.clip(smooth + rng.normal(0, 20, smooth.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", sorted(degradations.DEGRADATIONS))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shape_dtype_and_determinism(name, channels):
+  images = _images(channels)
+  fn = degradations.DEGRADATIONS[name]
+  out = fn(images, 7)
+  assert out.shape == images.shape and out.dtype == np.uint8
+  np.testing.assert_array_equal(out, fn(images, 7))
+
+
+def test_clean_is_identity_and_others_change_the_images():
+  images = _images()
+  np.testing.assert_array_equal(degradations.DEGRADATIONS["clean"](images, 0), images)
+  for name, fn in degradations.DEGRADATIONS.items():
+    if name != "clean":
+      assert np.abs(fn(images, 0).astype(int) - images).mean() > 0.5, name
+
+
+def test_lower_jpeg_quality_loses_more():
+  images = _images()
+  errors = [np.abs(degradations.jpeg(images, q).astype(int) - images).mean()
+            for q in (90, 75, 50)]
+  assert errors[0] < errors[1] < errors[2]
+
+
+def test_blur_removes_noise_and_keeps_constant_images():
+  images = _images()
+  assert degradations.gaussian_blur(images, 2.0).std(axis=(1, 2)).mean() < images.std(
+      axis=(1, 2)).mean()
+  flat = np.full((1, 16, 16, 3), 100, np.uint8)
+  np.testing.assert_array_equal(degradations.gaussian_blur(flat, 1.0), flat)
+
+
+def test_noise_has_the_requested_spread_and_depends_on_seed():
+  flat = np.full((4, 64, 64, 1), 128, np.uint8)
+  noisy = degradations.gaussian_noise(flat, 5.0, seed=1)
+  assert abs(noisy.astype(float).std() - 5.0) < 0.2
+  assert not np.array_equal(noisy, degradations.gaussian_noise(flat, 5.0, seed=2))
+
+
+def test_downscale_keeps_low_frequencies():
+  images = _images()
+  out = degradations.downscale(images, 0.5)
+  assert np.abs(out.astype(float).mean(axis=(1, 2)) - images.mean(axis=(1, 2))).max() < 3
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: degradations.jpeg(x, 0), "quality"),
+    (lambda x: degradations.downscale(x, 1.5), "factor"),
+    (lambda x: degradations.gaussian_blur(x, 0), "sigma"),
+    (lambda x: degradations.jpeg(x.astype(np.float32), 90), "uint8"),
+])
+def test_bad_arguments(call, message):
+  with pytest.raises(ValueError, match=message):
+    call(_images())

@@ -1,0 +1,65 @@
+"""Metrics against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fakeface_jax import metrics
+
+
+def test_confusion_matrix_rows_are_true_classes():
+  m = metrics.confusion_matrix([0, 0, 1, 1, 1], [0, 1, 1, 1, 0])
+  np.testing.assert_array_equal(m, [[1, 1], [1, 2]])
+
+
+def test_accuracy_and_balanced_accuracy():
+  labels = [0, 0, 0, 0, 1]
+  predictions = [0, 0, 0, 0, 0]
+  assert metrics.accuracy(labels, predictions) == 0.8
+  assert metrics.balanced_accuracy(labels, predictions) == 0.5  # (4/4 + 0/1) / 2
+
+
+def test_roc_auc_hand_computed():
+  # Pairs (pos, neg): (.9,.5) win, (.9,.1) win, (.5,.5) tie = 1/2, (.5,.1) win -> 3.5/4.
+  assert metrics.roc_auc([1, 1, 0, 0], [0.9, 0.5, 0.5, 0.1]) == 0.875
+  assert metrics.roc_auc([1, 0], [0.2, 0.8]) == 0.0
+  assert math.isnan(metrics.roc_auc([1, 1], [0.2, 0.8]))
+
+
+def test_average_precision_hand_computed():
+  # Ranked: .9 pos (P 1, R .5), .8 neg, .7 pos (P 2/3, R 1) -> .5*1 + .5*2/3.
+  ap = metrics.average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1])
+  assert ap == pytest.approx(0.5 + 0.5 * 2 / 3)
+  # A tie between a positive and a negative is one threshold: P = 1/2 at R = 1.
+  assert metrics.average_precision([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+
+
+def test_expected_calibration_error_hand_computed():
+  # Labels: fake=0. p_fake .9 for two fakes and one real: confidence .9, accuracy 2/3.
+  # p_fake .2 (predicted real, confidence .8) for one real: accuracy 1.
+  labels = [0, 0, 1, 1]
+  p_fake = [0.9, 0.9, 0.9, 0.2]
+  expected = 3 / 4 * abs(2 / 3 - 0.9) + 1 / 4 * abs(1 - 0.8)
+  assert metrics.expected_calibration_error(labels, p_fake) == pytest.approx(expected)
+
+
+def test_best_threshold_separates_when_possible():
+  labels = np.array([0, 0, 1, 1])
+  p_fake = np.array([0.3, 0.25, 0.2, 0.1])  # All below 0.5, but perfectly ranked.
+  threshold, score = metrics.best_threshold(labels, p_fake)
+  assert score == 1.0 and 0.2 < threshold <= 0.25
+
+
+def test_classification_report_with_groups():
+  report = metrics.classification_report([0, 0, 1, 1], [0.9, 0.4, 0.2, 0.1],
+                                         groups=["easy", "hard", "none", "none"])
+  assert report["accuracy"] == 0.75
+  assert report["confusion_matrix"] == [[1, 1], [0, 2]]
+  assert report["groups"]["hard"] == {"count": 1, "accuracy": 0.0}
+  assert "| accuracy | 0.7500 |" in metrics.report_markdown(report)
+
+
+def test_mismatched_lengths_raise():
+  with pytest.raises(ValueError, match="different lengths"):
+    metrics.accuracy([0, 1], [0])
