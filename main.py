@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
+from fakeface_jax import datasets
 from fakeface_jax import train
 
 FLAGS = flags.FLAGS
@@ -29,6 +30,18 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--dist
 flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with --config override errors as one line instead of a traceback."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections reports an unknown key (with "Did you mean") as an AttributeError.
+    message = " ".join(str(e).replace("\\n", " ").strip("'\"").split())
+    sys.exit(f"error: bad --config override: {message}")
 
 
 def main(argv):
@@ -44,10 +57,10 @@ def main(argv):
                jax.process_count(), jax.devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (config_checks.ConfigError, checkpointing.CheckpointError,
+  except (config_checks.ConfigError, datasets.DatasetError, checkpointing.CheckpointError,
           train.NonFiniteLossError, train.Preempted) as e:
     sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

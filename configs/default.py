@@ -30,6 +30,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.grayscale = False
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets
+  # Subsets, as the studies used them (None: everything). examples_per_class caps the
+  # pool before a holdout split; the other two cap the train and the evaluation roles.
+  config.data.examples_per_class = config_dict.placeholder(int)
+  config.data.train_examples_per_class = config_dict.placeholder(int)
+  config.data.eval_examples_per_class = config_dict.placeholder(int)
+  config.data.fake_difficulties = config_dict.placeholder(str)  # ciplab: e.g. "hard".
+  # Datasets without a test split hold out a stratified part of train as test:
+  # test_fraction of it, or fold `fold` of `num_folds` for cross-validation.
+  config.data.test_fraction = 0.2
+  config.data.num_folds = 0
+  config.data.fold = 0
+  config.data.split_seed = 0
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.difficulty = 0.5  # 0: obvious generator traces, 1: very subtle.
   config.data.synthetic.seed = 0

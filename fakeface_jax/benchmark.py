@@ -31,16 +31,21 @@ from fakeface_jax import models
 from fakeface_jax import train
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "cnn", ["mlp", "cnn"], "Which study's model.")
-flags.DEFINE_string("conv_impl", "auto", "ConvNet convolution implementation.")
-flags.DEFINE_integer("steps", 0, "Steps per repeat (0: the protocol's 10 for mlp, 20 for cnn).")
-flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
-flags.DEFINE_bool("compare", False, "Also run peers_bench.py for Keras and PyTorch.")
-flags.DEFINE_string("peers_python", sys.executable,
-                    "Python with TensorFlow/Keras and/or PyTorch for --compare.")
-flags.DEFINE_string("peers_bench", os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "bench", "peers_bench.py"),
-                    "Path of peers_bench.py.")
+
+
+def define_flags() -> None:
+  """Defines the command line; called by the entry points, not on import."""
+  flags.DEFINE_enum("model", "cnn", ["mlp", "cnn"], "Which study's model.")
+  flags.DEFINE_string("conv_impl", "auto", "ConvNet convolution implementation.")
+  flags.DEFINE_integer("steps", 0, "Steps per repeat (0: the protocol's 10 for mlp, 20 for cnn).")
+  flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
+  flags.DEFINE_bool("compare", False, "Also run peers_bench.py for Keras and PyTorch.")
+  flags.DEFINE_string("peers_python", sys.executable,
+                      "Python with TensorFlow/Keras and/or PyTorch for --compare.")
+  flags.DEFINE_string("peers_bench", os.path.join(
+      os.path.dirname(__file__), "..", "..", "shared", "bench", "peers_bench.py"),
+                      "Path of peers_bench.py.")
+
 
 # The protocol of peers_bench.py: input shape, batch size, steps per repeat.
 PROTOCOL = {
@@ -113,4 +118,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

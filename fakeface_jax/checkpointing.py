@@ -30,6 +30,9 @@ BEST_METRIC = "val_accuracy"
 CONFIG_JSON = "config.json"
 
 
+CHECKPOINTS_DIR = "checkpoints"
+
+
 class CheckpointError(RuntimeError):
   """Checkpoints exist but none can be restored; the message says what to do."""
 
@@ -43,7 +46,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2):
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, "checkpoints")
+    self.directory = os.path.join(self.workdir, CHECKPOINTS_DIR)
     self.max_to_keep = max_to_keep
     self.manager = self._new_manager()
 
@@ -150,3 +153,18 @@ def write_config(workdir: str, config: Any) -> None:
 def read_config(workdir: str) -> dict[str, Any]:
   with open(os.path.join(workdir, CONFIG_JSON)) as f:
     return json.load(f)
+
+
+def restore_state_here(workdir: str, step: int) -> dict[str, Any]:
+  """A checkpoint's state as arrays on this process's first device, without a target.
+
+  Restoring without a target would recreate the saved shardings, which fails when the
+  run was trained on other devices (two GPUs, a pod slice) than the ones here.
+  """
+  path = os.path.join(workdir, CHECKPOINTS_DIR, str(step), "state")
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.StandardCheckpointer() as checkpointer:
+    saved = checkpointer.metadata(path).item_metadata.tree
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          saved)
+    return checkpointer.restore(path, target)

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from fakeface_jax import checkpointing
 from fakeface_jax import datasets
 from fakeface_jax import models
 
@@ -48,6 +49,16 @@ def check_config(config: Any) -> None:
       raise ConfigError(
           f"config.{key}={batch} must be a positive multiple of the "
           f"{jax.device_count()} devices it is split over")
+  data = config.data
+  if not 0 <= data.test_fraction < 1:
+    raise ConfigError(f"config.data.test_fraction must be in [0, 1), got {data.test_fraction}")
+  if data.num_folds > 1 and not 0 <= data.fold < data.num_folds:
+    raise ConfigError(f"config.data.fold={data.fold} must be in [0, config.data.num_folds="
+                      f"{data.num_folds})")
+  for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class"):
+    if data[key] is not None and data[key] < 1:
+      raise ConfigError(f"config.data.{key} must be at least 1 (or None for all), got "
+                        f"{data[key]}")
   if config.num_epochs < 1:
     raise ConfigError(f"config.num_epochs must be at least 1, got {config.num_epochs}")
 
@@ -76,8 +87,9 @@ def check_workdir(config: Any, workdir: str) -> None:
     raise ConfigError(f"--workdir {workdir} is not writable (no write permission on "
                       f"{existing})")
   saved_config = os.path.join(workdir, "config.json")
-  has_checkpoints = os.path.isdir(os.path.join(workdir, "checkpoints")) and any(
-      name.isdigit() for name in os.listdir(os.path.join(workdir, "checkpoints")))
+  checkpoints = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  has_checkpoints = os.path.isdir(checkpoints) and any(
+      name.isdigit() for name in os.listdir(checkpoints))
   if not (config.resume and has_checkpoints and os.path.exists(saved_config)):
     return
   with open(saved_config) as f:

@@ -30,15 +30,20 @@ from fakeface_jax import inference
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import reporting
+from fakeface_jax.datasets import folders
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
-flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
-flags.DEFINE_string("folder", None, "Evaluate on this image folder (real/ and fake/ "
-                    "subfolders) instead of a split of the run's dataset.")
-flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
-flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
-flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
+
+
+def define_flags() -> None:
+  """Defines the command line; called by the entry points, not on import."""
+  flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
+  flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
+  flags.DEFINE_string("folder", None, "Evaluate on this image folder (real/ and fake/ "
+                      "subfolders) instead of a split of the run's dataset.")
+  flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
+  flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
+  flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
 
 
 def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
@@ -47,7 +52,9 @@ def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float,
 
 
 def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
-  groups = getattr(data, "difficulty", None)
+  # Per-difficulty accuracy where the dataset has difficulties (ciplab).
+  has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
+  groups = data.difficulty if has_groups else None
   report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
                                          threshold=threshold, groups=groups)
   report["threshold"] = threshold
@@ -90,6 +97,11 @@ def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dic
     config = config.copy_and_resolve_references()
     config.data.name = "image_folder"
     config.data.manual_dir = os.path.abspath(folder)
+    # Every file of the folder is evaluated: no holdout, no subsets.
+    config.data.test_fraction, config.data.num_folds = 0.0, 0
+    for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class",
+                "fake_difficulties"):
+      config.data[key] = None
   return input_pipeline.load_data(config)
 
 
@@ -123,5 +135,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

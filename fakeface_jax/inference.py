@@ -19,15 +19,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 
 from fakeface_jax import checkpointing
-from fakeface_jax import input_pipeline
+from fakeface_jax import image_decoding
 from fakeface_jax import models
 from fakeface_jax import preprocessing
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 DEFAULT_THRESHOLD = 0.5
 THRESHOLD_JSON = "threshold.json"
 
@@ -72,7 +70,7 @@ class Predictor:
     return p_fake >= self.threshold
 
   def decode(self, data: bytes) -> np.ndarray:
-    return input_pipeline.decode_image(data, self.image_size, self.grayscale)
+    return image_decoding.decode_image(data, self.image_size, self.grayscale)
 
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
@@ -97,8 +95,7 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
   """Loads a run directory written by `train.train_and_evaluate`."""
   config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
   step = _checkpoint_step(workdir, checkpoint)
-  with ocp.StandardCheckpointer() as checkpointer:
-    state = checkpointer.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+  state = checkpointing.restore_state_here(workdir, step)
   threshold = DEFAULT_THRESHOLD
   threshold_path = os.path.join(workdir, THRESHOLD_JSON)
   if os.path.exists(threshold_path):
@@ -110,8 +107,7 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
     else:
       logging.warning("%s was chosen for checkpoint %d, not %d; using threshold %.1f.",
                       threshold_path, saved["checkpoint_step"], step, DEFAULT_THRESHOLD)
-  params = jax.tree.map(jnp.asarray, state["params"])
-  return Predictor(config, params, threshold, step, batch_size)
+  return Predictor(config, state["params"], threshold, step, batch_size)
 
 
 def write_threshold(workdir: str, threshold: float, checkpoint_step: int,
@@ -135,7 +131,7 @@ def find_images(paths: Iterable[str]) -> list[str]:
       for root, dirs, files in os.walk(path):
         dirs.sort()
         found.extend(os.path.join(root, name) for name in sorted(files)
-                     if name.lower().endswith(IMAGE_EXTENSIONS))
+                     if name.lower().endswith(image_decoding.IMAGE_EXTENSIONS))
     else:
       found.append(path)
   return found

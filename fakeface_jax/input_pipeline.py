@@ -11,57 +11,107 @@ processes, each process yields its own contiguous slice of every global batch.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import io
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grain
 import numpy as np
 from absl import logging
-from PIL import Image
 
 from fakeface_jax import config_checks
 from fakeface_jax import datasets
-from fakeface_jax import preprocessing
+from fakeface_jax import image_decoding
+from fakeface_jax.datasets import folders
 
 
 @dataclasses.dataclass(frozen=True)
 class ArraySplit:
-  """A decoded split: uint8 images (N, S, S, C) and int32 labels (N,), 0 = fake, 1 = real."""
+  """A decoded split: uint8 images (N, S, S, C), int32 labels (N,) with 0 = fake and
+  1 = real, each image's path in the dataset and its difficulty group ("none" if none)."""
   images: np.ndarray
   labels: np.ndarray
+  paths: np.ndarray | None = None
+  difficulty: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
 
 
-def decode_image(data: bytes, image_size: int, grayscale: bool) -> np.ndarray:
-  """Encoded image bytes -> uint8 (image_size, image_size, 1 or 3).
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
 
-  JPEG `draft` lets libjpeg decode at a reduced scale first, which is much faster for
-  large images; the final resize is antialiased bilinear.
+
+def read_metadata(source, indices: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+  """Label, path and difficulty of records (all, or `indices`), without decoding images."""
+  indices = range(len(source)) if indices is None else indices
+  records = [source[int(i)] for i in indices]
+  return {"label": np.array([r["label"] for r in records], np.int32),
+          "path": np.array([_text(r.get("path", "")) for r in records]),
+          "difficulty": np.array([_text(r.get("difficulty", folders.NO_DIFFICULTY))
+                                  for r in records])}
+
+
+def load_split(source, image_size: int, grayscale: bool,
+               indices: Sequence[int] | None = None) -> ArraySplit:
+  """Decodes the records at `indices` (default: all) of a random-access source.
+
+  Grain reads and decodes in a thread pool: PIL releases the GIL while decoding, and
+  threads start instantly where worker processes would cost seconds each.
   """
-  with Image.open(io.BytesIO(data)) as image:
-    image.draft("RGB", (image_size, image_size))
-    image = image.convert("RGB").resize((image_size, image_size),
-                                        Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-  return preprocessing.to_grayscale_uint8(array) if grayscale else array
+  indices = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
 
+  def decode(i):
+    record = source[int(indices[i])]
+    return image_decoding.decode_image(record["image"], image_size, grayscale), record
 
-def load_split(source, image_size: int, grayscale: bool) -> ArraySplit:
-  """Decodes every record of a random-access source into memory."""
-  decoded = (grain.MapDataset.source(source)
-             .map(lambda record: (decode_image(record["image"], image_size, grayscale),
-                                  record["label"])))
+  decoded = (grain.MapDataset.range(len(indices)).map(decode)
+             .to_iter_dataset(grain.ReadOptions(num_threads=os.cpu_count() or 1)))
   channels = 1 if grayscale else 3
-  images = np.empty((len(source), image_size, image_size, channels), np.uint8)
-  labels = np.empty((len(source),), np.int32)
-  for i, (image, label) in enumerate(decoded):
-    images[i], labels[i] = image, label
-  return ArraySplit(images, labels)
+  images = np.empty((len(indices), image_size, image_size, channels), np.uint8)
+  labels = np.empty((len(indices),), np.int32)
+  paths, difficulty = [], []
+  for i, (image, record) in enumerate(decoded):
+    images[i], labels[i] = image, record["label"]
+    paths.append(_text(record.get("path", "")))
+    difficulty.append(_text(record.get("difficulty", folders.NO_DIFFICULTY)))
+  return ArraySplit(images, labels, np.array(paths), np.array(difficulty))
+
+
+def stratified_holdout(strata: np.ndarray, fraction: float, seed: int,
+                       num_folds: int = 0, fold: int = 0) -> np.ndarray:
+  """Boolean mask of held-out positions, stratified by `strata` (e.g. label x difficulty).
+
+  With `num_folds` > 1, position i of each stratum's seeded permutation goes to fold
+  i % num_folds and fold `fold` is held out (k-fold cross-validation); otherwise the
+  first round(fraction * n) of each stratum's permutation are.
+  """
+  rng = np.random.default_rng(seed)
+  held_out = np.zeros(len(strata), bool)
+  for stratum in np.unique(strata):
+    members = rng.permutation(np.flatnonzero(strata == stratum))
+    if num_folds > 1:
+      held_out[members[fold::num_folds]] = True
+    else:
+      held_out[members[:int(round(fraction * len(members)))]] = True
+  return held_out
+
+
+def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+  """Sorted positions of at most `per_class` examples of each class, chosen by `seed`."""
+  if per_class is None:
+    return np.arange(len(labels))
+  rng = np.random.default_rng(seed)
+  chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
+            for c in np.unique(labels)]
+  for c, picked in zip(np.unique(labels), chosen):
+    if len(picked) < per_class:
+      logging.warning("Asked for %d examples of class %s; the data hold only %d.",
+                      per_class, folders.CLASS_NAMES[c], len(picked))
+  return np.sort(np.concatenate(chosen))
 
 
 def _process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
@@ -81,7 +131,7 @@ def train_batches(data: ArraySplit, batch_size: int, *, seed: int, epoch: int,
   order = np.random.default_rng([seed, epoch]).permutation(len(data))
   local = _process_slice(batch_size, process_index, process_count)
   for step in range(start_step, steps_per_epoch(len(data), batch_size)):
-    indices = np.sort(order[step * batch_size:(step + 1) * batch_size][local])
+    indices = np.sort(order[step * batch_size:(step + 1) * batch_size])[local]
     yield {"image": data.images[indices], "label": data.labels[indices]}
 
 
@@ -97,22 +147,86 @@ def eval_batches(data: ArraySplit, batch_size: int, *, process_index: int = 0,
            "mask": mask.astype(np.float32)}
 
 
-def load_data(config: Any) -> dict[str, ArraySplit]:
-  """Prepares the dataset and decodes each available split into memory."""
-  builder = datasets.prepare(config.data)
+def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndarray:
+  """Positions to keep: all real images and the fakes of the listed difficulties."""
+  if not keep:
+    return np.arange(len(meta["label"]))
+  wanted = [d.strip() for d in keep.split(",")]
+  unknown = set(wanted) - set(folders.DIFFICULTIES)
+  if unknown:
+    raise config_checks.ConfigError(
+        f"config.data.fake_difficulties has unknown {sorted(unknown)}; use a comma-separated "
+        f"subset of {', '.join(folders.DIFFICULTIES)}")
+  return np.flatnonzero((meta["label"] == 1) | np.isin(meta["difficulty"], wanted))
+
+
+def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
+  """Role -> (split name, record indices) after difficulty filters, holdout and subsets.
+
+  Deterministic in the config's seeds. A dataset without a test split (ciplab, a flat
+  image folder) gets a stratified holdout of its training split (config.data.
+  test_fraction, or fold config.data.fold of config.data.num_folds) as test; a missing
+  validation split is then the test split, and vice versa.
+  """
+  data_config = config.data
   splits = datasets.role_splits(builder)
   if "train" not in splits:
     raise config_checks.ConfigError(
-        f"dataset {config.data.name!r} has no training split (found: "
+        f"dataset {data_config.name!r} has no training split (found: "
         f"{', '.join(builder.info.splits.keys()) or 'none'})")
-  data = {}
+  sources = {role: datasets.data_source(builder, split) for role, split in splits.items()}
+  needs_metadata = bool(data_config.fake_difficulties) or (
+      "test" not in splits and (data_config.test_fraction > 0 or data_config.num_folds > 1))
+  selected = {}
   for role, split in splits.items():
+    if needs_metadata or data_config.examples_per_class is not None:
+      meta = read_metadata(sources[role])
+      keep = _keep_difficulties(meta, data_config.fake_difficulties)
+      keep = keep[balanced_subset(meta["label"][keep], data_config.examples_per_class,
+                                  data_config.split_seed)]
+      selected[role] = (split, keep, meta)
+    else:
+      selected[role] = (split, np.arange(len(sources[role])), None)
+
+  if "test" not in selected and (data_config.test_fraction > 0 or data_config.num_folds > 1):
+    split, keep, meta = selected["train"]
+    strata = np.char.add(meta["label"][keep].astype(str), meta["difficulty"][keep])
+    held_out = stratified_holdout(strata, data_config.test_fraction, data_config.split_seed,
+                                  data_config.num_folds, data_config.fold)
+    selected["train"] = (split, keep[~held_out], meta)
+    selected["test"] = (split, keep[held_out], meta)
+  selected.setdefault("validation", selected.get("test", selected["train"]))
+  selected.setdefault("test", selected["validation"])
+
+  result = {}
+  for role, (split, indices, _) in selected.items():
+    per_class = (data_config.train_examples_per_class if role == "train"
+                 else data_config.eval_examples_per_class)
+    if per_class is not None:
+      labels = read_metadata(datasets.data_source(builder, split), indices)["label"]
+      indices = indices[balanced_subset(labels, per_class, data_config.split_seed)]
+    result[role] = (split, indices)
+  return result
+
+
+def load_data(config: Any) -> dict[str, ArraySplit]:
+  """Prepares the dataset and decodes each role's selected examples into memory."""
+  builder = datasets.prepare(config.data)
+  data = {}
+  for role, (split, indices) in select_examples(config, builder).items():
     start = time.perf_counter()
     data[role] = load_split(datasets.data_source(builder, split), config.data.image_size,
-                            config.data.grayscale)
-    logging.info("Loaded %s split %r: %d images %s in %.1fs.", role, split, len(data[role]),
-                 data[role].images.shape[1:], time.perf_counter() - start)
-  # A dataset without a validation split is validated on its test split, and vice versa.
-  data.setdefault("validation", data.get("test", data["train"]))
-  data.setdefault("test", data["validation"])
+                            config.data.grayscale, indices)
+    logging.info("Loaded %s: %d images %s from split %r in %.1fs.", role, len(data[role]),
+                 data[role].images.shape[1:], split, time.perf_counter() - start)
   return data
+
+
+def write_manifest(data: dict[str, ArraySplit], path: str) -> None:
+  """CSV of exactly which files went into each role: role,path,label,difficulty."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["role", "path", "label", "difficulty"])
+    for role, split in data.items():
+      for row in zip(split.paths, split.labels, split.difficulty):
+        writer.writerow([role, row[0], folders.CLASS_NAMES[row[1]], row[2]])

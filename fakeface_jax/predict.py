@@ -21,11 +21,15 @@ from absl import flags
 from fakeface_jax import inference
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
-flags.DEFINE_string("output", None, "Output file (CSV or JSON lines); '-' for stdout.")
-flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
-flags.DEFINE_enum("format", "csv", ["csv", "json"], "Output format.")
-flags.DEFINE_integer("batch_size", 64, "Images per compiled batch.")
+
+
+def define_flags() -> None:
+  """Defines the command line; called by the entry points, not on import."""
+  flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
+  flags.DEFINE_string("output", None, "Output file (CSV or JSON lines); '-' for stdout.")
+  flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
+  flags.DEFINE_enum("format", "csv", ["csv", "json"], "Output format.")
+  flags.DEFINE_integer("batch_size", 64, "Images per compiled batch.")
 
 COLUMNS = ("path", "p_fake", "prediction", "error")
 
@@ -76,6 +80,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`fakeface-predict`)."""
+  define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
   app.run(main)
 

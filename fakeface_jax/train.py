@@ -130,8 +130,16 @@ def params_digest(params: Any) -> str:
 
 
 def make_mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  """A 1-D "data" mesh over all devices, each process's devices in one contiguous block.
+
+  Process i feeds rows [i * B/P, (i + 1) * B/P) of every global batch, so the mesh must
+  place its devices there too; `jax.make_mesh` may interleave processes, which would
+  permute examples within a batch and change which ones the per-position augmentation
+  flips or rotates.
+  """
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return jax.sharding.Mesh(np.array(devices), ("data",),
+                           axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
@@ -272,6 +280,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       logging.info("Resumed from %s at step %d (epoch %d, %d steps into the next).",
                    checkpoints.directory, step, meta["epoch"], meta["step_in_epoch"])
   checkpointing.write_config(workdir, config)
+  if jax.process_index() == 0:
+    input_pipeline.write_manifest(data, os.path.join(workdir, "data_files.csv"))
   log = reporting.MetricsLog(workdir, resume_after_epoch=meta["epoch"])
 
   # --- Train.
@@ -364,4 +374,4 @@ def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:
   metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2])
   return paths + [os.path.join(workdir, n) for n in
                   (reporting.METRICS_CSV, reporting.METRICS_JSONL, "tensorboard",
-                   "checkpoints")]
+                   checkpointing.CHECKPOINTS_DIR, "data_files.csv")]

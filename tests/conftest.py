@@ -37,3 +37,11 @@ def tiny_config(data_dir):
   config.data.synthetic.difficulty = 0.0
   config.model.features = (8, 8, 8, 8)
   return config
+
+
+def shared_data(*parts: str) -> str:
+  """A folder of ../shared/data, or a skip saying it is absent."""
+  path = os.path.abspath(os.path.join(SHARED_DATA, *parts))
+  if not os.path.isdir(path):
+    pytest.skip(f"shared data folder {path} is absent (see the README's datasets section)")
+  return path

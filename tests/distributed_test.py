@@ -8,8 +8,9 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
+
+from fakeface_jax import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGEST = re.compile(r"Final parameters \(step (\d+)\) sha256 ([0-9a-f]{64})")
@@ -31,10 +32,10 @@ def command(workdir, data_dir, *extra):
 
 
 def final_params(workdir):
-  directory = os.path.join(workdir, "checkpoints")
+  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  with ocp.StandardCheckpointer() as checkpointer:
-    return checkpointer.restore(os.path.join(directory, str(step), "state"))["params"]
+  # Saved by two processes; restored here on one device.
+  return checkpointing.restore_state_here(workdir, step)["params"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ point: only `download_and_prepare` and random-access data sources are used.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -15,11 +16,16 @@ import jax
 import tensorflow_datasets as tfds
 from absl import logging
 
+from fakeface_jax.datasets import folders
 from fakeface_jax.datasets import synthetic
+
+DatasetError = folders.DatasetError
 
 # Each factory turns `config.data` and a data directory into a builder (not yet prepared).
 BUILDERS: dict[str, Callable[[Any, str], tfds.core.DatasetBuilder]] = {
     "synthetic": synthetic.make_builder,
+    **{name: functools.partial(folders.make_builder, name)
+       for name in ("real_vs_fake_140k", "ciplab", "image_folder")},
 }
 
 # Roles the trainer needs, and the split names datasets use for them, in order of preference.
@@ -39,20 +45,30 @@ def data_dir(data_config: Any) -> str:
 def prepare(data_config: Any) -> tfds.core.DatasetBuilder:
   """Returns the prepared builder named by `data_config.name`, preparing it if needed.
 
-  On several hosts only process 0 writes; the others wait for it and then read.
+  On several hosts only process 0 writes; the others wait for it and then read. Files
+  that do not decode are left out, listed in the prepared data's `bad_files.json`, and
+  counted in a warning on every run.
   """
   builder = BUILDERS[data_config.name](data_config, data_dir(data_config))
-  if jax.process_index() == 0:
-    if not builder.is_prepared():
-      logging.info("Preparing dataset %s into %s (once).", builder.info.full_name,
-                   builder.data_dir)
+  if jax.process_index() == 0 and not builder.is_prepared():
+    logging.info("Preparing dataset %s into %s (once).", builder.info.full_name,
+                 builder.data_dir)
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(
             manual_dir=data_config.get("manual_dir")))
+    folders.write_bad_files(builder)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(f"prepare {builder.info.full_name}")
+    if jax.process_index() != 0:
+      # A builder reads its dataset info when made: make it again now that it exists.
+      builder = BUILDERS[data_config.name](data_config, data_dir(data_config))
+  bad_files = folders.read_bad_files(builder)
+  if bad_files:
+    logging.warning("%d file(s) of %s could not be decoded and were left out; see %s.",
+                    len(bad_files), data_config.manual_dir,
+                    os.path.join(builder.data_dir, folders.BAD_FILES_JSON))
   return builder
 
 

@@ -1,0 +1,194 @@
+"""Tests of the file-based dataset builders, splits, subsets and the bad-files report."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import default
+from conftest import shared_data
+from fakeface_jax import config_checks
+from fakeface_jax import datasets
+from fakeface_jax import input_pipeline
+from fakeface_jax.datasets import folders
+
+
+def write_image(path, seed=0, size=24, fmt=None, mode="RGB"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  rng = np.random.default_rng(seed)
+  channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+  array = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
+  Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(path, format=fmt)
+
+
+def data_config(tmp_path, name, manual_dir, **overrides):
+  config = default.get_config()
+  config.data.name = name
+  config.data.manual_dir = str(manual_dir)
+  config.data.data_dir = str(tmp_path / "tfds")
+  config.data.image_size = 16
+  for key, value in overrides.items():
+    config.data[key] = value
+  return config
+
+
+def make_140k(root, per_class=3, splits=("train", "valid")):
+  base = root / "real_vs_fake" / "real-vs-fake"
+  for s, split in enumerate(splits):
+    for label in ("real", "fake"):
+      for i in range(per_class):
+        write_image(str(base / split / label / f"{i:05d}.jpg"), seed=100 * s + i)
+  return base
+
+
+@pytest.mark.parametrize("level", ["root", "real_vs_fake", "real-vs-fake"])
+def test_140k_layout_found_from_any_level_and_absent_splits_stay_absent(tmp_path, level):
+  base = make_140k(tmp_path / "download")
+  manual_dir = {"root": tmp_path / "download", "real_vs_fake": base.parent,
+                "real-vs-fake": base}[level]
+  builder = datasets.prepare(data_config(tmp_path, "real_vs_fake_140k", manual_dir).data)
+  assert sorted(builder.info.splits.keys()) == ["train", "valid"]
+  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  assert sorted(meta["label"].tolist()) == [0, 0, 0, 1, 1, 1]
+  for path, label in zip(meta["path"], meta["label"]):
+    assert path.split(os.sep)[-2] == folders.CLASS_NAMES[label]
+
+
+def test_bad_files_are_left_out_and_reported(tmp_path):
+  base = make_140k(tmp_path / "download")
+  (base / "train" / "fake" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+  with open(base / "train" / "real" / "00000.jpg", "rb") as f:
+    truncated = f.read()[:200]
+  (base / "train" / "real" / "truncated.jpg").write_bytes(truncated)
+  builder = datasets.prepare(data_config(tmp_path, "real_vs_fake_140k", tmp_path).data)
+  assert builder.info.splits["train"].num_examples == 6
+  with open(os.path.join(builder.data_dir, folders.BAD_FILES_JSON)) as f:
+    bad = json.load(f)
+  assert sorted(os.path.basename(b["path"]) for b in bad) == ["broken.jpg", "truncated.jpg"]
+  assert all(b["error"] for b in bad)
+
+
+def test_ciplab_difficulty_filter_and_stratified_holdout(tmp_path):
+  base = tmp_path / "real_and_fake_face"
+  for i in range(10):
+    write_image(str(base / "training_real" / f"real_{i:05d}.jpg"), seed=i)
+  for d, difficulty in enumerate(folders.DIFFICULTIES):
+    for i in range(5):
+      write_image(str(base / "training_fake" / f"{difficulty}_{i}_1111.jpg"), seed=50 + 10 * d + i)
+  config = data_config(tmp_path, "ciplab", tmp_path)
+  data = input_pipeline.load_data(config)
+  assert len(data["train"]) + len(data["test"]) == 25
+  assert len(data["test"]) == 2 + 1 + 1 + 1  # 20% of each stratum: real, easy, mid, hard.
+  assert not set(data["train"].paths) & set(data["test"].paths)
+  assert data["validation"] is data["test"] or np.array_equal(data["validation"].paths,
+                                                               data["test"].paths)
+  fakes = data["train"].difficulty[data["train"].labels == 0]
+  assert set(fakes) == set(folders.DIFFICULTIES)
+
+  config.data.fake_difficulties = "hard"
+  hard = input_pipeline.load_data(config)
+  kept = np.concatenate([hard["train"].difficulty, hard["test"].difficulty])
+  assert sorted(set(kept)) == ["hard", "none"] and len(kept) == 15
+
+
+def test_kfold_folds_partition_the_data(tmp_path):
+  strata = np.array(list("aaaaabbbbbbbcc"))
+  masks = [input_pipeline.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=k)
+           for k in range(3)]
+  np.testing.assert_array_equal(np.sum(masks, axis=0), np.ones(len(strata)))
+  for mask in masks:  # Each fold holds about a third of every stratum.
+    for stratum in "abc":
+      count = mask[strata == stratum].sum()
+      assert abs(count - (strata == stratum).sum() / 3) < 1
+  again = input_pipeline.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=0)
+  np.testing.assert_array_equal(masks[0], again)
+
+
+def test_balanced_subset_is_seeded_and_balanced():
+  labels = np.array([0] * 30 + [1] * 10)
+  subset = input_pipeline.balanced_subset(labels, 5, seed=1)
+  assert np.bincount(labels[subset]).tolist() == [5, 5]
+  np.testing.assert_array_equal(subset, input_pipeline.balanced_subset(labels, 5, seed=1))
+  assert not np.array_equal(subset, input_pipeline.balanced_subset(labels, 5, seed=2))
+  assert len(input_pipeline.balanced_subset(labels, None, seed=0)) == 40
+
+
+def test_image_folder_reads_any_format_case_and_depth(tmp_path):
+  root = tmp_path / "photos"
+  write_image(str(root / "Real" / "a.png"), mode="RGBA", fmt="PNG")
+  write_image(str(root / "Real" / "deep" / "er" / "b.bmp"), fmt="BMP")
+  write_image(str(root / "FAKE" / "c.webp"), fmt="WEBP")
+  write_image(str(root / "fake" / "d.jpeg"), mode="L", fmt="JPEG")
+  (root / "fake" / "notes.txt").write_text("not an image")
+  (root / "other").mkdir()
+  write_image(str(root / "other" / "e.jpg"))  # Neither class: ignored.
+  config = data_config(tmp_path, "image_folder", root, test_fraction=0.0)
+  data = input_pipeline.load_data(config)
+  train = data["train"]
+  assert sorted(zip(map(os.path.basename, train.paths), train.labels.tolist())) == [
+      ("a.png", 1), ("b.bmp", 1), ("c.webp", 0), ("d.jpeg", 0)]
+  assert train.images.shape == (4, 16, 16, 3)
+
+
+def test_image_folder_with_split_folders(tmp_path):
+  root = tmp_path / "photos"
+  for split in ("train", "val"):
+    for label in ("real", "fake"):
+      write_image(str(root / split / label / "x.jpg"))
+  builder = datasets.prepare(data_config(tmp_path, "image_folder", root).data)
+  assert sorted(builder.info.splits.keys()) == ["train", "valid"]
+
+
+@pytest.mark.parametrize("name", ["real_vs_fake_140k", "ciplab", "image_folder"])
+@pytest.mark.parametrize("problem", ["missing", "empty", "unset"])
+def test_missing_or_empty_manual_dir_says_what_to_download(tmp_path, name, problem):
+  folder = tmp_path / "nothing_here"
+  if problem == "empty":
+    folder.mkdir()
+  config = data_config(tmp_path, name, folder)
+  if problem == "unset":
+    config.data.manual_dir = None
+  hint = {"real_vs_fake_140k": "kaggle.com/datasets/xhlulu", "ciplab": "kaggle.com/datasets/ciplab",
+          "image_folder": "real/ and fake/"}[name]
+  with pytest.raises(datasets.DatasetError, match=hint):
+    datasets.prepare(config.data)
+
+
+def test_unknown_difficulty_is_a_config_error(tmp_path):
+  base = tmp_path / "real_and_fake_face"
+  write_image(str(base / "training_real" / "r.jpg"))
+  write_image(str(base / "training_fake" / "hard_1.jpg"))
+  config = data_config(tmp_path, "ciplab", tmp_path, fake_difficulties="hardest")
+  with pytest.raises(config_checks.ConfigError, match="unknown \\['hardest'\\]"):
+    input_pipeline.load_data(config)
+
+
+# --- The real downloads under ../shared/data (skipped when absent).
+
+def test_shared_140k_counts_and_study1_subset(tmp_path):
+  root = shared_data("real_vs_fake_140k")
+  config = data_config(tmp_path, "real_vs_fake_140k", root, train_examples_per_class=100,
+                       eval_examples_per_class=50)
+  builder = datasets.prepare(config.data)
+  assert builder.info.splits["train"].num_examples == 703 + 709
+  assert builder.info.splits["valid"].num_examples == 102 + 95
+  data = input_pipeline.load_data(config)
+  assert np.bincount(data["train"].labels).tolist() == [100, 100]
+  assert np.bincount(data["validation"].labels).tolist() == [50, 50]
+  again = input_pipeline.select_examples(config, builder)
+  assert sorted(again) == ["test", "train", "validation"]
+  manifest = tmp_path / "files.csv"
+  input_pipeline.write_manifest(data, str(manifest))
+  rows = manifest.read_text().splitlines()
+  assert rows[0] == "role,path,label,difficulty" and len(rows) == 1 + 200 + 100 + 100
+
+
+def test_shared_ciplab_difficulties(tmp_path):
+  root = shared_data("ciplab_256")
+  builder = datasets.prepare(data_config(tmp_path, "ciplab", root).data)
+  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  assert np.bincount(meta["label"]).tolist() == [768, 864]
+  counts = {d: int((meta["difficulty"] == d).sum()) for d in folders.DIFFICULTIES}
+  assert sum(counts.values()) == 768 and all(counts.values())

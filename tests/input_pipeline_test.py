@@ -1,0 +1,42 @@
+"""Tests of batching: per-process slices, per-epoch shuffles, resumption, padded eval."""
+
+import numpy as np
+
+from fakeface_jax import input_pipeline
+
+
+def split(n=40):
+  images = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8)
+  return input_pipeline.ArraySplit(images, (np.arange(n) % 2).astype(np.int32))
+
+
+def test_processes_slices_concatenate_to_the_single_process_batch():
+  data = split()
+  single = list(input_pipeline.train_batches(data, 8, seed=0, epoch=1))
+  parts = [list(input_pipeline.train_batches(data, 8, seed=0, epoch=1, process_index=p,
+                                             process_count=2)) for p in range(2)]
+  assert len(single) == 5
+  for step, batch in enumerate(single):
+    joined = np.concatenate([parts[0][step]["image"], parts[1][step]["image"]])
+    np.testing.assert_array_equal(joined, batch["image"])  # Same rows, same order.
+
+
+def test_epochs_reshuffle_drop_the_remainder_and_resume_mid_epoch():
+  data = split(42)
+  epoch1 = [b["image"][:, 0, 0, 0] for b in input_pipeline.train_batches(data, 8, seed=0,
+                                                                          epoch=1)]
+  epoch2 = [b["image"][:, 0, 0, 0] for b in input_pipeline.train_batches(data, 8, seed=0,
+                                                                          epoch=2)]
+  assert len(epoch1) == 5 and len(np.unique(np.concatenate(epoch1))) == 40
+  assert not np.array_equal(np.concatenate(epoch1), np.concatenate(epoch2))
+  resumed = [b["image"][:, 0, 0, 0] for b in input_pipeline.train_batches(
+      data, 8, seed=0, epoch=1, start_step=3)]
+  np.testing.assert_array_equal(np.concatenate(resumed), np.concatenate(epoch1[3:]))
+
+
+def test_eval_batches_pad_and_mask_the_last_batch():
+  data = split(10)
+  batches = list(input_pipeline.eval_batches(data, 4))
+  assert [b["mask"].sum() for b in batches] == [4, 4, 2]
+  seen = np.concatenate([b["image"][b["mask"] > 0][:, 0, 0, 0] for b in batches])
+  np.testing.assert_array_equal(seen, np.arange(10))
