@@ -47,9 +47,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  # Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter.
-  logging.get_absl_handler().addFilter(
-      lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)
+  checkpointing.quiet_orbax_logging()
   if FLAGS.distributed:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)

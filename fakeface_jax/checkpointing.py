@@ -161,10 +161,22 @@ def restore_state_here(workdir: str, step: int) -> dict[str, Any]:
   Restoring without a target would recreate the saved shardings, which fails when the
   run was trained on other devices (two GPUs, a pod slice) than the ones here.
   """
-  path = os.path.join(workdir, CHECKPOINTS_DIR, str(step), "state")
+  path = os.path.abspath(os.path.join(workdir, CHECKPOINTS_DIR, str(step), "state"))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  with ocp.StandardCheckpointer() as checkpointer:
-    saved = checkpointer.metadata(path).item_metadata.tree
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          saved)
-    return checkpointer.restore(path, target)
+  verbosity = logging.get_verbosity()
+  # Items of a Composite checkpoint have no step metadata file; Orbax warns, harmlessly.
+  logging.set_verbosity(logging.ERROR)
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      saved = checkpointer.metadata(path).item_metadata.tree
+      target = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+      return checkpointer.restore(path, target)
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def quiet_orbax_logging() -> None:
+  """Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter."""
+  logging.get_absl_handler().addFilter(
+      lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)

@@ -20,12 +20,12 @@ import sys
 from typing import Any
 
 import ml_collections
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 
 from fakeface_jax import degradations
+from fakeface_jax import checkpointing
 from fakeface_jax import inference
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
@@ -106,6 +106,7 @@ def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dic
 
 
 def main(argv):
+  checkpointing.quiet_orbax_logging()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)

@@ -17,6 +17,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from fakeface_jax import inference
 
@@ -63,6 +64,7 @@ def write_rows(rows: list[dict], output: str, fmt: str) -> None:
 
 
 def main(argv):
+  logging.set_verbosity(logging.WARNING)  # The summary line below is the output.
   paths = inference.find_images(argv[1:])
   if not paths:
     raise app.UsageError("give image files or folders to predict on")

@@ -1,7 +1,6 @@
 """Tests for inference on files and folders, and for the evaluation reports."""
 
 import csv
-import io
 import os
 
 import numpy as np

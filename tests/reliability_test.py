@@ -2,7 +2,6 @@
 determinism, config and path errors, and a disk that fills up while checkpointing."""
 
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -12,9 +11,7 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import pytest
 
 from fakeface_jax import checkpointing
@@ -26,15 +23,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def final_params_digest(workdir: str) -> str:
-  """SHA-256 of the parameters of the newest checkpoint, in a fixed leaf order."""
-  directory = os.path.join(workdir, "checkpoints")
+  """SHA-256 of the parameters of the newest checkpoint, as training logs it."""
+  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  with ocp.StandardCheckpointer() as checkpointer:
-    state = checkpointer.restore(os.path.join(directory, str(step), "state"))
-  digest = hashlib.sha256()
-  for leaf in jax.tree.leaves(state["params"]):
-    digest.update(np.ascontiguousarray(leaf).tobytes())
-  return digest.hexdigest()
+  return train.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
 
 
 def main_command(workdir, data_dir, *extra):
@@ -253,11 +245,13 @@ def small_state_like(config):
     ("--config.batch_sise=8", "did you mean"),
     ("--config.batch_size=eight", "batch_size"),
     ("--config.model.name=resnet9000", "unknown config.model.name 'resnet9000'"),
+    ("--config.data.name=ciplab --config.data.manual_dir=/nonexistent/ciplab",
+     "/nonexistent/ciplab is not a folder"),
 ])
 def test_bad_command_lines_fail_in_one_line_and_write_nothing(tmp_path, data_dir, override,
                                                               message):
   workdir = tmp_path / "run"
-  proc = run_main(workdir, data_dir, override)
+  proc = run_main(workdir, data_dir, *override.split())
   assert proc.returncode != 0
   assert message.lower() in proc.stderr.lower()
   assert not workdir.exists()

@@ -1,0 +1,86 @@
+"""The decoder's contract, fuzzed: any bytes give a valid image or ImageDecodeError."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fakeface_jax import image_decoding
+
+SIZE = 16
+
+
+def encode(fmt, mode):
+  array = np.random.default_rng(0).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(array).convert(mode).save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+SEEDS = {name: encode(fmt, mode) for name, fmt, mode in [
+    ("jpeg", "JPEG", "RGB"), ("jpeg_gray", "JPEG", "L"), ("jpeg_cmyk", "JPEG", "CMYK"),
+    ("png_alpha", "PNG", "RGBA"), ("webp", "WEBP", "RGB"), ("bmp", "BMP", "RGB"),
+]}
+
+
+def check_contract(data: bytes, grayscale: bool = False):
+  try:
+    image = image_decoding.decode_image(data, SIZE, grayscale)
+  except image_decoding.ImageDecodeError:
+    return None
+  assert image.shape == (SIZE, SIZE, 1 if grayscale else 3) and image.dtype == np.uint8
+  return image
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_valid_images_of_every_mode_decode_to_the_configured_shape(name, grayscale):
+  assert check_contract(SEEDS[name], grayscale) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes(data):
+  check_contract(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(SEEDS)),
+       edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 10_000)))
+def test_mutated_and_truncated_images(seed, edits, cut):
+  data = bytearray(SEEDS[seed])
+  for position, value in edits:
+    data[position % len(data)] = value
+  if cut is not None:
+    data = data[:cut % (len(data) + 1)]
+  check_contract(bytes(data), grayscale=bool(len(edits) % 2))
+
+
+def png_header_claiming(width, height):
+  def chunk(kind, payload):
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+  header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+          + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width, height, message", [
+    (9_000, 8_000, "larger than"),   # Over this project's limit.
+    (12_000, 10_000, "Bomb"),        # Over PIL's warning limit, turned into an error.
+    (100_000, 100_000, "Bomb"),      # Over PIL's own error limit.
+])
+def test_decompression_bombs_are_refused_before_decoding(width, height, message):
+  with pytest.raises(image_decoding.ImageDecodeError, match=message):
+    image_decoding.decode_image(png_header_claiming(width, height), SIZE, False)
+
+
+def test_errors_name_the_cause():
+  with pytest.raises(image_decoding.ImageDecodeError, match="cannot decode image"):
+    image_decoding.decode_image(b"definitely not an image", SIZE, False)
