@@ -30,6 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.grayscale = False
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets
+  # "memory": decode once into RAM; "stream": decode every batch; "auto": memory if it fits.
+  config.data.cache = "auto"
   # Subsets, as the studies used them (None: everything). examples_per_class caps the
   # pool before a holdout split; the other two cap the train and the evaluation roles.
   config.data.examples_per_class = config_dict.placeholder(int)

@@ -102,7 +102,7 @@ def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dic
     for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class",
                 "fake_difficulties"):
       config.data[key] = None
-  return input_pipeline.load_data(config)
+  return input_pipeline.load_data(config, cache="memory")
 
 
 def main(argv):
@@ -110,7 +110,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  run_data = input_pipeline.load_data(predictor.config)
+  run_data = input_pipeline.load_data(predictor.config, cache="memory")
   threshold, val_balanced = choose_threshold(predictor, run_data["validation"])
   data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data
   role = FLAGS.split if FLAGS.split in data else next(iter(data))

@@ -27,11 +27,13 @@ from fakeface_jax import datasets
 from fakeface_jax import image_decoding
 from fakeface_jax.datasets import folders
 
+CACHE_MODES = ("auto", "memory", "stream")
+
 
 @dataclasses.dataclass(frozen=True)
 class ArraySplit:
-  """A decoded split: uint8 images (N, S, S, C), int32 labels (N,) with 0 = fake and
-  1 = real, each image's path in the dataset and its difficulty group ("none" if none)."""
+  """A split decoded into memory: uint8 images (N, S, S, C), int32 labels (N,) with
+  0 = fake and 1 = real, each image's path and its difficulty group ("none" if none)."""
   images: np.ndarray
   labels: np.ndarray
   paths: np.ndarray | None = None
@@ -39,6 +41,47 @@ class ArraySplit:
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return self.images.shape[1:]
+
+  def take(self, positions: np.ndarray) -> np.ndarray:
+    return self.images[positions]
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedSplit:
+  """A split decoded on demand from its records, for data too large for memory.
+
+  Same interface as ArraySplit for batching; labels, paths and difficulties are read
+  up front (no decoding), images at each `take`.
+  """
+  source: Any
+  indices: np.ndarray  # Record index of each position.
+  labels: np.ndarray
+  paths: np.ndarray
+  difficulty: np.ndarray
+  image_size: int
+  grayscale: bool
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return (self.image_size, self.image_size, 1 if self.grayscale else 3)
+
+  def take(self, positions: np.ndarray) -> np.ndarray:
+    images = np.empty((len(positions), *self.image_shape), np.uint8)
+    for i, position in enumerate(positions):
+      record = self.source[int(self.indices[position])]
+      images[i] = image_decoding.decode_image(record["image"], self.image_size,
+                                              self.grayscale)
+    return images
+
+
+Split = ArraySplit | StreamedSplit
 
 
 def _text(value) -> str:
@@ -124,27 +167,49 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-def train_batches(data: ArraySplit, batch_size: int, *, seed: int, epoch: int,
+def _prefetched(make_batch, steps: range) -> Iterator[dict[str, np.ndarray]]:
+  """make_batch(step) for each step, in order, built ahead in a grain thread pool.
+
+  Decoding a streamed batch (PIL releases the GIL) and gathering a cached one overlap
+  with the device step this way.
+  """
+  threads = os.cpu_count() or 1
+  return iter(grain.MapDataset.source(steps).map(make_batch).to_iter_dataset(
+      grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))
+
+
+def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                   start_step: int = 0, process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """This process's part of each global training batch of one epoch, from `start_step`."""
+  """This process's part of each global training batch of one epoch, from `start_step`.
+
+  Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
+  first and each process takes its contiguous slice, so any process count and any
+  resume point see the same batches.
+  """
   order = np.random.default_rng([seed, epoch]).permutation(len(data))
   local = _process_slice(batch_size, process_index, process_count)
-  for step in range(start_step, steps_per_epoch(len(data), batch_size)):
-    indices = np.sort(order[step * batch_size:(step + 1) * batch_size])[local]
-    yield {"image": data.images[indices], "label": data.labels[indices]}
+
+  def make_batch(step):
+    positions = np.sort(order[step * batch_size:(step + 1) * batch_size])[local]
+    return {"image": data.take(positions), "label": data.labels[positions]}
+
+  return _prefetched(make_batch, range(start_step, steps_per_epoch(len(data), batch_size)))
 
 
-def eval_batches(data: ArraySplit, batch_size: int, *, process_index: int = 0,
+def eval_batches(data: Split, batch_size: int, *, process_index: int = 0,
                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Every example once, in order; the last batch is padded and masked, not dropped."""
   local = _process_slice(batch_size, process_index, process_count)
-  for start in range(0, len(data), batch_size):
-    indices = np.arange(start, start + batch_size)[local]
-    mask = indices < len(data)
-    indices = np.where(mask, indices, 0)
-    yield {"image": data.images[indices], "label": data.labels[indices],
-           "mask": mask.astype(np.float32)}
+
+  def make_batch(start):
+    positions = np.arange(start, start + batch_size)[local]
+    mask = positions < len(data)
+    positions = np.where(mask, positions, 0)
+    return {"image": data.take(positions), "label": data.labels[positions],
+            "mask": mask.astype(np.float32)}
+
+  return _prefetched(make_batch, range(0, len(data), batch_size))
 
 
 def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndarray:
@@ -209,16 +274,48 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   return result
 
 
-def load_data(config: Any) -> dict[str, ArraySplit]:
-  """Prepares the dataset and decodes each role's selected examples into memory."""
+def _fits_in_memory(num_images: int, image_shape: tuple[int, ...]) -> bool:
+  """Whether decoded uint8 images would take under half of the memory available now."""
+  needed = num_images * int(np.prod(image_shape))
+  try:
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError):  # Not on this platform: assume it fits.
+    return True
+  return needed < available // 2
+
+
+def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
+  """Prepares the dataset and returns each role's selected examples.
+
+  `cache` (default `config.data.cache`): "memory" decodes every image once into RAM;
+  "stream" decodes each batch when it is needed; "auto" picks memory when the decoded
+  images take less than half of the free memory.
+  """
+  cache = cache or config.data.cache
+  if cache not in CACHE_MODES:
+    raise config_checks.ConfigError(
+        f"config.data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
   builder = datasets.prepare(config.data)
+  selected = select_examples(config, builder)
+  size, gray = config.data.image_size, config.data.grayscale
+  shape = (size, size, 1 if gray else 3)
+  if cache == "auto":
+    total = sum(len(indices) for _, indices in selected.values())
+    cache = "memory" if _fits_in_memory(total, shape) else "stream"
+    logging.info("config.data.cache=auto: %s (%d images of %s).", cache, total, shape)
   data = {}
-  for role, (split, indices) in select_examples(config, builder).items():
+  for role, (split, indices) in selected.items():
     start = time.perf_counter()
-    data[role] = load_split(datasets.data_source(builder, split), config.data.image_size,
-                            config.data.grayscale, indices)
-    logging.info("Loaded %s: %d images %s from split %r in %.1fs.", role, len(data[role]),
-                 data[role].images.shape[1:], split, time.perf_counter() - start)
+    source = datasets.data_source(builder, split)
+    if cache == "memory":
+      data[role] = load_split(source, size, gray, indices)
+    else:
+      meta = read_metadata(source, indices)
+      data[role] = StreamedSplit(source, np.asarray(indices), meta["label"], meta["path"],
+                                 meta["difficulty"], size, gray)
+    logging.info("%s %s: %d images %s from split %r in %.1fs.",
+                 "Loaded" if cache == "memory" else "Streaming", role, len(data[role]),
+                 shape, split, time.perf_counter() - start)
   return data
 
 

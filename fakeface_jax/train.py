@@ -160,7 +160,7 @@ def gather(tree: Any) -> Any:
 # ----------------------------------------------------------------------------------------
 
 
-def evaluate(compiled_eval, params, data: input_pipeline.ArraySplit, batch_size: int,
+def evaluate(compiled_eval, params, data: input_pipeline.Split, batch_size: int,
              sharding: NamedSharding) -> dict[str, Any]:
   """Loss, accuracy, confusion matrix and per-example P(fake) over a whole split."""
   losses, probs, masks = [], [], []
@@ -252,7 +252,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
-  image_shape = data["train"].images.shape[1:]
+  image_shape = data["train"].image_shape
   state = jax.device_put(create_train_state(init_key, model, image_shape, tx), replicated)
   compiled_train = jax.jit(
       functools.partial(train_step, flip=config.augment.flip,

@@ -1,7 +1,9 @@
 """Tests of batching: per-process slices, per-epoch shuffles, resumption, padded eval."""
 
 import numpy as np
+import pytest
 
+from fakeface_jax import config_checks
 from fakeface_jax import input_pipeline
 
 
@@ -40,3 +42,23 @@ def test_eval_batches_pad_and_mask_the_last_batch():
   assert [b["mask"].sum() for b in batches] == [4, 4, 2]
   seen = np.concatenate([b["image"][b["mask"] > 0][:, 0, 0, 0] for b in batches])
   np.testing.assert_array_equal(seen, np.arange(10))
+
+
+def test_streamed_and_cached_splits_give_identical_batches(tiny_config):
+  tiny_config.data.cache = "memory"
+  cached = input_pipeline.load_data(tiny_config)
+  streamed = input_pipeline.load_data(tiny_config, cache="stream")
+  assert isinstance(streamed["train"], input_pipeline.StreamedSplit)
+  assert streamed["train"].image_shape == cached["train"].image_shape
+  for a, b in zip(input_pipeline.train_batches(cached["train"], 16, seed=0, epoch=3),
+                  input_pipeline.train_batches(streamed["train"], 16, seed=0, epoch=3)):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  for a, b in zip(input_pipeline.eval_batches(cached["test"], 24),
+                  input_pipeline.eval_batches(streamed["test"], 24)):
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_unknown_cache_mode_is_a_config_error(tiny_config):
+  with pytest.raises(config_checks.ConfigError, match="config.data.cache"):
+    input_pipeline.load_data(tiny_config, cache="disk")
