@@ -228,10 +228,10 @@ def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndar
 def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   """Role -> (split name, record indices) after difficulty filters, holdout and subsets.
 
-  Deterministic in the config's seeds. A dataset without a test split (ciplab, a flat
-  image folder) gets a stratified holdout of its training split (config.data.
-  test_fraction, or fold config.data.fold of config.data.num_folds) as test; a missing
-  validation split is then the test split, and vice versa.
+  Deterministic in the config's seeds. A dataset with neither a validation nor a test
+  split (ciplab, a flat image folder) gets a stratified holdout of its training split
+  (config.data.test_fraction, or fold config.data.fold of config.data.num_folds) as
+  test. A missing validation split is the test split, and vice versa.
   """
   data_config = config.data
   splits = datasets.role_splits(builder)
@@ -240,8 +240,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
         f"dataset {data_config.name!r} has no training split (found: "
         f"{', '.join(builder.info.splits.keys()) or 'none'})")
   sources = {role: datasets.data_source(builder, split) for role, split in splits.items()}
-  needs_metadata = bool(data_config.fake_difficulties) or (
-      "test" not in splits and (data_config.test_fraction > 0 or data_config.num_folds > 1))
+  holdout = not {"validation", "test"} & set(splits) and (
+      data_config.test_fraction > 0 or data_config.num_folds > 1)
+  needs_metadata = bool(data_config.fake_difficulties) or holdout
   selected = {}
   for role, split in splits.items():
     if needs_metadata or data_config.examples_per_class is not None:
@@ -253,7 +254,7 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
     else:
       selected[role] = (split, np.arange(len(sources[role])), None)
 
-  if "test" not in selected and (data_config.test_fraction > 0 or data_config.num_folds > 1):
+  if holdout:
     split, keep, meta = selected["train"]
     strata = np.char.add(meta["label"][keep].astype(str), meta["difficulty"][keep])
     held_out = stratified_holdout(strata, data_config.test_fraction, data_config.split_seed,

@@ -190,5 +190,44 @@ def test_shared_ciplab_difficulties(tmp_path):
   builder = datasets.prepare(data_config(tmp_path, "ciplab", root).data)
   meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
   assert np.bincount(meta["label"]).tolist() == [768, 864]
-  counts = {d: int((meta["difficulty"] == d).sum()) for d in folders.DIFFICULTIES}
-  assert sum(counts.values()) == 768 and all(counts.values())
+  fakes = os.listdir(os.path.join(root, "real_and_fake_face", "training_fake"))
+  for difficulty in folders.DIFFICULTIES:
+    on_disk = sum(name.startswith(difficulty + "_") for name in fakes)
+    assert on_disk and int((meta["difficulty"] == difficulty).sum()) == on_disk
+
+
+def test_preparation_survives_every_kind_of_bad_input(tmp_path):
+  root = tmp_path / "photos"
+  real, fake = root / "real", root / "fake"
+  write_image(str(real / "rgb.jpg"))
+  write_image(str(real / "alpha.png"), mode="RGBA", fmt="PNG")
+  write_image(str(real / "gray.jpg"), mode="L", fmt="JPEG")
+  Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).convert("CMYK").save(real / "cmyk.jpg")
+  Image.fromarray(np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).save(real / "16bit.png")
+  write_image(str(fake / "tiny.png"), size=1, fmt="PNG")
+  (fake / "truncated.jpg").write_bytes((real / "rgb.jpg").read_bytes()[:100])
+  (fake / "text.jpg").write_text("not an image at all")
+  (fake / "empty.jpg").write_bytes(b"")
+  (root / "FAKE" / "empty_class_folder").mkdir(parents=True)
+  os.symlink(root, real / "loop")  # A symlink loop must not hang the walk.
+  config = data_config(tmp_path, "image_folder", root, test_fraction=0.0)
+  builder = datasets.prepare(config.data)
+  data = input_pipeline.load_data(config)
+  names = sorted(map(os.path.basename, data["train"].paths))
+  assert names == ["16bit.png", "alpha.png", "cmyk.jpg", "gray.jpg", "rgb.jpg", "tiny.png"]
+  with open(os.path.join(builder.data_dir, folders.BAD_FILES_JSON)) as f:
+    bad = {os.path.basename(b["path"]): b["error"] for b in json.load(f)}
+  assert sorted(bad) == ["empty.jpg", "text.jpg", "truncated.jpg"]
+  assert all(bad.values())
+
+
+def test_shared_ciplab_originals_sample(tmp_path):
+  root = shared_data("ciplab_originals_sample")
+  builder = datasets.prepare(data_config(tmp_path, "ciplab", root).data)
+  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  files = {label: os.listdir(os.path.join(root, "real_and_fake_face", f"training_{label}"))
+           for label in ("real", "fake")}
+  assert np.bincount(meta["label"]).tolist() == [len(files["fake"]), len(files["real"])]
+  for difficulty in folders.DIFFICULTIES:
+    on_disk = sum(name.startswith(difficulty + "_") for name in files["fake"])
+    assert int((meta["difficulty"] == difficulty).sum()) == on_disk
