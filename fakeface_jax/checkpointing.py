@@ -178,5 +178,6 @@ def restore_state_here(workdir: str, step: int) -> dict[str, Any]:
 
 def quiet_orbax_logging() -> None:
   """Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter."""
-  logging.get_absl_handler().addFilter(
+  # On the absl logger, not its handler: ABSLHandler.handle bypasses handler filters.
+  logging.get_absl_logger().addFilter(
       lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)

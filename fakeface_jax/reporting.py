@@ -124,3 +124,23 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def plot_lines(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: str, *,
+               title: str, xlabel: str, ylabel: str) -> str:
+  """One line per named (x, y) curve; a log x axis when x spans two decades or more."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for name, (x, y) in curves.items():
+    ax.plot(x, y, marker="o" if len(x) < 15 else None, markersize=3, label=name)
+  xs = [v for x, _ in curves.values() for v in x if v > 0]
+  if xs and max(xs) / min(xs) >= 100:
+    ax.set_xscale("log")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -352,7 +352,10 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                                                    validation["p_fake"])
   results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
              "confusion_matrix": test["confusion_matrix"], "num_test": len(data["test"]),
-             "best_epoch": best_meta["epoch"], "best_step": best}
+             "val_accuracy": validation["accuracy"], "num_validation": len(data["validation"]),
+             "train_accuracy": log.rows[-1]["train_accuracy"] if log.rows else None,
+             "num_train": len(data["train"]), "best_epoch": best_meta["epoch"],
+             "best_step": best}
   log.close()
   checkpoints.close()
   if jax.process_index() == 0:

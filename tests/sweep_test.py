@@ -1,0 +1,55 @@
+"""The sweep runner: a tiny grid trains, tabulates, and a rerun trains nothing."""
+
+import csv
+import os
+
+import pytest
+
+from fakeface_jax import sweep
+from fakeface_jax import train
+
+
+def test_tiny_sweep_runs_tabulates_and_skips_finished_runs(tmp_path, data_dir, monkeypatch):
+  grid = sweep.load_config("configs/sweeps/tiny.py")
+  sets = {"data.data_dir": data_dir, "data.synthetic.difficulty": 0.0}
+  rows = sweep.run_sweep(grid, str(tmp_path), sets)
+  assert [r["run"] for r in rows] == ["mlp_gray_taper", "cnn"]
+  assert rows[0]["node_structure"] == "taper" and rows[0]["grayscale"] is True
+  assert rows[1]["reported"] == 0.5 and rows[1]["images"] == 64
+  for name in ("results.md", "results.csv", "overview.png"):
+    assert os.path.getsize(tmp_path / name) > 0
+  table = (tmp_path / "results.md").read_text()
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished run was trained again")
+  monkeypatch.setattr(train, "train_and_evaluate", no_training)
+  again = sweep.run_sweep(grid, str(tmp_path), sets)
+  assert again == rows
+  assert (tmp_path / "results.md").read_text() == table
+  with open(tmp_path / "results.csv") as f:
+    assert [r["run"] for r in csv.DictReader(f)] == ["mlp_gray_taper", "cnn"]
+
+
+def test_epoch_cap_and_batch_fitting_are_recorded(tmp_path, data_dir):
+  run = {"name": "big", "config": "configs/default.py",
+         "overrides": {"data.image_size": 32, "data.synthetic.num_train": 64,
+                       "data.synthetic.num_validation": 32, "data.synthetic.num_test": 32,
+                       "batch_size": 2000, "num_epochs": 800,
+                       "data.data_dir": data_dir}}
+  config, note = sweep.run_config(run, {}, max_epochs=3)
+  assert config.num_epochs == 3 and note == "cut to 3 of 800 epochs"
+  assert "used 64" in sweep.fit_batch_to_data(config) and config.batch_size == 64
+
+
+def test_unknown_override_key_fails():
+  run = {"name": "x", "config": "configs/default.py", "overrides": {"data.imagesize": 3}}
+  with pytest.raises(KeyError, match="data.imagesize"):
+    sweep.run_config(run, {}, None)
+
+
+def test_study_grids_load_with_valid_configs():
+  for path in ("configs/sweeps/study1.py", "configs/sweeps/study2.py"):
+    grid = sweep.load_config(path)
+    assert grid.runs and len({r["name"] for r in grid.runs}) == len(grid.runs)
+    for run in grid.runs:
+      sweep.run_config(run, {"data.manual_dir": "/data"}, None)
