@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
+from fakeface_jax import cpu_runtime
 from fakeface_jax import datasets
 from fakeface_jax import train
 
@@ -61,4 +62,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cpu_runtime.reexec_with_huge_pages()
   app.run(main, flags_parser=parse_flags)

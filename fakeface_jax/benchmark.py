@@ -27,6 +27,7 @@ import optax
 from absl import app
 from absl import flags
 
+from fakeface_jax import cpu_runtime
 from fakeface_jax import models
 from fakeface_jax import train
 
@@ -118,5 +119,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cpu_runtime.reexec_with_huge_pages()
   define_flags()
   app.run(main)

@@ -24,8 +24,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from fakeface_jax import degradations
 from fakeface_jax import checkpointing
+from fakeface_jax import cpu_runtime
+from fakeface_jax import degradations
 from fakeface_jax import inference
 from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
@@ -136,6 +137,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cpu_runtime.reexec_with_huge_pages()
   define_flags()
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fakeface_jax import cpu_runtime
 from fakeface_jax import inference
 
 FLAGS = flags.FLAGS
@@ -82,6 +83,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`fakeface-predict`)."""
+  cpu_runtime.reexec_with_huge_pages()
   define_flags()
   flags.mark_flags_as_required(["workdir", "output"])
   app.run(main)

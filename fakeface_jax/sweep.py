@@ -35,6 +35,7 @@ from absl import flags
 from absl import logging
 
 from fakeface_jax import checkpointing
+from fakeface_jax import cpu_runtime
 from fakeface_jax import datasets
 from fakeface_jax import input_pipeline
 from fakeface_jax import reporting
@@ -219,6 +220,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cpu_runtime.reexec_with_huge_pages()
   define_flags()
   flags.mark_flags_as_required(["sweep", "workdir"])
   app.run(main)

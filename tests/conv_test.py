@@ -53,3 +53,4 @@ def test_auto_resolves_per_backend_and_unknown_impl_raises():
     conv.resolve_impl("fft")
   with pytest.raises(ValueError, match="padding"):
     conv.conv2d(jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1)), padding="FULL")
+
