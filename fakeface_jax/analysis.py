@@ -39,6 +39,7 @@ from ml_collections import config_flags
 
 from fakeface_jax import input_pipeline
 from fakeface_jax import preprocessing
+from fakeface_jax import spectral
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -51,7 +52,6 @@ AXES = ("rows", "cols")
 # below the power of uint8 quantisation noise at 0-255 scale (about H*W/12), so it never
 # touches real images, yet far above float32 FFT round-off, which it keeps from
 # showing up as structure in the spectra of synthetic test patterns.
-LOG_EPS = 1e-3
 COLORS = {"real": "tab:blue", "fake": "tab:red"}
 
 
@@ -130,29 +130,7 @@ def adjacent_differences(images, axis: str) -> np.ndarray:
   return np.asarray(_adjacent_differences(images, axis))
 
 
-@functools.cache
-def _ring_weights(height: int, width: int, num_bins: int) -> np.ndarray:
-  """(H*W, num_bins) matrix averaging each ring of integer radius about the FFT centre."""
-  # After fftshift the zero frequency sits at (H//2, W//2) for even and odd sizes alike.
-  y, x = np.indices((height, width))
-  radius = np.rint(np.hypot(y - height // 2, x - width // 2)).astype(np.int64).ravel()
-  inside = radius < num_bins
-  weights = np.zeros((height * width, num_bins), np.float32)
-  weights[np.flatnonzero(inside), radius[inside]] = 1
-  counts = weights.sum(axis=0)
-  # Every ring below min(H, W)//2 is non-empty; a larger num_bins can leave empty ones.
-  return weights / np.maximum(counts, 1)
-
-
-@functools.partial(jax.jit, static_argnames="num_bins")
-def _radial_power_spectrum(images: jax.Array, num_bins: int) -> jax.Array:
-  n, height, width = images.shape
-  spectrum = jnp.fft.fftshift(jnp.fft.fft2(images), axes=(-2, -1))
-  log_power = jnp.log(jnp.abs(spectrum) ** 2 + LOG_EPS)
-  # A matmul with a constant averaging matrix is one fused op and vmaps for free,
-  # where a per-ring loop or scatter would not.
-  weights = jnp.asarray(_ring_weights(height, width, num_bins))
-  return log_power.reshape(n, height * width) @ weights
+_radial_log_power = jax.jit(spectral.radial_log_power, static_argnames="num_bins")
 
 
 def radial_power_spectrum(images, num_bins: int | None = None) -> np.ndarray:
@@ -176,7 +154,7 @@ def radial_power_spectrum(images, num_bins: int | None = None) -> np.ndarray:
     num_bins = min(images.shape[1:]) // 2
   if num_bins < 1:
     raise ValueError(f"num_bins must be positive, got {num_bins}")
-  return np.asarray(_radial_power_spectrum(images, int(num_bins)))
+  return np.asarray(_radial_log_power(images, int(num_bins)))
 
 
 def spatial_frequencies(image_shape: Sequence[int], num_bins: int) -> np.ndarray:

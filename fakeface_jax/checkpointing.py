@@ -16,6 +16,7 @@ into `checkpoints_corrupt/` with a warning naming them.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 import shutil
 import time
@@ -178,6 +179,7 @@ def restore_state_here(workdir: str, step: int) -> dict[str, Any]:
 
 def quiet_orbax_logging() -> None:
   """Orbax logs every checkpoint operation at INFO: keep its warnings, drop the chatter."""
-  # On the absl logger, not its handler: ABSLHandler.handle bypasses handler filters.
-  logging.get_absl_logger().addFilter(
-      lambda record: record.levelno >= logging.WARNING or "/orbax/" not in record.pathname)
+  # Records carry standard-library levels (absl's own constants are verbosities).
+  logging.get_absl_handler().addFilter(
+      lambda record: (record.levelno >= std_logging.WARNING
+                      or f"{os.sep}orbax{os.sep}" not in record.pathname))
