@@ -60,6 +60,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment = ml_collections.ConfigDict()
   config.augment.flip = True
   config.augment.rotation_degrees = 0.0
+  config.augment.crop_min_scale = 1.0  # < 1: random resized crops of that area or more.
+  config.augment.blur_prob = 0.0
+  config.augment.blur_max_sigma = 2.0
+  config.augment.color_jitter = 0.0
+  config.augment.jpeg_prob = 0.0  # JPEG re-encoding, on the host.
+  config.augment.jpeg_min_quality = 30
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1

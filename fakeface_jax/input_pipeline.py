@@ -24,10 +24,13 @@ from absl import logging
 
 from fakeface_jax import config_checks
 from fakeface_jax import datasets
+from fakeface_jax import degradations
 from fakeface_jax import image_decoding
 from fakeface_jax.datasets import folders
 
 CACHE_MODES = ("auto", "memory", "stream")
+# config.augment keys applied here, on the host, rather than on the device.
+HOST_AUGMENTATIONS = ("jpeg_prob", "jpeg_min_quality")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,20 +182,29 @@ def _prefetched(make_batch, steps: range) -> Iterator[dict[str, np.ndarray]]:
 
 
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
-                  start_step: int = 0, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                  start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                  jpeg_prob: float = 0.0,
+                  jpeg_min_quality: int = 30) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of each global training batch of one epoch, from `start_step`.
 
   Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
   first and each process takes its contiguous slice, so any process count and any
-  resume point see the same batches.
+  resume point see the same batches. `jpeg_prob` > 0 re-encodes images as JPEG
+  (`random_jpeg`), drawn per global position from the same (seed, epoch, step).
   """
   order = np.random.default_rng([seed, epoch]).permutation(len(data))
   local = _process_slice(batch_size, process_index, process_count)
 
   def make_batch(step):
-    positions = np.sort(order[step * batch_size:(step + 1) * batch_size])[local]
-    return {"image": data.take(positions), "label": data.labels[positions]}
+    positions = np.sort(order[step * batch_size:(step + 1) * batch_size])
+    images = data.take(positions[local])
+    if jpeg_prob > 0:
+      rng = np.random.default_rng([seed, epoch, step])
+      apply = rng.random(batch_size) < jpeg_prob
+      quality = rng.integers(jpeg_min_quality, 96, batch_size)
+      for i in np.flatnonzero(apply[local]):
+        images[i] = degradations.jpeg(images[i:i + 1], int(quality[local][i]))[0]
+    return {"image": images, "label": data.labels[positions[local]]}
 
   return _prefetched(make_batch, range(start_step, steps_per_epoch(len(data), batch_size)))
 

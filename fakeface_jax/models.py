@@ -1,4 +1,4 @@
-"""Flax linen models: study 1's tapering MLP and study 2's small ConvNet.
+"""Flax linen models: the studies' MLP and ConvNet, a spectral baseline and a detector.
 
 Models take float images in [0, 1] (the input pipeline's `preprocessing.rescale` is the
 studies' `Rescaling(1/255)` layer) of shape (N, H, W, C) and return logits for the two
@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from fakeface_jax import conv
+from fakeface_jax import preprocessing
+from fakeface_jax import spectral
 
 NUM_CLASSES = 2
 
@@ -80,9 +83,107 @@ class ConvNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+def _gray(images: jax.Array) -> jax.Array:
+  """(N, H, W, C) -> (N, H, W) gray, for 1- or 3-channel input."""
+  return images[..., 0] if images.shape[-1] == 1 else preprocessing.to_grayscale(images)[..., 0]
+
+
+def spectrum_features(images: jax.Array, num_bins: int) -> jax.Array:
+  """Ring-averaged log power spectrum of the gray image, per image (N, num_bins)."""
+  return spectral.radial_log_power(_gray(images), num_bins)
+
+
+class SpectralClassifier(nn.Module):
+  """Durall et al. (2020): azimuthally averaged log power spectrum -> a small classifier.
+
+  The spectrum goes through LayerNorm so that the head sees its shape rather than the
+  overall image energy; `hidden=()` makes the head logistic regression.
+  """
+  num_bins: int = 64
+  hidden: Sequence[int] = ()
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    x = nn.LayerNorm()(spectrum_features(images * 255.0, self.num_bins))
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+def upsampling_residual(images: jax.Array) -> jax.Array:
+  """NPR (Tan et al. 2024): x - up(down(x)) with 2x nearest-neighbour resampling.
+
+  Generator upsampling correlates neighbouring pixels; the residual keeps exactly the
+  part of the image that a 2x2 block average cannot explain.
+  """
+  n, h, w, c = images.shape
+  blocks = images[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+  means = blocks.mean(axis=(2, 4), keepdims=True)
+  residual = (blocks - means).reshape(n, h // 2 * 2, w // 2 * 2, c)
+  return jnp.pad(residual, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+
+
+class ResidualBlock(nn.Module):
+  """Two 3x3 SAME convolutions with GroupNorm and a skip connection."""
+  features: int
+  conv_impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    skip = x
+    if x.shape[-1] != self.features:
+      skip = conv.Conv2D(self.features, (1, 1), use_bias=False, impl=self.conv_impl)(x)
+    y = conv.Conv2D(self.features, (3, 3), padding="SAME", use_bias=False,
+                    impl=self.conv_impl)(x)
+    y = nn.relu(nn.GroupNorm(num_groups=min(8, self.features))(y))
+    y = conv.Conv2D(self.features, (3, 3), padding="SAME", use_bias=False,
+                    impl=self.conv_impl)(y)
+    y = nn.GroupNorm(num_groups=min(8, self.features))(y)
+    return nn.relu(y + skip)
+
+
+class Detector(nn.Module):
+  """The project's detector: a small residual CNN with global average pooling.
+
+  Each stage is one residual block followed by 2x2 average pooling (the first stage
+  keeps full resolution, where generator traces live). Options: `npr_input` feeds
+  the upsampling residual instead of (or, with "both", beside) the image;
+  `spectral_bins` > 0 concatenates the log spectrum to the pooled features.
+  GroupNorm rather than BatchNorm keeps the train state free of batch statistics, so
+  the shared train step and checkpoints work unchanged.
+  """
+  features: Sequence[int] = (16, 32, 64, 128)
+  npr_input: str = "none"  # "none", "only" or "both".
+  spectral_bins: int = 0
+  conv_impl: str = "auto"
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    if self.npr_input not in ("none", "only", "both"):
+      raise ValueError(f"npr_input must be none, only or both, got {self.npr_input!r}")
+    x = images - 0.5
+    if self.npr_input != "none":
+      # The residual is small: scale it to the image's range.
+      residual = upsampling_residual(images) * 4.0
+      x = residual if self.npr_input == "only" else jnp.concatenate([x, residual], -1)
+    for i, width in enumerate(self.features):
+      x = ResidualBlock(width, self.conv_impl)(x)
+      if i < len(self.features) - 1:
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = x.mean(axis=(1, 2))
+    if self.spectral_bins:
+      x = jnp.concatenate(
+          [x, nn.LayerNorm()(spectrum_features(images * 255.0, self.spectral_bins))], -1)
+    return nn.Dense(self.num_classes)(x)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": TaperingMLP,
     "cnn": ConvNet,
+    "spectral": SpectralClassifier,
+    "detector": Detector,
 }
 
 

@@ -80,12 +80,90 @@ def random_rotation(key: jax.Array, images: jax.Array, max_degrees: float) -> ja
   return jax.vmap(rotate)(images, angles)
 
 
-def augment(key: jax.Array, images: jax.Array, *, flip: bool,
-            rotation_degrees: float) -> jax.Array:
-  """Study 2's augmentation on a float batch: random horizontal flip and rotation."""
-  flip_key, rotation_key = jax.random.split(key)
+def resized_crop(image: jax.Array, box: jax.Array) -> jax.Array:
+  """The region box = (top, left, height, width), in pixels, of one HWC float image,
+  resampled bilinearly to the image's own size."""
+  height, width, _ = image.shape
+  rows = box[0] + (jnp.arange(height, dtype=jnp.float32) + 0.5) * box[2] / height - 0.5
+  cols = box[1] + (jnp.arange(width, dtype=jnp.float32) + 0.5) * box[3] / width - 0.5
+  grid = jnp.meshgrid(rows, cols, indexing="ij")
+  def crop_channel(channel):
+    return jax.scipy.ndimage.map_coordinates(channel, grid, order=1, mode="nearest")
+  return jax.vmap(crop_channel, in_axes=-1, out_axes=-1)(image)
+
+
+def random_resized_crop(key: jax.Array, images: jax.Array, min_scale: float) -> jax.Array:
+  """Inception-style crops: area fraction in [min_scale, 1], aspect ratio in [3/4, 4/3]."""
+  n, height, width, _ = images.shape
+  area_key, ratio_key, top_key, left_key = jax.random.split(key, 4)
+  area = jax.random.uniform(area_key, (n,), minval=min_scale, maxval=1.0)
+  ratio = jnp.exp(jax.random.uniform(ratio_key, (n,), minval=jnp.log(3 / 4),
+                                     maxval=jnp.log(4 / 3)))
+  crop_h = jnp.minimum(jnp.sqrt(area / ratio), 1.0) * height
+  crop_w = jnp.minimum(jnp.sqrt(area * ratio), 1.0) * width
+  top = jax.random.uniform(top_key, (n,)) * (height - crop_h)
+  left = jax.random.uniform(left_key, (n,)) * (width - crop_w)
+  return jax.vmap(resized_crop)(images, jnp.stack([top, left, crop_h, crop_w], -1))
+
+
+BLUR_RADIUS = 6  # Taps each side: enough for sigma up to 2 (3 sigma).
+
+
+def gaussian_blur(image: jax.Array, sigma: jax.Array) -> jax.Array:
+  """Separable Gaussian blur of one HWC float image; edges repeat the border pixel."""
+  offsets = jnp.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=jnp.float32)
+  taps = jnp.exp(-0.5 * (offsets / jnp.maximum(sigma, 1e-3)) ** 2)
+  taps = taps / taps.sum()
+  height, width, _ = image.shape
+  padded = jnp.pad(image, ((BLUR_RADIUS,) * 2, (BLUR_RADIUS,) * 2, (0, 0)), mode="edge")
+  rows = sum(t * padded[i:i + height] for i, t in enumerate(taps))
+  return sum(t * rows[:, i:i + width] for i, t in enumerate(taps))
+
+
+def random_gaussian_blur(key: jax.Array, images: jax.Array, prob: float,
+                         max_sigma: float) -> jax.Array:
+  """Blurs each image with probability `prob`, sigma uniform in [0.1, max_sigma]."""
+  apply_key, sigma_key = jax.random.split(key)
+  n = images.shape[0]
+  apply = jax.random.bernoulli(apply_key, prob, (n,))
+  sigma = jax.random.uniform(sigma_key, (n,), minval=0.1, maxval=max_sigma)
+  blurred = jax.vmap(gaussian_blur)(images, sigma)
+  return jnp.where(apply[:, None, None, None], blurred, images)
+
+
+def random_color_jitter(key: jax.Array, images: jax.Array, strength: float) -> jax.Array:
+  """Random brightness, contrast and (for colour) saturation, each within ±strength."""
+  n, _, _, channels = images.shape
+  factors = 1 + jax.random.uniform(key, (3, n, 1, 1, 1), minval=-strength, maxval=strength)
+  brightness, contrast, saturation = factors
+  images = images * brightness
+  mean = images.mean(axis=(1, 2, 3), keepdims=True)
+  images = (images - mean) * contrast + mean
+  if channels == 3:
+    gray = to_grayscale(images)
+    images = (images - gray) * saturation + gray
+  return jnp.clip(images, 0.0, 1.0)
+
+
+def augment(key: jax.Array, images: jax.Array, *, flip: bool = False,
+            rotation_degrees: float = 0.0, crop_min_scale: float = 1.0,
+            blur_prob: float = 0.0, blur_max_sigma: float = 2.0,
+            color_jitter: float = 0.0) -> jax.Array:
+  """On-device augmentation of a float batch in [0, 1]; each part off by default.
+
+  Study 2 used flip and rotation; Wang et al. (2020) showed that crops, blur, JPEG
+  (applied in the host pipeline, see `input_pipeline.train_batches`) and colour jitter
+  make a detector survive what happens to images online.
+  """
+  keys = jax.random.split(key, 5)
+  if crop_min_scale < 1.0:
+    images = random_resized_crop(keys[0], images, crop_min_scale)
   if flip:
-    images = random_flip(flip_key, images)
+    images = random_flip(keys[1], images)
   if rotation_degrees > 0:
-    images = random_rotation(rotation_key, images, rotation_degrees)
+    images = random_rotation(keys[2], images, rotation_degrees)
+  if blur_prob > 0:
+    images = random_gaussian_blur(keys[3], images, blur_prob, blur_max_sigma)
+  if color_jitter > 0:
+    images = random_color_jitter(keys[4], images, color_jitter)
   return images

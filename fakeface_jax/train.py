@@ -84,12 +84,15 @@ def init_totals() -> dict[str, jax.Array]:
 
 
 def train_step(state: TrainState, totals: dict[str, jax.Array],
-               batch: dict[str, jax.Array], key: jax.Array, *, flip: bool,
-               rotation_degrees: float) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam step on a batch of uint8 images; augmentation keyed by the step number."""
-  images = preprocessing.rescale(batch["image"])
-  images = preprocessing.augment(jax.random.fold_in(key, state.step), images,
-                                 flip=flip, rotation_degrees=rotation_degrees)
+               batch: dict[str, jax.Array], key: jax.Array,
+               **augmentation) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step on a batch of uint8 images.
+
+  `augmentation` holds `preprocessing.augment`'s keyword arguments; its randomness is
+  keyed by the step number, so a resumed run draws what an uninterrupted one would.
+  """
+  images = preprocessing.augment(jax.random.fold_in(key, state.step),
+                                 preprocessing.rescale(batch["image"]), **augmentation)
   labels = batch["label"]
 
   def loss_fn(params):
@@ -108,6 +111,12 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
                                           nonfinite_step.astype(jnp.int32)),
   }
   return new_state, totals
+
+
+def device_augmentation(augment_config: Any) -> dict[str, Any]:
+  """The config.augment settings applied on the device (the rest run on the host)."""
+  return {k: v for k, v in augment_config.items()
+          if k not in input_pipeline.HOST_AUGMENTATIONS}
 
 
 def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str, jax.Array]:
@@ -255,8 +264,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   image_shape = data["train"].image_shape
   state = jax.device_put(create_train_state(init_key, model, image_shape, tx), replicated)
   compiled_train = jax.jit(
-      functools.partial(train_step, flip=config.augment.flip,
-                        rotation_degrees=config.augment.rotation_degrees),
+      functools.partial(train_step, **device_augmentation(config.augment)),
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn))
   logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
@@ -295,7 +303,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       batches = input_pipeline.train_batches(
           data["train"], config.batch_size, seed=config.seed, epoch=epoch,
           start_step=start_step, process_index=jax.process_index(),
-          process_count=jax.process_count())
+          process_count=jax.process_count(), jpeg_prob=config.augment.jpeg_prob,
+          jpeg_min_quality=config.augment.jpeg_min_quality)
       for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
         state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
                                        augment_key)

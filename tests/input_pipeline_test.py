@@ -62,3 +62,19 @@ def test_streamed_and_cached_splits_give_identical_batches(tiny_config):
 def test_unknown_cache_mode_is_a_config_error(tiny_config):
   with pytest.raises(config_checks.ConfigError, match="config.data.cache"):
     input_pipeline.load_data(tiny_config, cache="disk")
+
+
+def test_host_jpeg_augmentation_is_seeded_and_per_global_position():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+  data = input_pipeline.ArraySplit(images, (np.arange(16) % 2).astype(np.int32))
+  kwargs = dict(seed=0, epoch=1, jpeg_prob=0.5, jpeg_min_quality=30)
+  single = list(input_pipeline.train_batches(data, 8, **kwargs))
+  parts = [list(input_pipeline.train_batches(data, 8, process_index=p, process_count=2,
+                                             **kwargs)) for p in range(2)]
+  for step, batch in enumerate(single):
+    np.testing.assert_array_equal(
+        np.concatenate([parts[0][step]["image"], parts[1][step]["image"]]), batch["image"])
+  clean = list(input_pipeline.train_batches(data, 8, seed=0, epoch=1))
+  changed = [np.any(a["image"] != b["image"], axis=(1, 2, 3)) for a, b in zip(single, clean)]
+  assert 0 < np.concatenate(changed).sum() < 16  # About half re-encoded.

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
 from fakeface_jax import models
@@ -56,3 +57,29 @@ def test_create_model_from_config():
   config = ml_collections.ConfigDict({"name": "mlp", "node_structure": "double", "width": 8})
   model = models.create_model(config)
   assert isinstance(model, models.TaperingMLP) and model.hidden_sizes == (8, 16)
+
+
+@pytest.mark.parametrize("npr_input, spectral_bins", [("none", 0), ("both", 8), ("only", 0)])
+def test_detector_variants_give_two_logits(npr_input, spectral_bins):
+  model = models.Detector(features=(4, 8), npr_input=npr_input, spectral_bins=spectral_bins,
+                          conv_impl="xla")
+  x = jnp.ones((3, 16, 16, 3)) * 0.5
+  params = model.init(jax.random.key(0), x)
+  assert model.apply(params, x).shape == (3, 2)
+
+
+def test_spectral_classifier_is_logistic_regression_on_the_spectrum():
+  model = models.SpectralClassifier(num_bins=8)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  params = model.init(jax.random.key(1), x)
+  assert model.apply(params, x).shape == (2, 2)
+  assert sum(p.size for p in jax.tree.leaves(params)) == 8 * 2 + 2 + 2 * 8  # Norm + Dense.
+
+
+def test_upsampling_residual_vanishes_on_nearest_neighbour_upsampled_images():
+  small = jax.random.uniform(jax.random.key(0), (2, 5, 5, 3))
+  upsampled = jnp.repeat(jnp.repeat(small, 2, axis=1), 2, axis=2)
+  np.testing.assert_allclose(models.upsampling_residual(upsampled), 0, atol=1e-6)
+  noise = jax.random.uniform(jax.random.key(1), (1, 9, 9, 1))
+  assert models.upsampling_residual(noise).shape == (1, 9, 9, 1)
+  assert float(jnp.abs(models.upsampling_residual(noise)).mean()) > 0.05

@@ -78,3 +78,44 @@ def test_augment_without_options_is_identity():
   images = jax.random.uniform(jax.random.key(1), (2, 6, 6, 1))
   out = preprocessing.augment(jax.random.key(0), images, flip=False, rotation_degrees=0.0)
   np.testing.assert_array_equal(out, images)
+
+
+def test_full_image_crop_is_the_identity():
+  image = jax.random.uniform(jax.random.key(0), (12, 10, 3))
+  out = preprocessing.resized_crop(image, jnp.array([0.0, 0.0, 12.0, 10.0]))
+  np.testing.assert_allclose(out, image, atol=1e-5)
+
+
+def test_random_resized_crop_keeps_shape_and_zooms_in():
+  # A horizontal ramp: a crop narrower than the image has a smaller range of values.
+  ramp = jnp.broadcast_to(jnp.linspace(0, 1, 32)[None, :, None], (4, 32, 32, 1))
+  out = preprocessing.random_resized_crop(jax.random.key(0), ramp, min_scale=0.3)
+  assert out.shape == ramp.shape
+  assert float((out.max(axis=(1, 2, 3)) - out.min(axis=(1, 2, 3))).min()) < 1.0
+
+
+def test_gaussian_blur_keeps_constants_and_mean_and_smooths_noise():
+  flat = jnp.full((8, 8, 1), 0.3)
+  np.testing.assert_allclose(preprocessing.gaussian_blur(flat, 1.5), flat, atol=1e-6)
+  noise = jax.random.uniform(jax.random.key(0), (32, 32, 1))
+  blurred = preprocessing.gaussian_blur(noise, 1.5)
+  assert float(blurred.std()) < 0.5 * float(noise.std())
+  assert abs(float(blurred.mean()) - float(noise.mean())) < 0.02
+
+
+def test_color_jitter_stays_in_range_and_zero_strength_is_identity():
+  images = jax.random.uniform(jax.random.key(0), (4, 8, 8, 3))
+  out = preprocessing.random_color_jitter(jax.random.key(1), images, 0.5)
+  assert out.shape == images.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+  same = preprocessing.random_color_jitter(jax.random.key(1), images, 0.0)
+  np.testing.assert_allclose(same, images, atol=1e-6)
+
+
+def test_augment_with_everything_is_deterministic_per_key():
+  images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+  kwargs = dict(flip=True, rotation_degrees=10.0, crop_min_scale=0.5, blur_prob=0.5,
+                color_jitter=0.2)
+  a = preprocessing.augment(jax.random.key(3), images, **kwargs)
+  b = preprocessing.augment(jax.random.key(3), images, **kwargs)
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, preprocessing.augment(jax.random.key(4), images, **kwargs))

@@ -1,0 +1,37 @@
+r"""The recommended detector: a small residual CNN with GroupNorm and global pooling,
+trained with flip, crop, blur, JPEG and colour augmentation (Wang et al. 2020).
+
+  python main.py --config configs/detector.py --workdir runs/detector_140k \
+      --config.data.name=real_vs_fake_140k --config.data.manual_dir=/path/to/140k
+
+On the built-in dataset (no download):
+  python main.py --config configs/detector.py --workdir runs/detector
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 20
+  config.learning_rate = 2e-3
+  config.lr_schedule = "cosine"
+  config.data.image_size = 128
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "detector"
+  config.model.features = (16, 32, 64, 128)
+  config.model.npr_input = "none"
+  config.model.spectral_bins = 0
+  config.model.conv_impl = "auto"
+  config.augment.flip = True
+  config.augment.crop_min_scale = 0.7
+  config.augment.blur_prob = 0.1
+  config.augment.blur_max_sigma = 1.5
+  config.augment.color_jitter = 0.1
+  config.augment.jpeg_prob = 0.1
+  config.augment.jpeg_min_quality = 60
+  return config
