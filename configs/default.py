@@ -60,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment = ml_collections.ConfigDict()
   config.augment.flip = True
   config.augment.rotation_degrees = 0.0
+  config.augment.crop_size = 0  # > 0: train on random native-resolution crops this big.
   config.augment.crop_min_scale = 1.0  # < 1: random resized crops of that area or more.
   config.augment.blur_prob = 0.0
   config.augment.blur_max_sigma = 2.0

@@ -20,7 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 20
   config.learning_rate = 2e-3
   config.lr_schedule = "cosine"
-  config.data.image_size = 128
+  # Native resolution of the 140k images; training sees random 128-pixel crops and
+  # evaluation the whole image (the model pools globally).
+  config.data.image_size = 256
   config.model = ml_collections.ConfigDict()
   config.model.name = "detector"
   config.model.features = (16, 32, 64, 128)
@@ -28,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.spectral_bins = 0
   config.model.conv_impl = "auto"
   config.augment.flip = True
-  config.augment.crop_min_scale = 0.7
+  config.augment.crop_size = 128
   config.augment.blur_prob = 0.1
   config.augment.blur_max_sigma = 1.5
   config.augment.color_jitter = 0.1

@@ -13,6 +13,8 @@ from fakeface_jax import datasets
 from fakeface_jax import models
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
+# Models that accept any image size: training crops can be smaller than evaluation images.
+SIZE_AGNOSTIC_MODELS = ("detector", "spectral")
 # Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 
@@ -49,6 +51,11 @@ def check_config(config: Any) -> None:
       raise ConfigError(
           f"config.{key}={batch} must be a positive multiple of the "
           f"{jax.device_count()} devices it is split over")
+  crop = config.augment.get("crop_size", 0)
+  if crop and (crop > size or config.model.name not in SIZE_AGNOSTIC_MODELS):
+    raise ConfigError(
+        f"config.augment.crop_size={crop} needs a model that pools globally "
+        f"({', '.join(SIZE_AGNOSTIC_MODELS)}) and at most config.data.image_size={size}")
   data = config.data
   if not 0 <= data.test_fraction < 1:
     raise ConfigError(f"config.data.test_fraction must be in [0, 1), got {data.test_fraction}")

@@ -106,6 +106,24 @@ def random_resized_crop(key: jax.Array, images: jax.Array, min_scale: float) -> 
   return jax.vmap(resized_crop)(images, jnp.stack([top, left, crop_h, crop_w], -1))
 
 
+def random_crop(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
+  """A random size x size window of each image, at native resolution (no resampling).
+
+  Training on crops of full-resolution images multiplies the views of a small dataset
+  without touching pixel statistics; a fully convolutional model with global pooling
+  then evaluates the whole image.
+  """
+  n, height, width, channels = images.shape
+  if size > min(height, width):
+    raise ValueError(f"crop size {size} is larger than the images ({height}x{width})")
+  top_key, left_key = jax.random.split(key)
+  tops = jax.random.randint(top_key, (n,), 0, height - size + 1)
+  lefts = jax.random.randint(left_key, (n,), 0, width - size + 1)
+  def crop(image, top, left):
+    return jax.lax.dynamic_slice(image, (top, left, 0), (size, size, channels))
+  return jax.vmap(crop)(images, tops, lefts)
+
+
 BLUR_RADIUS = 6  # Taps each side: enough for sigma up to 2 (3 sigma).
 
 
@@ -146,7 +164,7 @@ def random_color_jitter(key: jax.Array, images: jax.Array, strength: float) -> j
 
 
 def augment(key: jax.Array, images: jax.Array, *, flip: bool = False,
-            rotation_degrees: float = 0.0, crop_min_scale: float = 1.0,
+            rotation_degrees: float = 0.0, crop_size: int = 0, crop_min_scale: float = 1.0,
             blur_prob: float = 0.0, blur_max_sigma: float = 2.0,
             color_jitter: float = 0.0) -> jax.Array:
   """On-device augmentation of a float batch in [0, 1]; each part off by default.
@@ -155,7 +173,9 @@ def augment(key: jax.Array, images: jax.Array, *, flip: bool = False,
   (applied in the host pipeline, see `input_pipeline.train_batches`) and colour jitter
   make a detector survive what happens to images online.
   """
-  keys = jax.random.split(key, 5)
+  keys = jax.random.split(key, 6)
+  if crop_size:
+    images = random_crop(keys[5], images, crop_size)
   if crop_min_scale < 1.0:
     images = random_resized_crop(keys[0], images, crop_min_scale)
   if flip:

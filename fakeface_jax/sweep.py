@@ -168,8 +168,13 @@ def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any], max_epochs:
 def write_tables(rows: list[dict], workdir: str, title: str) -> list[str]:
   paths = [os.path.join(workdir, name) for name in
            ("results.md", "results.csv", "overview.png")]
-  formatted = [{k: (f"{v:.4f}" if isinstance(v, float) and k.endswith("accuracy") else
-                    "-" if v is None else v) for k, v in row.items()} for row in rows]
+  def cell(key, value):
+    if value is None:
+      return "-"
+    if isinstance(value, float):
+      return f"{value:.1f}" if key == "wall_s" else f"{value:.4f}"
+    return value
+  formatted = [{k: cell(k, v) for k, v in row.items()} for row in rows]
   with open(paths[0], "w") as f:
     f.write(f"# {title}\n\n" + reporting.markdown_table(formatted))
   with open(paths[1], "w", newline="") as f:

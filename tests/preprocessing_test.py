@@ -119,3 +119,14 @@ def test_augment_with_everything_is_deterministic_per_key():
   b = preprocessing.augment(jax.random.key(3), images, **kwargs)
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, preprocessing.augment(jax.random.key(4), images, **kwargs))
+
+
+def test_random_crop_takes_native_windows():
+  images = jnp.arange(2 * 6 * 6, dtype=jnp.float32).reshape(2, 6, 6, 1)
+  crops = preprocessing.random_crop(jax.random.key(0), images, 4)
+  assert crops.shape == (2, 4, 4, 1)
+  for image, crop in zip(images, crops):
+    top, left = np.argwhere(np.asarray(image[..., 0]) == float(crop[0, 0, 0]))[0]
+    np.testing.assert_array_equal(crop, image[top:top + 4, left:left + 4])
+  with pytest.raises(ValueError, match="larger than the images"):
+    preprocessing.random_crop(jax.random.key(0), images, 7)
