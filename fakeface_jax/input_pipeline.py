@@ -318,6 +318,11 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     logging.info("config.data.cache=auto: %s (%d images of %s).", cache, total, shape)
   data = {}
   for role, (split, indices) in selected.items():
+    same = [r for r, (s, i) in selected.items()
+            if r in data and s == split and np.array_equal(i, indices)]
+    if same:  # Validation and test are often the same examples: decode them once.
+      data[role] = data[same[0]]
+      continue
     start = time.perf_counter()
     source = datasets.data_source(builder, split)
     if cache == "memory":

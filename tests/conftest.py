@@ -1,6 +1,7 @@
 """Shared test fixtures: a tiny config that trains in seconds on the built-in dataset."""
 
 import os
+import sys
 
 import pytest
 from absl import flags
@@ -22,8 +23,8 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tensorflow_datasets"))
 
 
-@pytest.fixture
-def tiny_config(data_dir):
+def make_tiny_config(data_dir: str):
+  """The default config shrunk to train in seconds: 64 32-pixel images, 4 steps/epoch."""
   config = default.get_config()
   config.batch_size = 16
   config.eval_batch_size = 24
@@ -37,6 +38,21 @@ def tiny_config(data_dir):
   config.data.synthetic.difficulty = 0.0
   config.model.features = (8, 8, 8, 8)
   return config
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+  return make_tiny_config(data_dir)
+
+
+def main_command(workdir, data_dir, *extra) -> list[str]:
+  """A main.py run of a tiny config: 64 training images, 4 steps per epoch."""
+  return [sys.executable, "main.py", "--config", "configs/default.py", "--workdir",
+          str(workdir), f"--config.data.data_dir={data_dir}", "--config.data.image_size=32",
+          "--config.data.synthetic.num_train=64", "--config.data.synthetic.num_validation=16",
+          "--config.data.synthetic.num_test=16", "--config.batch_size=16",
+          "--config.eval_batch_size=16", "--config.model.features=(4,4,4,4)",
+          "--config.data.synthetic.difficulty=0.0", *extra]
 
 
 def shared_data(*parts: str) -> str:

@@ -4,12 +4,12 @@ import os
 import re
 import socket
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
+from conftest import main_command
 from fakeface_jax import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,12 +23,8 @@ def free_port() -> int:
 
 
 def command(workdir, data_dir, *extra):
-  return [sys.executable, "main.py", "--config", "configs/default.py", "--workdir",
-          str(workdir), f"--config.data.data_dir={data_dir}", "--config.data.image_size=32",
-          "--config.data.synthetic.num_train=64", "--config.data.synthetic.num_validation=16",
-          "--config.data.synthetic.num_test=16", "--config.batch_size=16",
-          "--config.eval_batch_size=16", "--config.model.features=(4,4,4,4)",
-          "--config.model.conv_impl=xla", "--config.num_epochs=2", *extra]
+  return main_command(workdir, data_dir, "--config.model.conv_impl=xla",
+                      "--config.num_epochs=2", *extra)
 
 
 def final_params(workdir):

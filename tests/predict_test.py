@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import make_tiny_config
 from fakeface_jax import datasets
 from fakeface_jax import degradations
 from fakeface_jax import evaluate
@@ -18,17 +19,7 @@ from fakeface_jax import train
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.batch_size = config.eval_batch_size = 16
-  config.num_epochs = 2
-  config.data.image_size = 32
-  config.data.data_dir = data_dir
-  config.data.synthetic.num_train = 64
-  config.data.synthetic.num_validation = 40
-  config.data.synthetic.num_test = 40
-  config.data.synthetic.difficulty = 0.0
-  config.model.features = (8, 8, 8, 8)
+  config = make_tiny_config(data_dir)
   workdir = str(tmp_path_factory.mktemp("run"))
   train.train_and_evaluate(config, workdir)
   return workdir

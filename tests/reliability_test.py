@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from conftest import main_command
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import models
@@ -27,16 +27,6 @@ def final_params_digest(workdir: str) -> str:
   directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
   return train.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
-
-
-def main_command(workdir, data_dir, *extra):
-  """A main.py run of a tiny config: 64 training images, 4 steps per epoch."""
-  return [sys.executable, "main.py", "--config", "configs/default.py", "--workdir",
-          str(workdir), f"--config.data.data_dir={data_dir}", "--config.data.image_size=32",
-          "--config.data.synthetic.num_train=64", "--config.data.synthetic.num_validation=16",
-          "--config.data.synthetic.num_test=16", "--config.batch_size=16",
-          "--config.eval_batch_size=16", "--config.model.features=(4,4,4,4)",
-          "--config.data.synthetic.difficulty=0.0", *extra]
 
 
 def run_main(*args, **kwargs):
