@@ -218,9 +218,9 @@ def main(argv):
     if not sep:
       raise app.UsageError(f"--set takes KEY=VALUE, got {item!r}")
     sets[key] = _parse_value(value)
-  rows = run_sweep(load_config(FLAGS.sweep), FLAGS.workdir, sets, FLAGS.max_epochs,
-                   FLAGS.only)
-  print(reporting.markdown_table(rows))
+  run_sweep(load_config(FLAGS.sweep), FLAGS.workdir, sets, FLAGS.max_epochs, FLAGS.only)
+  with open(os.path.join(FLAGS.workdir, "results.md")) as f:
+    print(f.read())
   print(f"wrote {FLAGS.workdir}/results.md, results.csv, overview.png", file=sys.stderr)
 
 
