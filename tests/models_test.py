@@ -1,5 +1,6 @@
 """Tests for the Flax models: output shapes and the studies' parameter counts."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -83,3 +84,9 @@ def test_upsampling_residual_vanishes_on_nearest_neighbour_upsampled_images():
   noise = jax.random.uniform(jax.random.key(1), (1, 9, 9, 1))
   assert models.upsampling_residual(noise).shape == (1, 9, 9, 1)
   assert float(jnp.abs(models.upsampling_residual(noise)).mean()) > 0.05
+
+
+def test_max_pool_2x2_equals_flax_max_pool():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+  np.testing.assert_array_equal(models.max_pool_2x2(x),
+                                nn.max_pool(x, (2, 2), strides=(2, 2)))
