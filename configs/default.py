@@ -1,6 +1,6 @@
 r"""Default: study 2's small CNN on the built-in synthetic dataset (no download needed).
 
-Trains in about two minutes on 2 CPU cores:
+Trains in about a minute on 2 CPU cores (test accuracy 1.00 on the built-in data):
 
   python main.py --config configs/default.py --workdir runs/default
 
