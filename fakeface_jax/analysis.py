@@ -70,10 +70,7 @@ def define_flags() -> None:
 
 def to_gray(images) -> np.ndarray:
   """(..., H, W, 3) or (..., H, W, 1) pixels -> (..., H, W) gray float32, same range."""
-  images = np.asarray(images)
-  if images.shape[-1] == 1:
-    return images[..., 0].astype(np.float32)
-  return preprocessing.to_grayscale(images)[..., 0]
+  return preprocessing.gray_plane(np.asarray(images))
 
 
 def _gray_batch(images) -> np.ndarray:

@@ -31,6 +31,7 @@ from fakeface_jax.datasets import folders
 CACHE_MODES = ("auto", "memory", "stream")
 # config.augment keys applied here, on the host, rather than on the device.
 HOST_AUGMENTATIONS = ("jpeg_prob", "jpeg_min_quality")
+MANIFEST_CSV = "data_files.csv"  # write_manifest's file in a run's workdir.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +88,24 @@ class StreamedSplit:
 Split = ArraySplit | StreamedSplit
 
 
-def _text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
+def _record_fields(record) -> tuple[int, str, str]:
+  """A record's label, path and difficulty (records of synthetic data have no difficulty)."""
+  def text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+  return (int(record["label"]), text(record.get("path", "")),
+          text(record.get("difficulty", folders.NO_DIFFICULTY)))
+
+
+def _metadata(fields: Sequence[tuple[int, str, str]]) -> dict[str, np.ndarray]:
+  labels, paths, difficulty = zip(*fields) if fields else ((), (), ())
+  return {"label": np.array(labels, np.int32), "path": np.array(paths, str),
+          "difficulty": np.array(difficulty, str)}
 
 
 def read_metadata(source, indices: Sequence[int] | None = None) -> dict[str, np.ndarray]:
   """Label, path and difficulty of records (all, or `indices`), without decoding images."""
   indices = range(len(source)) if indices is None else indices
-  records = [source[int(i)] for i in indices]
-  return {"label": np.array([r["label"] for r in records], np.int32),
-          "path": np.array([_text(r.get("path", "")) for r in records]),
-          "difficulty": np.array([_text(r.get("difficulty", folders.NO_DIFFICULTY))
-                                  for r in records])}
+  return _metadata([_record_fields(source[int(i)]) for i in indices])
 
 
 def load_split(source, image_size: int, grayscale: bool,
@@ -118,13 +125,12 @@ def load_split(source, image_size: int, grayscale: bool,
              .to_iter_dataset(grain.ReadOptions(num_threads=os.cpu_count() or 1)))
   channels = 1 if grayscale else 3
   images = np.empty((len(indices), image_size, image_size, channels), np.uint8)
-  labels = np.empty((len(indices),), np.int32)
-  paths, difficulty = [], []
+  fields = []
   for i, (image, record) in enumerate(decoded):
-    images[i], labels[i] = image, record["label"]
-    paths.append(_text(record.get("path", "")))
-    difficulty.append(_text(record.get("difficulty", folders.NO_DIFFICULTY)))
-  return ArraySplit(images, labels, np.array(paths), np.array(difficulty))
+    images[i] = image
+    fields.append(_record_fields(record))
+  meta = _metadata(fields)
+  return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"])
 
 
 def stratified_holdout(strata: np.ndarray, fraction: float, seed: int,
@@ -189,8 +195,9 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
 
   Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
   first and each process takes its contiguous slice, so any process count and any
-  resume point see the same batches. `jpeg_prob` > 0 re-encodes images as JPEG
-  (`random_jpeg`), drawn per global position from the same (seed, epoch, step).
+  resume point see the same batches. `jpeg_prob` > 0 re-encodes each image as JPEG
+  with that probability, quality in [jpeg_min_quality, 95], both drawn per global
+  position from the same (seed, epoch, step).
   """
   order = np.random.default_rng([seed, epoch]).permutation(len(data))
   local = _process_slice(batch_size, process_index, process_count)
@@ -251,20 +258,20 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
     raise config_checks.ConfigError(
         f"dataset {data_config.name!r} has no training split (found: "
         f"{', '.join(builder.info.splits.keys()) or 'none'})")
-  sources = {role: datasets.data_source(builder, split) for role, split in splits.items()}
+  sources = {split: datasets.data_source(builder, split) for split in splits.values()}
   holdout = not {"validation", "test"} & set(splits) and (
       data_config.test_fraction > 0 or data_config.num_folds > 1)
   needs_metadata = bool(data_config.fake_difficulties) or holdout
   selected = {}
   for role, split in splits.items():
     if needs_metadata or data_config.examples_per_class is not None:
-      meta = read_metadata(sources[role])
+      meta = read_metadata(sources[split])
       keep = _keep_difficulties(meta, data_config.fake_difficulties)
       keep = keep[balanced_subset(meta["label"][keep], data_config.examples_per_class,
                                   data_config.split_seed)]
       selected[role] = (split, keep, meta)
     else:
-      selected[role] = (split, np.arange(len(sources[role])), None)
+      selected[role] = (split, np.arange(len(sources[split])), None)
 
   if holdout:
     split, keep, meta = selected["train"]
@@ -277,11 +284,13 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   selected.setdefault("test", selected["validation"])
 
   result = {}
-  for role, (split, indices, _) in selected.items():
+  for role, (split, indices, meta) in selected.items():
     per_class = (data_config.train_examples_per_class if role == "train"
                  else data_config.eval_examples_per_class)
     if per_class is not None:
-      labels = read_metadata(datasets.data_source(builder, split), indices)["label"]
+      # Positions index records one to one, so labels already read can be reused.
+      labels = (meta["label"][indices] if meta is not None
+                else read_metadata(sources[split], indices)["label"])
       indices = indices[balanced_subset(labels, per_class, data_config.split_seed)]
     result[role] = (split, indices)
   return result
@@ -337,7 +346,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
   return data
 
 
-def write_manifest(data: dict[str, ArraySplit], path: str) -> None:
+def write_manifest(data: dict[str, Split], path: str) -> None:
   """CSV of exactly which files went into each role: role,path,label,difficulty."""
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)

@@ -96,14 +96,9 @@ class ConvNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
-def _gray(images: jax.Array) -> jax.Array:
-  """(N, H, W, C) -> (N, H, W) gray, for 1- or 3-channel input."""
-  return images[..., 0] if images.shape[-1] == 1 else preprocessing.to_grayscale(images)[..., 0]
-
-
 def spectrum_features(images: jax.Array, num_bins: int) -> jax.Array:
   """Ring-averaged log power spectrum of the gray image, per image (N, num_bins)."""
-  return spectral.radial_log_power(_gray(images), num_bins)
+  return spectral.radial_log_power(preprocessing.gray_plane(images), num_bins)
 
 
 class SpectralClassifier(nn.Module):

@@ -25,6 +25,13 @@ def to_grayscale(images):
   return (images.astype(np.float32) @ weights)[..., None]
 
 
+def gray_plane(images):
+  """(..., 1 or 3) pixels -> (...) gray float32 plane, in the input's value range."""
+  if images.shape[-1] == 1:
+    return images[..., 0].astype(np.float32)
+  return to_grayscale(images)[..., 0]
+
+
 def to_grayscale_uint8(images: np.ndarray) -> np.ndarray:
   """RGB uint8 (..., 3) -> gray uint8 (..., 1), rounded: the host pipeline's storage form."""
   return np.clip(np.rint(to_grayscale(images)), 0, 255).astype(np.uint8)

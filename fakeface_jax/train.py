@@ -289,7 +289,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                    checkpoints.directory, step, meta["epoch"], meta["step_in_epoch"])
   checkpointing.write_config(workdir, config)
   if jax.process_index() == 0:
-    input_pipeline.write_manifest(data, os.path.join(workdir, "data_files.csv"))
+    input_pipeline.write_manifest(data, os.path.join(workdir, input_pipeline.MANIFEST_CSV))
   log = reporting.MetricsLog(workdir, resume_after_epoch=meta["epoch"])
 
   # --- Train.
@@ -386,4 +386,4 @@ def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:
   metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2])
   return paths + [os.path.join(workdir, n) for n in
                   (reporting.METRICS_CSV, reporting.METRICS_JSONL, "tensorboard",
-                   checkpointing.CHECKPOINTS_DIR, "data_files.csv")]
+                   checkpointing.CHECKPOINTS_DIR, input_pipeline.MANIFEST_CSV)]
