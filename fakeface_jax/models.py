@@ -1,4 +1,4 @@
-"""Flax linen models: the studies' MLP and ConvNet, a spectral baseline and a detector.
+"""Flax linen models: the studies' MLP and ConvNet, spectral and texture baselines, a detector.
 
 Models take float images in [0, 1] (the input pipeline's `preprocessing.rescale` is the
 studies' `Rescaling(1/255)` layer) of shape (N, H, W, C) and return logits for the two
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from fakeface_jax import conv
 from fakeface_jax import preprocessing
 from fakeface_jax import spectral
+from fakeface_jax import texture
 
 NUM_CLASSES = 2
 
@@ -119,6 +120,28 @@ class SpectralClassifier(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+class CooccurrenceClassifier(nn.Module):
+  """Residual co-occurrence histograms of each colour plane -> a small classifier.
+
+  The features (`texture.cooccurrence_features`) have no parameters; LayerNorm puts each
+  image's 3,000 log-frequencies on a common scale, so that the head weighs how the
+  histogram is shaped rather than how busy the image is. `hidden=()` makes the head
+  logistic regression.
+  """
+  truncation: int = 2
+  hidden: Sequence[int] = ()
+  num_classes: int = NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
+    # pixel values round to whole numbers.
+    x = nn.LayerNorm()(texture.cooccurrence_features(images * 255.0, self.truncation))
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
 def upsampling_residual(images: jax.Array) -> jax.Array:
   """NPR (Tan et al. 2024): x - up(down(x)) with 2x nearest-neighbour resampling.
 
@@ -191,6 +214,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": TaperingMLP,
     "cnn": ConvNet,
     "spectral": SpectralClassifier,
+    "cooccurrence": CooccurrenceClassifier,
     "detector": Detector,
 }
 

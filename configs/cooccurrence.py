@@ -1,0 +1,29 @@
+r"""Texture baseline (Nataraj et al. 2019): residual co-occurrence histograms -> logistic.
+
+  python main.py --config configs/cooccurrence.py --workdir runs/cooccurrence_140k \
+      --config.data.name=real_vs_fake_140k --config.data.manual_dir=/path/to/140k
+
+On the built-in dataset (no download):
+  python main.py --config configs/cooccurrence.py --workdir runs/cooccurrence
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.batch_size = 64
+  config.num_epochs = 30
+  config.learning_rate = 1e-3
+  config.lr_schedule = "cosine"
+  # Native size of the 140k and ciplab_256 images: the features count correlations
+  # between neighbouring pixels, which any resizing rewrites.
+  config.data.image_size = 256
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "cooccurrence"
+  config.model.truncation = 2
+  config.model.hidden = ()
+  config.augment.flip = False
+  return config
