@@ -15,8 +15,10 @@ from configs import default
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.batch_size = 64
-  config.num_epochs = 30
-  config.learning_rate = 1e-3
+  config.num_epochs = 40
+  # Measured on the 140k subset: lr 1e-3 underfits in 30 epochs (train 0.77, valid
+  # 0.72), 1e-2 fits to 0.90 / 0.75.
+  config.learning_rate = 1e-2
   config.lr_schedule = "cosine"
   # Native size of the 140k and ciplab_256 images: the features count correlations
   # between neighbouring pixels, which any resizing rewrites.
@@ -25,5 +27,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.name = "cooccurrence"
   config.model.truncation = 2
   config.model.hidden = ()
+  # Flipping halved the step rate and did not change validation accuracy (0.71-0.74).
   config.augment.flip = False
   return config

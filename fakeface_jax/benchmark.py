@@ -6,8 +6,8 @@ r"""Training-throughput benchmark of the studies' models, on the protocol of pee
 Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
 5 repeats of N steps. The step is the project's own compiled `train.train_step`. Prints
-one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step) and
-the device; `--compare` runs the peers' script for Keras and PyTorch in the same run and
+one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step), the
+machine's float32 matrix-product ceiling measured in the same run, and the device; `--compare` runs the peers' script for Keras and PyTorch in the same run and
 adds their images/s and our ratio to each.
 """
 
@@ -54,6 +54,25 @@ PROTOCOL = {
     "cnn": ((128, 128, 3), 32, 20),
 }
 WARMUP_STEPS = 3
+# Side of the square float32 matrix product that measures the machine's GEMM ceiling.
+MATMUL_SIZE = 2048
+
+
+def matmul_gflops_per_s(repeats: int = 5) -> float:
+  """GFLOP/s of a large float32 matrix product: the ceiling a GEMM-bound step can reach.
+
+  Reported beside each model's achieved GFLOP/s because shared machines differ by up to
+  2x from run to run: the fraction of this ceiling is what compares across runs.
+  """
+  a = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
+  product = jax.jit(jnp.dot)
+  jax.block_until_ready(product(a, a))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(product(a, a))
+    times.append(time.perf_counter() - start)
+  return 2 * MATMUL_SIZE**3 / float(np.median(times)) / 1e9
 
 
 def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
@@ -85,10 +104,15 @@ def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
     jax.block_until_ready(state)
     rates.append(batch * steps / (time.perf_counter() - start))
   images_per_s = float(np.median(rates))
+  gflops_per_s = flops * images_per_s / batch / 1e9
+  ceiling = matmul_gflops_per_s()
   return {"framework": "jax", "version": jax.__version__, "model": name,
           "conv_impl": conv_impl if name == "cnn" else None, "batch": batch,
           "images_per_s": round(images_per_s, 1),
-          "gflops_per_s": round(flops * images_per_s / batch / 1e9, 1),
+          "gflops_per_s": round(gflops_per_s, 1),
+          "matmul_gflops_per_s": round(ceiling, 1),
+          "fraction_of_matmul": round(gflops_per_s / ceiling, 2),
+          "gflop_per_image": round(flops / batch / 1e9, 3),
           "runs": [round(r, 1) for r in rates],
           "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}
 
@@ -113,6 +137,9 @@ def main(argv):
       if peer:
         result[f"{framework}_images_per_s"] = peer["images_per_s"]
         result[f"{framework}_version"] = peer["version"]
+        # Same model, same arithmetic: the peer's rate at our step's FLOP count.
+        result[f"{framework}_gflops_per_s"] = round(
+            peer["images_per_s"] * result["gflop_per_image"], 1)
         result[f"ratio_vs_{framework}"] = round(
             result["images_per_s"] / peer["images_per_s"], 2)
   print(json.dumps(result))
