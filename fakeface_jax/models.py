@@ -126,14 +126,10 @@ class CooccurrenceClassifier(nn.Module):
   The features (`texture.cooccurrence_features`) have no parameters; LayerNorm puts each
   image's 3,000 log-frequencies on a common scale, so that the head weighs how the
   histogram is shaped rather than how busy the image is. `hidden=()` makes the head
-  logistic regression. `content_size` > 0 adds a content branch: the image resized to
-  that size, flattened, through LayerNorm and a ReLU layer of `content_width` units,
-  beside the histograms: whole-face cues that resizing keeps and the residuals lose.
+  logistic regression.
   """
   truncation: int = 2
   hidden: Sequence[int] = ()
-  content_size: int = 0
-  content_width: int = 64
   num_classes: int = NUM_CLASSES
 
   @nn.compact
@@ -141,10 +137,6 @@ class CooccurrenceClassifier(nn.Module):
     # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
     # pixel values round to whole numbers.
     x = nn.LayerNorm()(texture.cooccurrence_features(images * 255.0, self.truncation))
-    if self.content_size:
-      content = preprocessing.resize(images, self.content_size)
-      content = nn.LayerNorm()(content.reshape((content.shape[0], -1)))
-      x = jnp.concatenate([x, nn.relu(nn.Dense(self.content_width)(content))], axis=-1)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
     return nn.Dense(self.num_classes)(x)

@@ -66,12 +66,3 @@ def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():
   assert sum(p.size for p in jax.tree.leaves(params)) == 2 * num_features + num_features * 2 + 2
 
 
-
-def test_content_branch_adds_a_resized_image_layer():
-  model = models.CooccurrenceClassifier(truncation=1, content_size=4, content_width=5)
-  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3)) / 255, jnp.float32)
-  params = model.init(jax.random.key(0), x)
-  assert model.apply(params, x).shape == (2, 2)
-  num_features, num_pixels = 3 * 4 * 2 * 27, 4 * 4 * 3
-  assert sum(p.size for p in jax.tree.leaves(params)) == (
-      2 * num_features + 2 * num_pixels + num_pixels * 5 + 5 + (num_features + 5) * 2 + 2)
