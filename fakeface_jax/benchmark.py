@@ -7,8 +7,9 @@ Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
 5 repeats of N steps. The step is the project's own compiled `train.train_step`. Prints
 one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step), the
-machine's float32 matrix-product ceiling measured in the same run, and the device; `--compare` runs the peers' script for Keras and PyTorch in the same run and
-adds their images/s and our ratio to each.
+machine's float32 matrix-product ceiling measured in the same run, and the device;
+`--compare` runs the peers' script for Keras and PyTorch in the same run and adds their
+images/s, their GFLOP/s at our step's FLOP count, and our ratio to each.
 """
 
 from __future__ import annotations

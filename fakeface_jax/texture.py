@@ -8,8 +8,8 @@ leave different local correlations between neighbouring pixels, and the histogra
 exactly that, whatever the image shows.
 
 On the 140k subset the spectrum alone is near chance (see docs/results.md) while these
-histograms, with a linear head, separate StyleGAN from FFHQ better than any model
-trained on the pixels: the traces survive the dataset's resizing as correlations
+histograms, with a linear head, separate StyleGAN from FFHQ better than this project's
+models trained on the pixels: the traces survive the dataset's resizing as correlations
 between neighbours, not as spectral peaks.
 """
 
