@@ -26,6 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "cooccurrence"
   config.model.truncation = 2
+  config.model.colour_spaces = ("rgb",)
+  config.model.cross_band = False
+  # > 0: add the JPEG-coefficient features for images encoded at this quality.
+  config.model.jpeg_quality = 0
   config.model.hidden = ()
   # Flipping halved the step rate and did not change validation accuracy (0.71-0.74).
   config.augment.flip = False

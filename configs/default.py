@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = "constant"
   # Inverse-time decay per step; None means study 2's lr / num_epochs.
   config.lr_decay = config_dict.placeholder(float)
+  # > 0: L2 penalty on kernels, its gradient added before Adam (train.optimizer).
+  config.weight_decay = 0.0
   config.log_every_steps = 50
 
   config.data = ml_collections.ConfigDict()

@@ -14,7 +14,7 @@ from fakeface_jax import models
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 # Models that accept any image size: training crops can be smaller than evaluation images.
-SIZE_AGNOSTIC_MODELS = ("detector",)
+SIZE_AGNOSTIC_MODELS = ("residual_cnn",)
 # Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 

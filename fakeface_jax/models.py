@@ -8,13 +8,14 @@ classes, 0 = fake and 1 = real.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from fakeface_jax import conv
+from fakeface_jax import jpeg_domain
 from fakeface_jax import preprocessing
 from fakeface_jax import spectral
 from fakeface_jax import texture
@@ -120,23 +121,52 @@ class SpectralClassifier(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
-class CooccurrenceClassifier(nn.Module):
-  """Residual co-occurrence histograms of each colour plane -> a small classifier.
+# Added to a feature's standard deviation before dividing by it: features constant over
+# the initialisation batch (bins no image fills) stay at zero instead of exploding.
+FEATURE_STD_FLOOR = 1e-3
 
-  The features (`texture.cooccurrence_features`) have no parameters; LayerNorm puts each
-  image's 3,000 log-frequencies on a common scale, so that the head weighs how the
-  histogram is shaped rather than how busy the image is. `hidden=()` makes the head
-  logistic regression.
+
+class CooccurrenceClassifier(nn.Module):
+  """Co-occurrence histograms of pixel residuals (and optionally of JPEG coefficients)
+  -> a small classifier: a rich model in the steganalysis sense.
+
+  The features (`texture.cooccurrence_features`, `jpeg_domain.jpeg_features`) have no
+  parameters. Each is standardised with its mean and standard deviation over the batch
+  the model is initialised on (`train.create_train_state` passes a sample of training
+  images): a data-dependent initialisation of two parameters that no gradient reaches,
+  so they stay what the data made them and travel with the checkpoint. Measured on the
+  140k subset with the detector's features, this lifts validation accuracy from 0.70
+  (LayerNorm per image) to 0.79 at the same learning rate.
+  `jpeg_quality` > 0 adds the JPEG-domain features for images encoded at that quality;
+  `hidden=()` makes the head logistic regression.
   """
+  # Tells train.create_train_state to initialise on training images, not zeros.
+  initialises_from_data: ClassVar[bool] = True
   truncation: int = 2
+  colour_spaces: Sequence[str] = ("rgb",)
+  cross_band: bool = False
+  jpeg_quality: int = 0
   hidden: Sequence[int] = ()
   num_classes: int = NUM_CLASSES
 
-  @nn.compact
-  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+  def features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies."""
     # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
     # pixel values round to whole numbers.
-    x = nn.LayerNorm()(texture.cooccurrence_features(images * 255.0, self.truncation))
+    pixels = images * 255.0
+    x = texture.cooccurrence_features(pixels, self.truncation, tuple(self.colour_spaces),
+                                      self.cross_band)
+    if self.jpeg_quality:
+      x = jnp.concatenate([x, jpeg_domain.jpeg_features(pixels, self.jpeg_quality)], -1)
+    return x
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    features = self.features(images)
+    mean = self.param("feature_mean", lambda _: features.mean(0))
+    scale = self.param("feature_scale",
+                       lambda _: 1.0 / (features.std(0) + FEATURE_STD_FLOOR))
+    x = (features - jax.lax.stop_gradient(mean)) * jax.lax.stop_gradient(scale)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
     return nn.Dense(self.num_classes)(x)
@@ -174,8 +204,8 @@ class ResidualBlock(nn.Module):
     return nn.relu(y + skip)
 
 
-class Detector(nn.Module):
-  """The project's detector: a small residual CNN with global average pooling.
+class ResidualCNN(nn.Module):
+  """A small residual CNN with global average pooling (Wang et al. 2020, NPR options).
 
   Each stage is one residual block followed by 2x2 average pooling (the first stage
   keeps full resolution, where generator traces live). Options: `npr_input` feeds
@@ -215,7 +245,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": ConvNet,
     "spectral": SpectralClassifier,
     "cooccurrence": CooccurrenceClassifier,
-    "detector": Detector,
+    "residual_cnn": ResidualCNN,
 }
 
 

@@ -22,6 +22,9 @@ import jax.numpy as jnp
 RESIDUALS = ("dx", "dy", "dxx", "dyy")
 # Each residual's triples are counted along rows and along columns.
 DIRECTIONS = ("row", "column")
+# Planes the histograms are counted on, by name: RGB, and JPEG's luma/chroma, in which
+# the colour correlations of cameras and generators differ from those within a plane.
+COLOUR_SPACES = ("rgb", "ycbcr")
 # Added to the normalised histogram before the log: empty bins stay finite, at a level
 # below a single count in a 256x256 image (1 / 65,000).
 LOG_EPS = 1e-5
@@ -59,20 +62,67 @@ def histogram(codes: jax.Array, num_bins: int) -> jax.Array:
   return counts.astype(jnp.float32) / codes[0].size
 
 
-def cooccurrence_features(images: jax.Array, truncation: int = 2) -> jax.Array:
+def ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(N, H, W, 3) RGB in [0, 255] -> JPEG's (JFIF) Y, Cb, Cr planes, each (N, H, W).
+
+  Cb and Cr are centred on 0 rather than 128: only differences of them are ever used.
+  """
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  return (0.299 * r + 0.587 * g + 0.114 * b,
+          -0.168736 * r - 0.331264 * g + 0.5 * b,
+          0.5 * r - 0.418688 * g - 0.081312 * b)
+
+
+def colour_planes(images: jax.Array, colour_space: str) -> tuple[jax.Array, ...]:
+  """(N, H, W, C) float pixels -> the planes of `colour_space`, each (N, H, W).
+
+  "rgb" takes the image's own channels (one for gray images); "ycbcr" needs RGB.
+  """
+  if colour_space == "rgb":
+    return tuple(images[..., c] for c in range(images.shape[-1]))
+  if colour_space == "ycbcr":
+    if images.shape[-1] != 3:
+      raise ValueError(f"the ycbcr colour space needs RGB images, got {images.shape}")
+    return ycbcr(images)
+  raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {colour_space!r}")
+
+
+def cross_band_features(images: jax.Array, truncation: int) -> jax.Array:
+  """(N, H, W, 3) -> (N, len(RESIDUALS) * (2T + 1)**3): for each residual, the joint
+  histogram of its R, G and B values at the same pixel (Barni et al. 2020's cross-band
+  co-occurrences, on residuals)."""
+  num_levels = 2 * truncation + 1
+  channels = [residual_maps(images[..., c]) for c in range(3)]
+  features = []
+  for red, green, blue in zip(*channels):
+    r, g, b = (quantize(x, truncation) for x in (red, green, blue))
+    features.append(histogram((r * num_levels + g) * num_levels + b, num_levels**3))
+  return jnp.concatenate(features, axis=-1)
+
+
+def cooccurrence_features(images: jax.Array, truncation: int = 2,
+                          colour_spaces: tuple[str, ...] = ("rgb",),
+                          cross_band: bool = False) -> jax.Array:
   """(N, H, W, C) pixels in [0, 255] -> (N, F) log co-occurrence histograms.
 
-  F = C * len(RESIDUALS) * len(DIRECTIONS) * (2T + 1)**3: 3,000 for RGB with T = 2.
-  Images must be at their native resolution: resizing rewrites the very correlations
-  between neighbouring pixels that the histograms count.
+  Per plane of each colour space, F grows by len(RESIDUALS) * len(DIRECTIONS) *
+  (2T + 1)**3 (1,000 with T = 2: 3,000 for RGB); `cross_band` adds
+  `cross_band_features`. Images must be at their native resolution: resizing rewrites
+  the very correlations between neighbouring pixels that the histograms count.
   """
   if images.shape[1] < 5 or images.shape[2] < 5:
     raise ValueError(f"co-occurrence features need images of at least 5x5, got {images.shape}")
+  images = images.astype(jnp.float32)
   num_levels = 2 * truncation + 1
   features = []
-  for channel in range(images.shape[-1]):
-    for residual in residual_maps(images[..., channel].astype(jnp.float32)):
-      bins = quantize(residual, truncation)
-      for direction in DIRECTIONS:
-        features.append(histogram(triple_codes(bins, num_levels, direction), num_levels**3))
+  for colour_space in colour_spaces:
+    for plane in colour_planes(images, colour_space):
+      for residual in residual_maps(plane):
+        bins = quantize(residual, truncation)
+        for direction in DIRECTIONS:
+          features.append(histogram(triple_codes(bins, num_levels, direction), num_levels**3))
+  if cross_band:
+    if images.shape[-1] != 3:
+      raise ValueError(f"cross-band features need RGB images, got {images.shape}")
+    features.append(cross_band_features(images, truncation))
   return jnp.log(jnp.concatenate(features, axis=-1) + LOG_EPS)

@@ -36,6 +36,9 @@ from fakeface_jax import reporting
 
 TrainState = train_state.TrainState
 NO_NONFINITE_STEP = np.iinfo(np.int32).max
+# Images a data-dependent model is initialised on: enough for stable per-feature
+# statistics, few enough to initialise in seconds.
+NUM_INIT_IMAGES = 256
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,10 +68,35 @@ def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
 
 
 def create_train_state(key: jax.Array, model, image_shape: tuple[int, ...],
-                       tx: optax.GradientTransformation) -> TrainState:
+                       tx: optax.GradientTransformation,
+                       init_images: jax.Array | None = None) -> TrainState:
+  """Initialises `model` on one all-zero image, or on `init_images` (floats in [0, 1])
+  for a model whose initial parameters depend on the data."""
+  images = jnp.zeros((1, *image_shape), jnp.float32) if init_images is None else init_images
   # One compiled init instead of dozens of eagerly dispatched ops (seconds on CPU).
-  params = jax.jit(model.init)(key, jnp.zeros((1, *image_shape), jnp.float32))["params"]
+  params = jax.jit(model.init)(key, images)["params"]
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def initialisation_images(split: input_pipeline.Split, seed: int) -> jax.Array:
+  """A seeded sample of up to NUM_INIT_IMAGES training images, rescaled to [0, 1]."""
+  count = min(NUM_INIT_IMAGES, len(split))
+  positions = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
+  return preprocessing.rescale(split.take(positions))
+
+
+def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Adam, after an L2 penalty of `config.weight_decay` on the kernels if it is > 0.
+
+  The penalty's gradient is added before Adam's scaling (Keras' kernel_regularizer, not
+  AdamW's decoupled decay): it is logistic regression's L2, what a linear head on
+  thousands of features from a thousand images needs.
+  """
+  adam = optax.adam(learning_rate_schedule(config, steps_per_epoch))
+  if not config.weight_decay:
+    return adam
+  kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask=kernels), adam)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -255,14 +283,17 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   config_checks.check_dataset_size(config, len(data["train"]))
   model = models.create_model(config.model)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
-  tx = optax.adam(learning_rate_schedule(config, steps_per_epoch))
+  tx = optimizer(config, steps_per_epoch)
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
   image_shape = data["train"].image_shape
-  state = jax.device_put(create_train_state(init_key, model, image_shape, tx), replicated)
+  init_images = (initialisation_images(data["train"], config.seed)
+                 if getattr(model, "initialises_from_data", False) else None)
+  state = jax.device_put(create_train_state(init_key, model, image_shape, tx, init_images),
+                         replicated)
   compiled_train = jax.jit(
       functools.partial(train_step, **device_augmentation(config.augment)),
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))

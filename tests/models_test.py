@@ -61,8 +61,8 @@ def test_create_model_from_config():
 
 
 @pytest.mark.parametrize("npr_input, spectral_bins", [("none", 0), ("both", 8), ("only", 0)])
-def test_detector_variants_give_two_logits(npr_input, spectral_bins):
-  model = models.Detector(features=(4, 8), npr_input=npr_input, spectral_bins=spectral_bins,
+def test_residual_cnn_variants_give_two_logits(npr_input, spectral_bins):
+  model = models.ResidualCNN(features=(4, 8), npr_input=npr_input, spectral_bins=spectral_bins,
                           conv_impl="xla")
   x = jnp.ones((3, 16, 16, 3)) * 0.5
   params = model.init(jax.random.key(0), x)

@@ -57,6 +57,54 @@ def test_images_too_small_are_refused():
     texture.cooccurrence_features(jnp.zeros((1, 4, 16, 3)))
 
 
+def test_ycbcr_of_gray_pixels_is_luma_only_and_planes_are_named():
+  gray = jnp.full((1, 2, 2, 3), 77.0)
+  y, cb, cr = texture.ycbcr(gray)
+  np.testing.assert_allclose(y, 77.0, rtol=1e-6)
+  np.testing.assert_allclose(cb, 0.0, atol=1e-4)
+  np.testing.assert_allclose(cr, 0.0, atol=1e-4)
+  assert len(texture.colour_planes(jnp.zeros((1, 4, 4, 1)), "rgb")) == 1
+  with pytest.raises(ValueError, match="ycbcr colour space needs RGB"):
+    texture.colour_planes(jnp.zeros((1, 4, 4, 1)), "ycbcr")
+  with pytest.raises(ValueError, match="colour_space must be one of"):
+    texture.colour_planes(gray, "hsv")
+
+
+def test_cross_band_counts_the_three_channels_at_the_same_pixel():
+  # Only the red channel varies, along rows: its dx residual is +1 everywhere, green and
+  # blue are flat, so every dx pixel is the (R, G, B) bin triple (3, 2, 2) in base 5.
+  ramp = jnp.broadcast_to(jnp.arange(8.0)[None, :], (8, 8))
+  images = jnp.stack([ramp, jnp.zeros((8, 8)), jnp.zeros((8, 8))], -1)[None]
+  hist = np.asarray(texture.cross_band_features(images, truncation=2))
+  assert hist.shape == (1, 4 * 125)
+  dx, dy = hist[0, :125], hist[0, 125:250]
+  assert dx[(3 * 5 + 2) * 5 + 2] == 1.0
+  assert dy[(2 * 5 + 2) * 5 + 2] == 1.0
+
+
+def test_feature_count_grows_with_colour_spaces_and_cross_band():
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 12, 12, 3)), jnp.float32)
+  features = texture.cooccurrence_features(images, 1, ("rgb", "ycbcr"), cross_band=True)
+  assert features.shape == (1, 6 * 4 * 2 * 27 + 4 * 27)
+  with pytest.raises(ValueError, match="cross-band features need RGB"):
+    texture.cooccurrence_features(images[..., :1], 1, cross_band=True)
+
+
+def test_cooccurrence_classifier_standardises_on_its_initialisation_batch():
+  model = models.CooccurrenceClassifier(truncation=1)
+  x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (8, 12, 12, 3)) / 255, jnp.float32)
+  params = model.init(jax.random.key(0), x)["params"]
+  features = model.features(x)
+  np.testing.assert_allclose(params["feature_mean"], features.mean(0), rtol=1e-6)
+  np.testing.assert_allclose(params["feature_scale"],
+                             1 / (features.std(0) + models.FEATURE_STD_FLOOR), rtol=1e-5)
+  # No gradient reaches the statistics: a training step leaves them as they were.
+  grads = jax.grad(lambda p: model.apply({"params": p}, x).sum())(params)
+  assert float(jnp.abs(grads["feature_mean"]).max()) == 0.0
+  assert float(jnp.abs(grads["feature_scale"]).max()) == 0.0
+  assert float(jnp.abs(grads["Dense_0"]["kernel"]).max()) > 0.0
+
+
 def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():
   model = models.CooccurrenceClassifier(truncation=1)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3)) / 255, jnp.float32)

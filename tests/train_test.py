@@ -64,6 +64,32 @@ def test_eval_step_returns_per_example_loss_and_probabilities():
   np.testing.assert_allclose(out["probs"].sum(-1), 1.0, rtol=1e-6)
 
 
+def test_weight_decay_is_an_l2_penalty_on_kernels_only():
+  config = default.get_config()
+  config.learning_rate, config.weight_decay = 0.5, 0.1
+  params = {"kernel": jnp.full((2, 2), 3.0), "bias": jnp.full((2,), 3.0)}
+  tx = train.optimizer(config, steps_per_epoch=1)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  # Adam's first step moves a weight by lr against the sign of its gradient, here the
+  # penalty's 0.1 * 3: kernels shrink, biases (no penalty, no gradient) stay.
+  np.testing.assert_allclose(updates["kernel"], -0.5, rtol=1e-4)
+  np.testing.assert_allclose(updates["bias"], 0.0)
+  config.weight_decay = 0.0
+  plain_adam = train.optimizer(config, 1)
+  updates, _ = plain_adam.update(zero, plain_adam.init(params), params)
+  np.testing.assert_allclose(updates["kernel"], 0.0)
+
+
+def test_data_dependent_models_initialise_on_a_seeded_training_sample(tiny_config):
+  data = train.input_pipeline.load_data(tiny_config)
+  images = train.initialisation_images(data["train"], seed=3)
+  assert images.shape == (min(train.NUM_INIT_IMAGES, len(data["train"])),
+                          *data["train"].image_shape)
+  assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+  np.testing.assert_array_equal(images, train.initialisation_images(data["train"], seed=3))
+
+
 def test_inverse_time_schedule_is_keras_decay():
   config = default.get_config()
   config.learning_rate, config.num_epochs, config.lr_schedule = 1e-3, 10, "inverse_time"

@@ -1,0 +1,109 @@
+"""Tests of the JPEG-domain features against PIL's encoder and hand-counted histograms."""
+
+import io
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface_jax import jpeg_domain
+from fakeface_jax import texture
+
+
+def _encode_decode(image: np.ndarray, quality: int) -> np.ndarray:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+  return np.asarray(Image.open(buffer))
+
+
+def _photo_like_image(seed: int, size: int = 64) -> np.ndarray:
+  """Smooth shapes plus grain, so that most coefficients are far from zero."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+  smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+  return np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("quality", [50, 75, 95])
+def test_quantization_tables_are_the_ones_pil_writes(quality):
+  buffer = io.BytesIO()
+  Image.fromarray(_photo_like_image(0)).save(buffer, format="JPEG", quality=quality)
+  tables = Image.open(buffer).quantization
+  np.testing.assert_array_equal(np.reshape(tables[0], (8, 8)),
+                                jpeg_domain.quantization_table(quality))
+  np.testing.assert_array_equal(np.reshape(tables[1], (8, 8)),
+                                jpeg_domain.quantization_table(quality, chroma=True))
+  with pytest.raises(ValueError, match=r"JPEG quality must be in \[1, 100\]"):
+    jpeg_domain.quantization_table(0)
+
+
+def test_block_dct_is_orthonormal_and_puts_a_flat_block_in_dc():
+  d = jpeg_domain.dct_matrix()
+  np.testing.assert_allclose(d @ d.T, np.eye(8), atol=1e-6)
+  coefficients = jpeg_domain.block_dct(jnp.full((1, 16, 24), 3.0))
+  assert coefficients.shape == (1, 2, 3, 8, 8)
+  np.testing.assert_allclose(coefficients[..., 0, 0], 24.0, rtol=1e-6)
+  np.testing.assert_allclose(coefficients.at[..., 0, 0].set(0.0), 0.0, atol=1e-5)
+
+
+def _distance_to_integers(images: np.ndarray, quality: int) -> list[float]:
+  y, cb, cr = texture.ycbcr(jnp.asarray(images, jnp.float32))
+  luminance = jpeg_domain.quantization_table(quality)
+  chrominance = jpeg_domain.quantization_table(quality, chroma=True)
+  planes = [(y - 128.0, luminance), (jpeg_domain.subsample_2x2(cb), chrominance),
+            (jpeg_domain.subsample_2x2(cr), chrominance)]
+  distances = []
+  for plane, table in planes:
+    c = np.asarray(jpeg_domain.block_dct(plane)) / table
+    distances.append(float(np.abs(c - np.round(c)).mean()))
+  return distances
+
+
+def test_decoded_jpeg_gives_back_near_integer_coefficients():
+  # The grid, transform, table order and chroma subsampling all have to match PIL's
+  # encoder for the stored integers to reappear; an image never encoded shows none.
+  image = _photo_like_image(1, 128)
+  decoded = _encode_decode(image, 75)[None]
+  # Measured: 0.018 (Y), 0.046, 0.045 (Cb, Cr); uniform fractions would give 0.25, and
+  # an image's many near-zero coefficients pull any plane's distance down.
+  encoded = _distance_to_integers(decoded, 75)
+  assert encoded[0] < 0.03 and max(encoded) < 0.06
+  # Never encoded: 0.16 (Y); on a grid shifted by 4 pixels: 0.13 (Y).
+  assert _distance_to_integers(image[None], 75)[0] > 0.1
+  assert _distance_to_integers(decoded[:, 4:-12, 4:-12], 75)[0] > 0.1
+
+
+def test_coefficient_histograms_by_hand():
+  coefficients = jnp.zeros((1, 1, 2, 8, 8), jnp.int32).at[0, 0, 0, 0, 1].set(7)
+  hist = np.asarray(jpeg_domain.coefficient_histograms(coefficients, truncation=1))
+  assert hist.shape == (1, 64 * 3)
+  per_frequency = hist.reshape(64, 3)
+  np.testing.assert_allclose(per_frequency.sum(1), 1.0)
+  # Frequency (0, 1): one block at 7 (counted at +T), the other at 0.
+  np.testing.assert_allclose(per_frequency[1], [0.0, 0.5, 0.5])
+  np.testing.assert_allclose(per_frequency[2], [0.0, 1.0, 0.0])
+
+
+def test_coefficient_cooccurrences_by_hand():
+  coefficients = jnp.zeros((1, 1, 2, 8, 8), jnp.int32).at[0, 0, 1, 0, 0].set(-1)
+  pairs = np.asarray(jpeg_domain.coefficient_cooccurrences(coefficients, truncation=1))
+  per_relation = pairs.reshape(len(jpeg_domain.NEIGHBOURS), 64, 3, 3)
+  inter_right = per_relation[list(jpeg_domain.NEIGHBOURS).index("inter_right")]
+  # One pair of horizontally neighbouring blocks: DC values (0, -1), everything else (0, 0).
+  assert inter_right[0, 1, 0] == 1.0 and inter_right[0].sum() == 1.0
+  assert inter_right[5, 1, 1] == 1.0
+  intra_right = per_relation[list(jpeg_domain.NEIGHBOURS).index("intra_right")]
+  # Frequencies of the last column have no right neighbour within the block.
+  assert intra_right[7].sum() == 0.0 and intra_right[6].sum() == 1.0
+
+
+def test_jpeg_features_shape_and_refusals():
+  images = jnp.asarray(_encode_decode(_photo_like_image(2), 75)[None], jnp.float32)
+  features = jpeg_domain.jpeg_features(images, quality=75)
+  assert features.shape == (1, 3 * 64 * (9 + 6 * 25))
+  assert bool(jnp.all(jnp.isfinite(features)))
+  with pytest.raises(ValueError, match="RGB images of at least 16x16"):
+    jpeg_domain.jpeg_features(jnp.zeros((1, 64, 64, 1)), quality=75)
+  with pytest.raises(ValueError, match="RGB images of at least 16x16"):
+    jpeg_domain.jpeg_features(jnp.zeros((1, 8, 64, 3)), quality=75)
