@@ -28,8 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.truncation = 2
   config.model.colour_spaces = ("rgb",)
   config.model.cross_band = False
-  # > 0: add the JPEG-coefficient features for images encoded at this quality.
+  # JPEG-aware features (models.JPEG_FEATURES) for images encoded at jpeg_quality.
   config.model.jpeg_quality = 0
+  config.model.jpeg_features = ()
   config.model.hidden = ()
   # Flipping halved the step rate and did not change validation accuracy (0.71-0.74).
   config.augment.flip = False

@@ -107,3 +107,40 @@ def test_jpeg_features_shape_and_refusals():
     jpeg_domain.jpeg_features(jnp.zeros((1, 64, 64, 1)), quality=75)
   with pytest.raises(ValueError, match="RGB images of at least 16x16"):
     jpeg_domain.jpeg_features(jnp.zeros((1, 8, 64, 3)), quality=75)
+
+
+def test_sliding_block_dct_on_the_grid_is_the_block_dct():
+  plane = jnp.asarray(np.random.default_rng(3).normal(size=(2, 24, 32)), jnp.float32)
+  sliding = jpeg_domain.sliding_block_dct(plane)
+  assert sliding.shape == (2, 17, 25, 64)
+  blocks = jpeg_domain.block_dct(plane)
+  np.testing.assert_allclose(sliding[:, ::8, ::8], blocks.reshape(2, 3, 4, 64), atol=1e-4)
+
+
+def test_dctr_step_follows_the_quality():
+  assert jpeg_domain.dctr_step(75) == 4.0
+  assert jpeg_domain.dctr_step(25) == 16.0
+  assert jpeg_domain.dctr_step(95) == pytest.approx(0.8)
+
+
+def test_dctr_features_of_a_flat_image_fill_only_the_zero_bin():
+  features = np.asarray(jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 3)), quality=75))
+  assert features.shape == (1, 64 * 64 * 5)
+  per_histogram = features.reshape(64 * 64, 5)
+  np.testing.assert_allclose(per_histogram[:, 0], np.log(1 + texture.LOG_EPS), atol=1e-6)
+  np.testing.assert_allclose(per_histogram[:, 1:], np.log(texture.LOG_EPS), atol=1e-6)
+  with pytest.raises(ValueError, match="DCTR features need RGB images of at least 16x16"):
+    jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 1)), quality=75)
+
+
+def test_dctr_counts_a_single_basis_pattern_at_its_grid_position():
+  # One 8x8 block holding DCT basis pattern (0, 1) at amplitude 40 (10 steps at q75),
+  # placed on the grid: the (0, 1) response at phase (0, 0) is 10, counted at T = 4.
+  d = jpeg_domain.dct_matrix()
+  block = np.outer(d[0], d[1]) * 40.0
+  image = np.zeros((1, 16, 16, 3), np.float32)
+  image[0, :8, :8] = block[..., None]
+  features = np.asarray(jpeg_domain.dctr_features(jnp.asarray(image), quality=75))
+  per_basis = features.reshape(64, 8, 8, 5)
+  # 9x9 positions -> one full 8x8 grid of phases (1 block each): phase (0, 0) saw it.
+  assert per_basis[1, 0, 0, 4] == pytest.approx(np.log(1 + texture.LOG_EPS), abs=1e-6)

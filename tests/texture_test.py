@@ -105,6 +105,18 @@ def test_cooccurrence_classifier_standardises_on_its_initialisation_batch():
   assert float(jnp.abs(grads["Dense_0"]["kernel"]).max()) > 0.0
 
 
+def test_cooccurrence_classifier_jpeg_features_are_checked_and_counted():
+  x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3)) / 255, jnp.float32)
+  model = models.CooccurrenceClassifier(truncation=1, jpeg_quality=75, jpeg_features=("dctr",))
+  params = model.init(jax.random.key(0), x)["params"]
+  assert params["feature_mean"].shape == (3 * 4 * 2 * 27 + 64 * 64 * 5,)
+  with pytest.raises(ValueError, match="need jpeg_quality"):
+    models.CooccurrenceClassifier(jpeg_features=("dctr",)).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"unknown jpeg_features \['dct'\]"):
+    models.CooccurrenceClassifier(jpeg_quality=75, jpeg_features=("dct",)).init(
+        jax.random.key(0), x)
+
+
 def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():
   model = models.CooccurrenceClassifier(truncation=1)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 12, 12, 3)) / 255, jnp.float32)
