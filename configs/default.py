@@ -69,6 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.color_jitter = 0.0
   config.augment.jpeg_prob = 0.0  # JPEG re-encoding, on the host.
   config.augment.jpeg_min_quality = 30
+  # Shrink and re-enlarge (degradations.downscale), on the host, before any JPEG.
+  config.augment.downscale_prob = 0.0
+  config.augment.downscale_min_factor = 0.5
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1

@@ -56,6 +56,10 @@ def check_config(config: Any) -> None:
     raise ConfigError(
         f"config.augment.crop_size={crop} needs a model that pools globally "
         f"({', '.join(SIZE_AGNOSTIC_MODELS)}) and at most config.data.image_size={size}")
+  augment = config.augment
+  if augment.get("downscale_prob", 0) and not 0 < augment.downscale_min_factor < 1:
+    raise ConfigError(f"config.augment.downscale_min_factor must be in (0, 1), got "
+                      f"{augment.downscale_min_factor}")
   data = config.data
   if not 0 <= data.test_fraction < 1:
     raise ConfigError(f"config.data.test_fraction must be in [0, 1), got {data.test_fraction}")

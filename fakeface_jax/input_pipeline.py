@@ -30,7 +30,8 @@ from fakeface_jax.datasets import folders
 
 CACHE_MODES = ("auto", "memory", "stream")
 # config.augment keys applied here, on the host, rather than on the device.
-HOST_AUGMENTATIONS = ("jpeg_prob", "jpeg_min_quality")
+HOST_AUGMENTATIONS = ("jpeg_prob", "jpeg_min_quality", "downscale_prob",
+                      "downscale_min_factor")
 MANIFEST_CSV = "data_files.csv"  # write_manifest's file in a run's workdir.
 
 
@@ -189,15 +190,18 @@ def _prefetched(make_batch, steps: range) -> Iterator[dict[str, np.ndarray]]:
 
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                   start_step: int = 0, process_index: int = 0, process_count: int = 1,
-                  jpeg_prob: float = 0.0,
-                  jpeg_min_quality: int = 30) -> Iterator[dict[str, np.ndarray]]:
+                  jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
+                  downscale_prob: float = 0.0,
+                  downscale_min_factor: float = 0.5) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of each global training batch of one epoch, from `start_step`.
 
   Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
   first and each process takes its contiguous slice, so any process count and any
-  resume point see the same batches. `jpeg_prob` > 0 re-encodes each image as JPEG
-  with that probability, quality in [jpeg_min_quality, 95], both drawn per global
-  position from the same (seed, epoch, step).
+  resume point see the same batches. Host-side degradations, each drawn per global
+  position from the same (seed, epoch, step), in the order images meet them online:
+  `downscale_prob` > 0 shrinks an image by a factor in [downscale_min_factor, 1) and
+  brings it back to size (`degradations.downscale`); `jpeg_prob` > 0 re-encodes it as
+  JPEG at a quality in [jpeg_min_quality, 95].
   """
   order = np.random.default_rng([seed, epoch]).permutation(len(data))
   local = _process_slice(batch_size, process_index, process_count)
@@ -205,6 +209,13 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
   def make_batch(step):
     positions = np.sort(order[step * batch_size:(step + 1) * batch_size])
     images = data.take(positions[local])
+    if downscale_prob > 0:
+      # A stream of its own: adding it leaves the JPEG draws of existing runs unchanged.
+      rng = np.random.default_rng([seed, epoch, step, 1])
+      apply = rng.random(batch_size) < downscale_prob
+      factor = rng.uniform(downscale_min_factor, 1.0, batch_size)
+      for i in np.flatnonzero(apply[local]):
+        images[i] = degradations.downscale(images[i:i + 1], float(factor[local][i]))[0]
     if jpeg_prob > 0:
       rng = np.random.default_rng([seed, epoch, step])
       apply = rng.random(batch_size) < jpeg_prob

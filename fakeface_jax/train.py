@@ -334,8 +334,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       batches = input_pipeline.train_batches(
           data["train"], config.batch_size, seed=config.seed, epoch=epoch,
           start_step=start_step, process_index=jax.process_index(),
-          process_count=jax.process_count(), jpeg_prob=config.augment.jpeg_prob,
-          jpeg_min_quality=config.augment.jpeg_min_quality)
+          process_count=jax.process_count(),
+          **{k: config.augment[k] for k in input_pipeline.HOST_AUGMENTATIONS})
       for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
         state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
                                        augment_key)

@@ -64,11 +64,13 @@ def test_unknown_cache_mode_is_a_config_error(tiny_config):
     input_pipeline.load_data(tiny_config, cache="disk")
 
 
-def test_host_jpeg_augmentation_is_seeded_and_per_global_position():
+@pytest.mark.parametrize("kwargs", [dict(jpeg_prob=0.5, jpeg_min_quality=30),
+                                    dict(downscale_prob=0.5, downscale_min_factor=0.4)])
+def test_host_augmentations_are_seeded_and_per_global_position(kwargs):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
   data = input_pipeline.ArraySplit(images, (np.arange(16) % 2).astype(np.int32))
-  kwargs = dict(seed=0, epoch=1, jpeg_prob=0.5, jpeg_min_quality=30)
+  kwargs = dict(seed=0, epoch=1, **kwargs)
   single = list(input_pipeline.train_batches(data, 8, **kwargs))
   parts = [list(input_pipeline.train_batches(data, 8, process_index=p, process_count=2,
                                              **kwargs)) for p in range(2)]

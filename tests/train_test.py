@@ -156,6 +156,11 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
     with pytest.raises(config_checks.ConfigError, match=message) as info:
       config_checks.check_config(config)
     assert "\n" not in str(info.value)
+  config = tiny_config.copy_and_resolve_references()
+  config.augment.downscale_prob, config.augment.downscale_min_factor = 0.5, 1.0
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"downscale_min_factor must be in \(0, 1\), got 1.0"):
+    config_checks.check_config(config)
 
 
 def test_batch_larger_than_dataset_fails_before_training(tiny_config, tmp_path):
