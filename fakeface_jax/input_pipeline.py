@@ -188,6 +188,20 @@ def _prefetched(make_batch, steps: range) -> Iterator[dict[str, np.ndarray]]:
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))
 
 
+def _degrade_some(images: np.ndarray, local: slice, rng: np.random.Generator,
+                  batch_size: int, prob: float, draw_settings, degrade) -> None:
+  """Degrades, in place, this process's images that a draw with probability `prob` picks.
+
+  Both draws (which positions, then `draw_settings(rng, batch_size)`: one setting each)
+  cover the whole global batch, so any process count degrades each global position
+  alike; `degrade(batch, setting)` is one of `degradations`' functions.
+  """
+  apply = rng.random(batch_size) < prob
+  settings = draw_settings(rng, batch_size)
+  for i in np.flatnonzero(apply[local]):
+    images[i] = degrade(images[i:i + 1], settings[local][i].item())[0]
+
+
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                   start_step: int = 0, process_index: int = 0, process_count: int = 1,
                   jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
@@ -211,17 +225,15 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
     images = data.take(positions[local])
     if downscale_prob > 0:
       # A stream of its own: adding it leaves the JPEG draws of existing runs unchanged.
-      rng = np.random.default_rng([seed, epoch, step, 1])
-      apply = rng.random(batch_size) < downscale_prob
-      factor = rng.uniform(downscale_min_factor, 1.0, batch_size)
-      for i in np.flatnonzero(apply[local]):
-        images[i] = degradations.downscale(images[i:i + 1], float(factor[local][i]))[0]
+      _degrade_some(images, local, np.random.default_rng([seed, epoch, step, 1]),
+                    batch_size, downscale_prob,
+                    lambda rng, n: rng.uniform(downscale_min_factor, 1.0, n),
+                    degradations.downscale)
     if jpeg_prob > 0:
-      rng = np.random.default_rng([seed, epoch, step])
-      apply = rng.random(batch_size) < jpeg_prob
-      quality = rng.integers(jpeg_min_quality, 96, batch_size)
-      for i in np.flatnonzero(apply[local]):
-        images[i] = degradations.jpeg(images[i:i + 1], int(quality[local][i]))[0]
+      _degrade_some(images, local, np.random.default_rng([seed, epoch, step]),
+                    batch_size, jpeg_prob,
+                    lambda rng, n: rng.integers(jpeg_min_quality, 96, n),
+                    degradations.jpeg)
     return {"image": images, "label": data.labels[positions[local]]}
 
   return _prefetched(make_batch, range(start_step, steps_per_epoch(len(data), batch_size)))

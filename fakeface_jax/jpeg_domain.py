@@ -92,14 +92,19 @@ def subsample_2x2(plane: jax.Array) -> jax.Array:
   return plane[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2).mean((2, 4))
 
 
+def _check_rgb_of_two_blocks(images: jax.Array, what: str) -> None:
+  """Refuses anything but (N, H, W, 3) images with H and W of at least 16 (two blocks)."""
+  if images.shape[-1] != 3 or images.shape[1] < 2 * BLOCK or images.shape[2] < 2 * BLOCK:
+    raise ValueError(f"{what} need RGB images of at least 16x16, got {images.shape}")
+
+
 def quantized_coefficients(images: jax.Array, quality: int) -> list[jax.Array]:
   """(N, H, W, 3) RGB pixels in [0, 255] -> the rounded Y, Cb, Cr JPEG coefficients.
 
   Each is an int32 (N, rows, cols, 8, 8) array. Chroma is subsampled 2x2 first, as
   libjpeg's default encoding (and the 140k subset's) does.
   """
-  if images.shape[-1] != 3 or images.shape[1] < 2 * BLOCK or images.shape[2] < 2 * BLOCK:
-    raise ValueError(f"JPEG features need RGB images of at least 16x16, got {images.shape}")
+  _check_rgb_of_two_blocks(images, "JPEG features")
   y, cb, cr = texture.ycbcr(images.astype(jnp.float32))
   luminance, chrominance = quantization_table(quality), quantization_table(quality, True)
   return [jnp.round(block_dct(y - 128.0) / luminance).astype(jnp.int32)] + [
@@ -189,8 +194,7 @@ def dctr_features(images: jax.Array, quality: int, truncation: int = 4) -> jax.A
   rounded and truncated to T, and histogrammed separately for each of the 64 positions
   relative to the 8x8 grid, where the effect of JPEG's quantization differs.
   """
-  if images.shape[-1] != 3 or images.shape[1] < 2 * BLOCK or images.shape[2] < 2 * BLOCK:
-    raise ValueError(f"DCTR features need RGB images of at least 16x16, got {images.shape}")
+  _check_rgb_of_two_blocks(images, "DCTR features")
   luma = texture.ycbcr(images.astype(jnp.float32))[0]
   responses = sliding_block_dct(luma)
   n, h, w, _ = responses.shape

@@ -167,6 +167,12 @@ class CooccurrenceClassifier(nn.Module):
   def features(self, images: jnp.ndarray) -> jnp.ndarray:
     """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies,
     computed FEATURE_CHUNK images at a time."""
+    unknown = set(self.jpeg_features) - set(JPEG_FEATURES)
+    if unknown:
+      raise ValueError(f"unknown jpeg_features {sorted(unknown)}; choose from {JPEG_FEATURES}")
+    if self.jpeg_features and not self.jpeg_quality:
+      raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
+                       "JPEG-encoded at (75 for the 140k subset)")
     n = images.shape[0]
     if n <= FEATURE_CHUNK:
       return self.chunk_features(images)
@@ -177,12 +183,6 @@ class CooccurrenceClassifier(nn.Module):
 
   def chunk_features(self, images: jnp.ndarray) -> jnp.ndarray:
     """`features` of one chunk, in one piece."""
-    unknown = set(self.jpeg_features) - set(JPEG_FEATURES)
-    if unknown:
-      raise ValueError(f"unknown jpeg_features {sorted(unknown)}; choose from {JPEG_FEATURES}")
-    if self.jpeg_features and not self.jpeg_quality:
-      raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
-                       "JPEG-encoded at (75 for the 140k subset)")
     # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
     # pixel values round to whole numbers.
     pixels = images * 255.0

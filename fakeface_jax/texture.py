@@ -65,6 +65,9 @@ def histogram(codes: jax.Array, num_bins: int) -> jax.Array:
 def ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(N, H, W, 3) RGB in [0, 255] -> JPEG's (JFIF) Y, Cb, Cr planes, each (N, H, W).
 
+  Y uses JPEG's BT.601 weights, as the encoder did; it is not the project's gray
+  (`preprocessing.GRAY_WEIGHTS`, BT.709, which the studies' inputs follow).
+
   Cb and Cr are centred on 0 rather than 128: only differences of them are ever used.
   """
   r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
