@@ -1,4 +1,4 @@
-"""Turns SIGTERM / SIGINT into a request to checkpoint and stop at the next step.
+"""Turns SIGTERM / SIGINT into a request to checkpoint and stop at the next chance.
 
 Schedulers preempt jobs with SIGTERM and people stop them with Ctrl-C; either way the
 train loop should save where it is instead of dying between checkpoints. Inside

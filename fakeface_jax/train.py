@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -270,11 +270,22 @@ class _Throughput:
     return f"{rate:.0f} img/s | ETA {eta}"
 
 
+def _stop(stop: preemption.StopRequest, state: TrainState,
+          checkpoints: checkpointing.Checkpoints) -> NoReturn:
+  """Waits for the checkpoint just saved, then raises `Preempted`."""
+  checkpoints.wait_until_finished()
+  raise Preempted(
+      f"stopped by {stop.name} at step {int(state.step)}; a checkpoint was saved "
+      f"in {checkpoints.directory}; rerun the same command to resume")
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Trains, checkpoints and evaluates the configured model; returns the test metrics.
 
   Resumes from the newest usable checkpoint in `workdir`. A stop signal saves a
-  checkpoint of the current step and raises `Preempted`.
+  checkpoint after the current step and raises `Preempted`; one that arrives after an
+  epoch's last step, or during its validation, lets the validation finish first so
+  the checkpoint is that epoch's regular one.
   """
   # --- Setup: everything that can fail on a bad config fails here, before any output.
   config_checks.check_config(config)
@@ -340,16 +351,15 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
                                        augment_key)
         throughput.step_done(state)
-        if stop:
+        # A stop after an epoch's last step falls through to the end-of-epoch
+        # checkpoint: a mid-epoch one there would share its step number.
+        if stop and step_in_epoch < steps_per_epoch:
           host_totals = jax.device_get(totals)
           _check_finite(host_totals)
           checkpoints.save(int(state.step), state, {
               "epoch": epoch - 1, "step_in_epoch": step_in_epoch,
               "totals": {k: v.item() for k, v in host_totals.items()}})
-          checkpoints.wait_until_finished()
-          raise Preempted(
-              f"stopped by {stop.name} at step {int(state.step)}; a checkpoint was saved "
-              f"in {checkpoints.directory}; rerun the same command to resume")
+          _stop(stop, state, checkpoints)
         if step_in_epoch % config.log_every_steps == 0 or step_in_epoch == steps_per_epoch:
           host_totals = jax.device_get(totals)
           _check_finite(host_totals)
@@ -372,10 +382,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
                    epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
                    row["val_accuracy"])
-      if epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs:
+      if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
+          or stop):
         checkpoints.save(int(state.step), state,
                          {"epoch": epoch, "step_in_epoch": 0, "totals": None},
                          metrics={checkpointing.BEST_METRIC: row["val_accuracy"]})
+      if stop:
+        _stop(stop, state, checkpoints)
 
   logging.info("Final parameters (step %d) sha256 %s", int(state.step),
                params_digest(state.params))

@@ -2,6 +2,7 @@
 determinism, config and path errors, and a disk that fills up while checkpointing."""
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -88,6 +89,57 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_dir,
   rerun = run_main(workdir, data_dir, EPOCHS)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert final_params_digest(str(workdir)) == uninterrupted_digest
+
+
+def send_stop_after_step(monkeypatch, stop_step):
+  """Makes the train loop receive SIGTERM right after global step `stop_step`."""
+  step_done = train._Throughput.step_done  # pylint: disable=protected-access
+
+  def step_done_then_stop(self, state):
+    step_done(self, state)
+    if int(state.step) == stop_step:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(train._Throughput, "step_done", step_done_then_stop)  # pylint: disable=protected-access
+
+
+def send_stop_during_first_validation(monkeypatch):
+  evaluate = train.evaluate
+
+  def stop_then_evaluate(*args, **kwargs):
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return evaluate(*args, **kwargs)
+
+  monkeypatch.setattr(train, "evaluate", stop_then_evaluate)
+
+
+# The tiny config has 4 steps per epoch. A stop after an epoch's last step (or during
+# its validation) must not leave a mid-epoch checkpoint with the number the epoch's own
+# checkpoint then needs; a rerun once crashed on exactly that.
+@pytest.mark.parametrize("when, saved_meta", [
+    ("after step 2", {"epoch": 0, "step_in_epoch": 2}),
+    ("after step 4", {"epoch": 1, "step_in_epoch": 0}),
+    ("during validation", {"epoch": 1, "step_in_epoch": 0}),
+])
+def test_stop_anywhere_in_an_epoch_resumes_to_identical_parameters(
+    tiny_config, tmp_path, monkeypatch, when, saved_meta):
+  train.train_and_evaluate(tiny_config, str(tmp_path / "uninterrupted"))
+  if when == "during validation":
+    send_stop_during_first_validation(monkeypatch)
+  else:
+    send_stop_after_step(monkeypatch, int(when.split()[-1]))
+  workdir = str(tmp_path / "stopped")
+  with pytest.raises(train.Preempted, match="stopped by SIGTERM at step"):
+    train.train_and_evaluate(tiny_config, workdir)
+  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  [step] = [d for d in os.listdir(directory) if d.isdigit()]
+  with open(os.path.join(directory, step, "meta", "metadata")) as f:
+    meta = json.load(f)
+  assert {k: meta[k] for k in saved_meta} == saved_meta
+  monkeypatch.undo()
+  train.train_and_evaluate(tiny_config, workdir)
+  assert final_params_digest(workdir) == final_params_digest(str(tmp_path / "uninterrupted"))
 
 
 def test_same_config_and_seed_give_identical_parameters(tiny_config, tmp_path):
