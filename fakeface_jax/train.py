@@ -78,11 +78,22 @@ def create_train_state(key: jax.Array, model, image_shape: tuple[int, ...],
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
-def initialisation_images(split: input_pipeline.Split, seed: int) -> jax.Array:
-  """A seeded sample of up to NUM_INIT_IMAGES training images, rescaled to [0, 1]."""
+def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed: int,
+                          key: jax.Array) -> jax.Array:
+  """Up to NUM_INIT_IMAGES training images as the train step sees them, in [0, 1].
+
+  They are the first batch of epoch 0, which training never runs, so the sample is
+  seeded and distinct from every training batch, and it goes through the run's host
+  degradations and device augmentations (`augment_config`, keyed by `key`). Statistics
+  a model fits on it at initialisation then describe what it is trained on: fitted on
+  clean images only, a feature standardisation would clip away the variation of the
+  degraded ones.
+  """
   count = min(NUM_INIT_IMAGES, len(split))
-  positions = np.sort(np.random.default_rng(seed).choice(len(split), count, replace=False))
-  return preprocessing.rescale(split.take(positions))
+  batch = next(input_pipeline.train_batches(split, count, seed=seed, epoch=0,
+                                            **host_augmentation(augment_config)))
+  return preprocessing.augment(key, preprocessing.rescale(batch["image"]),
+                               **device_augmentation(augment_config))
 
 
 def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -139,6 +150,11 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
                                           nonfinite_step.astype(jnp.int32)),
   }
   return new_state, totals
+
+
+def host_augmentation(augment_config: Any) -> dict[str, Any]:
+  """The config.augment settings applied in the host pipeline (`train_batches`)."""
+  return {k: augment_config[k] for k in input_pipeline.HOST_AUGMENTATIONS}
 
 
 def device_augmentation(augment_config: Any) -> dict[str, Any]:
@@ -301,7 +317,8 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   data_sharding = NamedSharding(mesh, P("data"))
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
   image_shape = data["train"].image_shape
-  init_images = (initialisation_images(data["train"], config.seed)
+  init_images = (initialisation_images(data["train"], config.augment, config.seed,
+                                       jax.random.fold_in(init_key, 1))
                  if getattr(model, "initialises_from_data", False) else None)
   state = jax.device_put(create_train_state(init_key, model, image_shape, tx, init_images),
                          replicated)
@@ -346,7 +363,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           data["train"], config.batch_size, seed=config.seed, epoch=epoch,
           start_step=start_step, process_index=jax.process_index(),
           process_count=jax.process_count(),
-          **{k: config.augment[k] for k in input_pipeline.HOST_AUGMENTATIONS})
+          **host_augmentation(config.augment))
       for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
         state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
                                        augment_key)
