@@ -286,12 +286,21 @@ class _Throughput:
     return f"{rate:.0f} img/s | ETA {eta}"
 
 
+def _stop_agreed(stop: preemption.StopRequest, step_in_epoch: int, config: Any) -> bool:
+  """Whether to stop after this step: after any step in a single process; in several,
+  only at the steps where they synchronise anyway to log, which all of them reach
+  together, rather than with a collective every step."""
+  if jax.process_count() > 1 and step_in_epoch % config.log_every_steps:
+    return False
+  return stop.agreed()
+
+
 def _stop(stop: preemption.StopRequest, state: TrainState,
           checkpoints: checkpointing.Checkpoints) -> NoReturn:
   """Waits for the checkpoint just saved, then raises `Preempted`."""
   checkpoints.wait_until_finished()
   raise Preempted(
-      f"stopped by {stop.name} at step {int(state.step)}; a checkpoint was saved "
+      f"stopped by {stop.reason} at step {int(state.step)}; a checkpoint was saved "
       f"in {checkpoints.directory}; rerun the same command to resume")
 
 
@@ -370,7 +379,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         throughput.step_done(state)
         # A stop after an epoch's last step falls through to the end-of-epoch
         # checkpoint: a mid-epoch one there would share its step number.
-        if stop and step_in_epoch < steps_per_epoch:
+        if step_in_epoch < steps_per_epoch and _stop_agreed(stop, step_in_epoch, config):
           host_totals = jax.device_get(totals)
           _check_finite(host_totals)
           checkpoints.save(int(state.step), state, {
@@ -399,12 +408,13 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
                    epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
                    row["val_accuracy"])
+      stopping = stop.agreed()
       if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
-          or stop):
+          or stopping):
         checkpoints.save(int(state.step), state,
                          {"epoch": epoch, "step_in_epoch": 0, "totals": None},
                          metrics={checkpointing.BEST_METRIC: row["val_accuracy"]})
-      if stop:
+      if stopping:
         _stop(stop, state, checkpoints)
 
   logging.info("Final parameters (step %d) sha256 %s", int(state.step),

@@ -2,8 +2,10 @@
 
 import os
 import re
+import signal
 import socket
 import subprocess
+import time
 
 import jax
 import numpy as np
@@ -63,6 +65,40 @@ def test_two_processes_hold_equal_parameters_equal_to_one_process(tmp_path, data
   np.testing.assert_allclose(flat(final_params(str(tmp_path / "multi"))),
                              flat(final_params(str(tmp_path / "single"))),
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_stop_signal_to_one_process_stops_both_at_one_checkpoint(tmp_path, data_dir):
+  workdir = tmp_path / "preempted"
+
+  def start_both(*extra):
+    port = free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return [subprocess.Popen(
+        command(workdir, data_dir, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2", f"--process_id={i}", *extra),
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+
+  epochs = "--config.num_epochs=40"
+  processes = start_both(epochs)
+  checkpoints = workdir / checkpointing.CHECKPOINTS_DIR
+  deadline = time.time() + 300
+  while not (checkpoints.is_dir() and any(d.isdigit() for d in os.listdir(checkpoints))):
+    assert time.time() < deadline and processes[0].poll() is None, "no checkpoint appeared"
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)
+  logs = [process.communicate(timeout=300)[1] for process in processes]
+  assert [p.returncode for p in processes] == [1, 1], logs[0][-2000:] + logs[1][-2000:]
+  assert "stopped by another process's stop signal" in logs[0], logs[0][-2000:]
+  assert "stopped by SIGTERM" in logs[1], logs[1][-2000:]
+  steps = [int(m.group(1)) for m in (re.search(r"at step (\d+);", log) for log in logs)]
+  assert steps[0] == steps[1] < 40 * 4  # The same step, before the end (4 steps an epoch).
+
+  processes = start_both(epochs)
+  logs = [process.communicate(timeout=300)[1] for process in processes]
+  assert [p.returncode for p in processes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+  assert all(f"Resumed from {checkpoints} at step {steps[0]}" in log for log in logs)
 
 
 def flat(tree):
