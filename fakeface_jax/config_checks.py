@@ -35,7 +35,7 @@ def check_config(config: Any) -> None:
   _choice("config.lr_schedule", config.lr_schedule, LR_SCHEDULES)
   try:
     model = models.create_model(config.model)
-  except TypeError as e:
+  except (TypeError, ValueError) as e:
     raise ConfigError(f"config.model does not fit model {config.model.name!r}: {e}") from e
   size = config.data.image_size
   if size < 1:

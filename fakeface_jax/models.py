@@ -164,15 +164,24 @@ class CooccurrenceClassifier(nn.Module):
   hidden: Sequence[int] = ()
   num_classes: int = NUM_CLASSES
 
-  def features(self, images: jnp.ndarray) -> jnp.ndarray:
-    """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies,
-    computed FEATURE_CHUNK images at a time."""
+  def __post_init__(self):
+    # Checked on construction, so config_checks refuses a bad setting before any data
+    # is read.
     unknown = set(self.jpeg_features) - set(JPEG_FEATURES)
     if unknown:
       raise ValueError(f"unknown jpeg_features {sorted(unknown)}; choose from {JPEG_FEATURES}")
     if self.jpeg_features and not self.jpeg_quality:
       raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
                        "JPEG-encoded at (75 for the 140k subset)")
+    unknown = set(self.colour_spaces) - set(texture.COLOUR_SPACES)
+    if unknown:
+      raise ValueError(f"unknown colour_spaces {sorted(unknown)}; choose from "
+                       f"{texture.COLOUR_SPACES}")
+    super().__post_init__()
+
+  def features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies,
+    computed FEATURE_CHUNK images at a time."""
     n = images.shape[0]
     if n <= FEATURE_CHUNK:
       return self.chunk_features(images)

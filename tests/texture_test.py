@@ -111,10 +111,11 @@ def test_cooccurrence_classifier_jpeg_features_are_checked_and_counted():
   params = model.init(jax.random.key(0), x)["params"]
   assert params["feature_mean"].shape == (3 * 4 * 2 * 27 + 64 * 64 * 5,)
   with pytest.raises(ValueError, match="need jpeg_quality"):
-    models.CooccurrenceClassifier(jpeg_features=("dctr",)).init(jax.random.key(0), x)
+    models.CooccurrenceClassifier(jpeg_features=("dctr",))
   with pytest.raises(ValueError, match=r"unknown jpeg_features \['dct'\]"):
-    models.CooccurrenceClassifier(jpeg_quality=75, jpeg_features=("dct",)).init(
-        jax.random.key(0), x)
+    models.CooccurrenceClassifier(jpeg_quality=75, jpeg_features=("dct",))
+  with pytest.raises(ValueError, match=r"unknown colour_spaces \['hsv'\]"):
+    models.CooccurrenceClassifier(colour_spaces=("rgb", "hsv"))
 
 
 def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():

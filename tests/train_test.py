@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from configs import default
+from configs import detector
 from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import train
@@ -173,6 +174,11 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
   config.augment.downscale_prob, config.augment.downscale_min_factor = 0.5, 1.0
   with pytest.raises(config_checks.ConfigError,
                      match=r"downscale_min_factor must be in \(0, 1\), got 1.0"):
+    config_checks.check_config(config)
+  config = detector.get_config()
+  config.model.jpeg_features = ("dct",)
+  with pytest.raises(config_checks.ConfigError, match=r"config.model does not fit model "
+                     r"'cooccurrence': unknown jpeg_features \['dct'\]"):
     config_checks.check_config(config)
 
 
