@@ -149,10 +149,10 @@ class CooccurrenceClassifier(nn.Module):
 
   Each feature is standardised with its mean and standard deviation over the batch the
   model is initialised on (`train.initialisation_images`: training images as the train
-  step sees them, augmentations included): a data-dependent initialisation of two parameters that no gradient reaches,
-  so they stay what the data made them and travel with the checkpoint. On the 140k
-  subset this beats LayerNorm per image by 9 points of validation accuracy.
-  `hidden=()` makes the head logistic regression.
+  step sees them, augmentations included): a data-dependent initialisation of two
+  parameters that no gradient reaches, so they stay what the data made them and travel
+  with the checkpoint. On the 140k subset this beats LayerNorm per image by 9 points
+  of validation accuracy. `hidden=()` makes the head logistic regression.
   """
   # Tells train.create_train_state to initialise on training images, not zeros.
   initialises_from_data: ClassVar[bool] = True

@@ -100,7 +100,8 @@ def send_stop_after_step(monkeypatch, stop_step):
     if int(state.step) == stop_step:
       os.kill(os.getpid(), signal.SIGTERM)
 
-  monkeypatch.setattr(train._Throughput, "step_done", step_done_then_stop)  # pylint: disable=protected-access
+  monkeypatch.setattr(train._Throughput, "step_done",  # pylint: disable=protected-access
+                      step_done_then_stop)
 
 
 def send_stop_during_first_validation(monkeypatch):
