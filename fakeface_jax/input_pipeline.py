@@ -203,11 +203,13 @@ def _degrade_some(images: np.ndarray, local: slice, rng: np.random.Generator,
 
 
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
-                  start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                  start_step: int = 0, end_step: int | None = None,
+                  process_index: int = 0, process_count: int = 1,
                   jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
                   downscale_prob: float = 0.0,
                   downscale_min_factor: float = 0.5) -> Iterator[dict[str, np.ndarray]]:
-  """This process's part of each global training batch of one epoch, from `start_step`.
+  """This process's part of each global training batch of one epoch, from `start_step`
+  up to `end_step` (by default the epoch's end).
 
   Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
   first and each process takes its contiguous slice, so any process count and any
@@ -236,7 +238,9 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                     degradations.jpeg)
     return {"image": images, "label": data.labels[positions[local]]}
 
-  return _prefetched(make_batch, range(start_step, steps_per_epoch(len(data), batch_size)))
+  if end_step is None:
+    end_step = steps_per_epoch(len(data), batch_size)
+  return _prefetched(make_batch, range(start_step, end_step))
 
 
 def eval_batches(data: Split, batch_size: int, *, process_index: int = 0,

@@ -4,8 +4,8 @@ Schedulers preempt jobs with SIGTERM and people stop them with Ctrl-C; either wa
 train loop should save where it is instead of dying between checkpoints. Inside
 `catch_stop_signals()` the first signal only sets a flag the loop polls; a second one
 restores the default behaviour so a stuck process can still be interrupted. The processes
-of a multi-host run agree on the flag (`StopRequest.agreed`), so a signal that reaches
-one of them stops all of them at the same step.
+of a multi-host run agree on the flag where they synchronise (`train`), so a signal that
+reaches one of them stops all of them at the same step.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-
-import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -30,17 +26,6 @@ class StopRequest:
 
   def __bool__(self) -> bool:
     return self.name is not None
-
-  def agreed(self) -> bool:
-    """Whether any process of the run was asked to stop.
-
-    In a multi-process run this is a collective (every process must call it at the
-    same point of training), so all of them stop at the same step even when the
-    scheduler's signal reaches them at different times, or reaches only one.
-    """
-    if jax.process_count() == 1:
-      return bool(self)
-    return bool(np.any(multihost_utils.process_allgather(np.int32(bool(self)))))
 
   @property
   def reason(self) -> str:

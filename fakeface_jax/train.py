@@ -90,8 +90,8 @@ def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed
   degraded ones.
   """
   count = min(NUM_INIT_IMAGES, len(split))
-  batch = next(input_pipeline.train_batches(split, count, seed=seed, epoch=0,
-                                            **host_augmentation(augment_config)))
+  [batch] = input_pipeline.train_batches(split, count, seed=seed, epoch=0, end_step=1,
+                                        **host_augmentation(augment_config))
   return preprocessing.augment(key, preprocessing.rescale(batch["image"]),
                                **device_augmentation(augment_config))
 
@@ -286,13 +286,23 @@ class _Throughput:
     return f"{rate:.0f} img/s | ETA {eta}"
 
 
-def _stop_agreed(stop: preemption.StopRequest, step_in_epoch: int, config: Any) -> bool:
+def _stop_anywhere(stop: preemption.StopRequest) -> bool:
+  """Whether any process of the run was asked to stop.
+
+  In a multi-process run this is a collective (every process must call it at the same
+  point of training), so all of them stop at the same step even when the scheduler's
+  signal reaches them at different times, or reaches only one.
+  """
+  return bool(np.any(gather(np.array([bool(stop)], np.int32))))
+
+
+def _stop_after_step(stop: preemption.StopRequest, step_in_epoch: int, config: Any) -> bool:
   """Whether to stop after this step: after any step in a single process; in several,
   only at the steps where they synchronise anyway to log, which all of them reach
   together, rather than with a collective every step."""
   if jax.process_count() > 1 and step_in_epoch % config.log_every_steps:
     return False
-  return stop.agreed()
+  return _stop_anywhere(stop)
 
 
 def _stop(stop: preemption.StopRequest, state: TrainState,
@@ -379,7 +389,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
         throughput.step_done(state)
         # A stop after an epoch's last step falls through to the end-of-epoch
         # checkpoint: a mid-epoch one there would share its step number.
-        if step_in_epoch < steps_per_epoch and _stop_agreed(stop, step_in_epoch, config):
+        if step_in_epoch < steps_per_epoch and _stop_after_step(stop, step_in_epoch, config):
           host_totals = jax.device_get(totals)
           _check_finite(host_totals)
           checkpoints.save(int(state.step), state, {
@@ -408,7 +418,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
       logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
                    epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
                    row["val_accuracy"])
-      stopping = stop.agreed()
+      stopping = _stop_anywhere(stop)
       if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
           or stopping):
         checkpoints.save(int(state.step), state,

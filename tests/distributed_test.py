@@ -29,6 +29,17 @@ def command(workdir, data_dir, *extra):
                       "--config.num_epochs=2", *extra)
 
 
+def start_two_processes(workdir, data_dir, *extra) -> list[subprocess.Popen]:
+  """main.py as processes 0 and 1 of one run, coordinated on a free local port."""
+  port = free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return [subprocess.Popen(
+      command(workdir, data_dir, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
+              "--num_processes=2", f"--process_id={i}", *extra),
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for i in range(2)]
+
+
 def final_params(workdir):
   directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
@@ -43,15 +54,7 @@ def test_two_processes_hold_equal_parameters_equal_to_one_process(tmp_path, data
                           capture_output=True, text=True, timeout=300)
   assert single.returncode == 0, single.stderr[-3000:]
 
-  port = free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  processes = [
-      subprocess.Popen(
-          command(tmp_path / "multi", data_dir, "--distributed",
-                  f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                  f"--process_id={i}"),
-          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  processes = start_two_processes(tmp_path / "multi", data_dir)
   logs = []
   for process in processes:
     _, stderr = process.communicate(timeout=300)
@@ -70,18 +73,8 @@ def test_two_processes_hold_equal_parameters_equal_to_one_process(tmp_path, data
 @pytest.mark.slow
 def test_a_stop_signal_to_one_process_stops_both_at_one_checkpoint(tmp_path, data_dir):
   workdir = tmp_path / "preempted"
-
-  def start_both(*extra):
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return [subprocess.Popen(
-        command(workdir, data_dir, "--distributed", f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2", f"--process_id={i}", *extra),
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(2)]
-
   epochs = "--config.num_epochs=40"
-  processes = start_both(epochs)
+  processes = start_two_processes(workdir, data_dir, epochs)
   checkpoints = workdir / checkpointing.CHECKPOINTS_DIR
   deadline = time.time() + 300
   while not (checkpoints.is_dir() and any(d.isdigit() for d in os.listdir(checkpoints))):
@@ -95,7 +88,7 @@ def test_a_stop_signal_to_one_process_stops_both_at_one_checkpoint(tmp_path, dat
   steps = [int(m.group(1)) for m in (re.search(r"at step (\d+);", log) for log in logs)]
   assert steps[0] == steps[1] < 40 * 4  # The same step, before the end (4 steps an epoch).
 
-  processes = start_both(epochs)
+  processes = start_two_processes(workdir, data_dir, epochs)
   logs = [process.communicate(timeout=300)[1] for process in processes]
   assert [p.returncode for p in processes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
   assert all(f"Resumed from {checkpoints} at step {steps[0]}" in log for log in logs)
