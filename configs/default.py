@@ -45,6 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.test_fraction = 0.2
   config.data.num_folds = 0
   config.data.fold = 0
+  # Datasets still without a validation split after that (ciplab, the 140k subset's
+  # train/valid) hold out this stratified fraction of train as validation, so the best
+  # checkpoint and the threshold are not chosen on the test images; 0: test validates.
+  config.data.validation_fraction = 0.0
   config.data.split_seed = 0
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.difficulty = 0.5  # 0: obvious generator traces, 1: very subtle.

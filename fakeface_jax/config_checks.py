@@ -61,8 +61,9 @@ def check_config(config: Any) -> None:
     raise ConfigError(f"config.augment.downscale_min_factor must be in (0, 1), got "
                       f"{augment.downscale_min_factor}")
   data = config.data
-  if not 0 <= data.test_fraction < 1:
-    raise ConfigError(f"config.data.test_fraction must be in [0, 1), got {data.test_fraction}")
+  for name in ("test_fraction", "validation_fraction"):
+    if not 0 <= data[name] < 1:
+      raise ConfigError(f"config.data.{name} must be in [0, 1), got {data[name]}")
   if data.num_folds > 1 and not 0 <= data.fold < data.num_folds:
     raise ConfigError(f"config.data.fold={data.fold} must be in [0, config.data.num_folds="
                       f"{data.num_folds})")

@@ -271,13 +271,21 @@ def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndar
   return np.flatnonzero((meta["label"] == 1) | np.isin(meta["difficulty"], wanted))
 
 
+def _strata(meta: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray:
+  """Label x difficulty of each position, what holdouts stratify by."""
+  return np.char.add(meta["label"][positions].astype(str), meta["difficulty"][positions])
+
+
 def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   """Role -> (split name, record indices) after difficulty filters, holdout and subsets.
 
   Deterministic in the config's seeds. A dataset with neither a validation nor a test
   split (ciplab, a flat image folder) gets a stratified holdout of its training split
   (config.data.test_fraction, or fold config.data.fold of config.data.num_folds) as
-  test. A missing validation split is the test split, and vice versa.
+  test. Where only one of validation and test exists then (ciplab, the 140k subset), a
+  stratified config.data.validation_fraction of the training split becomes the
+  validation split and the existing one the test split; with 0, it plays both roles, so the best checkpoint and the decision threshold
+  are chosen on the very images reported (a warning says so).
   """
   data_config = config.data
   splits = datasets.role_splits(builder)
@@ -288,7 +296,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   sources = {split: datasets.data_source(builder, split) for split in splits.values()}
   holdout = not {"validation", "test"} & set(splits) and (
       data_config.test_fraction > 0 or data_config.num_folds > 1)
-  needs_metadata = bool(data_config.fake_difficulties) or holdout
+  evaluation_roles = {"validation", "test"} & (set(splits) | ({"test"} if holdout else set()))
+  carve_validation = len(evaluation_roles) == 1 and data_config.validation_fraction > 0
+  needs_metadata = bool(data_config.fake_difficulties) or holdout or carve_validation
   selected = {}
   for role, split in splits.items():
     if needs_metadata or data_config.examples_per_class is not None:
@@ -302,11 +312,24 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
 
   if holdout:
     split, keep, meta = selected["train"]
-    strata = np.char.add(meta["label"][keep].astype(str), meta["difficulty"][keep])
-    held_out = stratified_holdout(strata, data_config.test_fraction, data_config.split_seed,
-                                  data_config.num_folds, data_config.fold)
+    held_out = stratified_holdout(_strata(meta, keep), data_config.test_fraction,
+                                  data_config.split_seed, data_config.num_folds,
+                                  data_config.fold)
     selected["train"] = (split, keep[~held_out], meta)
     selected["test"] = (split, keep[held_out], meta)
+  if carve_validation:
+    selected.setdefault("test", selected.get("validation"))
+    split, keep, meta = selected["train"]
+    held_out = stratified_holdout(_strata(meta, keep), data_config.validation_fraction,
+                                  data_config.split_seed)
+    selected["train"] = (split, keep[~held_out], meta)
+    selected["validation"] = (split, keep[held_out], meta)
+  elif len(evaluation_roles) == 1:
+    logging.warning(
+        "The %s split is also the %s split: the best checkpoint and the decision "
+        "threshold are chosen on the images reported. Set config.data.validation_fraction "
+        "(e.g. 0.1) to hold out part of the training split for validation instead.",
+        *evaluation_roles, *({"validation", "test"} - evaluation_roles))
   selected.setdefault("validation", selected.get("test", selected["train"]))
   selected.setdefault("test", selected["validation"])
 

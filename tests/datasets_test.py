@@ -1,6 +1,7 @@
 """Tests of the file-based dataset builders, splits, subsets and the bad-files report."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -91,6 +92,42 @@ def test_ciplab_difficulty_filter_and_stratified_holdout(tmp_path):
   hard = input_pipeline.load_data(config)
   kept = np.concatenate([hard["train"].difficulty, hard["test"].difficulty])
   assert sorted(set(kept)) == ["hard", "none"] and len(kept) == 15
+
+
+def test_validation_fraction_holds_out_validation_apart_from_test(tmp_path, caplog):
+  base = tmp_path / "real_and_fake_face"
+  for i in range(20):
+    write_image(str(base / "training_real" / f"real_{i:05d}.jpg"), seed=i)
+  for d, difficulty in enumerate(folders.DIFFICULTIES):
+    for i in range(10):
+      write_image(str(base / "training_fake" / f"{difficulty}_{i}_1111.jpg"), seed=50 + 10 * d + i)
+  config = data_config(tmp_path, "ciplab", tmp_path, num_folds=5, fold=1)
+  with caplog.at_level(logging.WARNING):
+    shared = input_pipeline.load_data(config)
+  assert "The test split is also the validation split" in caplog.text
+  np.testing.assert_array_equal(shared["validation"].paths, shared["test"].paths)
+
+  config.data.validation_fraction = 0.25
+  caplog.clear()
+  data = input_pipeline.load_data(config)
+  assert "also the" not in caplog.text
+  np.testing.assert_array_equal(data["test"].paths, shared["test"].paths)
+  roles = [set(data[role].paths) for role in ("train", "validation", "test")]
+  assert not (roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2])
+  assert roles[0] | roles[1] == set(shared["train"].paths)
+  # A quarter of each stratum of the 40 training images: 4 real, 2 of each difficulty.
+  assert sorted(data["validation"].difficulty) == ["easy"] * 2 + ["hard"] * 2 + [
+      "mid"] * 2 + ["none"] * 4
+
+
+def test_validation_fraction_makes_a_validation_split_the_test_split(tmp_path):
+  make_140k(tmp_path / "download", per_class=4)
+  config = data_config(tmp_path, "real_vs_fake_140k", tmp_path / "download",
+                       validation_fraction=0.5)
+  data = input_pipeline.load_data(config)
+  assert (len(data["train"]), len(data["validation"]), len(data["test"])) == (4, 4, 8)
+  assert all("/train/" in p for p in data["validation"].paths)
+  assert all("/valid/" in p for p in data["test"].paths)
 
 
 def test_kfold_folds_partition_the_data(tmp_path):

@@ -160,6 +160,8 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
       (("data", "name"), "imagenet", "unknown config.data.name 'imagenet'"),
       (("data", "image_size"), 15, "too small for the conv stack"),
       (("batch_size",), 0, "config.batch_size=0 must be a positive multiple"),
+      (("data", "validation_fraction"), 1.0,
+       r"config.data.validation_fraction must be in \[0, 1\), got 1.0"),
   ]
   for path, value, message in cases:
     config = tiny_config.copy_and_resolve_references()
