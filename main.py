@@ -2,6 +2,8 @@ r"""Trains and evaluates a fake-face detector from a config file.
 
   python main.py --config configs/default.py --workdir runs/default
   python main.py --config configs/mlp.py:gray,taper --workdir runs/mlp --config.num_epochs=5
+  python main.py --config configs/detector.py --workdir runs/cv --folds 5 \
+      --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab
 
 On several hosts (GPU nodes, a TPU pod slice) run the same command on every host with
 `--distributed`; see the README.
@@ -18,6 +20,7 @@ from ml_collections import config_flags
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import cpu_runtime
+from fakeface_jax import crossval
 from fakeface_jax import datasets
 from fakeface_jax import train
 
@@ -25,6 +28,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+flags.DEFINE_integer("folds", 0, "Cross-validate instead: train fold k of this many in "
+                     "WORKDIR/fold_k and summarise them in WORKDIR/crossval.md.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first. On TPU "
                   "pods, SLURM and Kubernetes the other flags are detected automatically.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
@@ -55,7 +60,10 @@ def main(argv):
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.folds:
+      crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
+    else:
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (config_checks.ConfigError, datasets.DatasetError, checkpointing.CheckpointError,
           train.NonFiniteLossError, train.Preempted) as e:
     sys.exit(f"error: {e}")

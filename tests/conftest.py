@@ -3,10 +3,13 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 from absl import flags
+from PIL import Image
 
 from configs import default
+from fakeface_jax.datasets import folders
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -61,3 +64,23 @@ def shared_data(*parts: str) -> str:
   if not os.path.isdir(path):
     pytest.skip(f"shared data folder {path} is absent (see the README's datasets section)")
   return path
+
+
+def write_image(path, seed=0, size=24, fmt=None, mode="RGB"):
+  """A random image file (any PIL format and mode), creating its folder."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  rng = np.random.default_rng(seed)
+  channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+  array = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
+  Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(path, format=fmt)
+
+
+def make_ciplab(root, num_real: int, fakes_per_difficulty: int, size: int = 24) -> None:
+  """A ciplab download under `root`: real images and easy/mid/hard fakes, named as hers."""
+  base = os.path.join(root, "real_and_fake_face")
+  for i in range(num_real):
+    write_image(os.path.join(base, "training_real", f"real_{i:05d}.jpg"), seed=i, size=size)
+  for d, difficulty in enumerate(folders.DIFFICULTIES):
+    for i in range(fakes_per_difficulty):
+      write_image(os.path.join(base, "training_fake", f"{difficulty}_{i}_1111.jpg"),
+                  seed=10_000 + 1000 * d + i, size=size)

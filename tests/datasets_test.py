@@ -9,19 +9,13 @@ import pytest
 from PIL import Image
 
 from configs import default
+from conftest import make_ciplab
 from conftest import shared_data
+from conftest import write_image
 from fakeface_jax import config_checks
 from fakeface_jax import datasets
 from fakeface_jax import input_pipeline
 from fakeface_jax.datasets import folders
-
-
-def write_image(path, seed=0, size=24, fmt=None, mode="RGB"):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  rng = np.random.default_rng(seed)
-  channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-  array = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
-  Image.fromarray(array[..., 0] if mode == "L" else array, mode).save(path, format=fmt)
 
 
 def data_config(tmp_path, name, manual_dir, **overrides):
@@ -72,12 +66,7 @@ def test_bad_files_are_left_out_and_reported(tmp_path):
 
 
 def test_ciplab_difficulty_filter_and_stratified_holdout(tmp_path):
-  base = tmp_path / "real_and_fake_face"
-  for i in range(10):
-    write_image(str(base / "training_real" / f"real_{i:05d}.jpg"), seed=i)
-  for d, difficulty in enumerate(folders.DIFFICULTIES):
-    for i in range(5):
-      write_image(str(base / "training_fake" / f"{difficulty}_{i}_1111.jpg"), seed=50 + 10 * d + i)
+  make_ciplab(tmp_path, num_real=10, fakes_per_difficulty=5)
   config = data_config(tmp_path, "ciplab", tmp_path)
   data = input_pipeline.load_data(config)
   assert len(data["train"]) + len(data["test"]) == 25
@@ -95,12 +84,7 @@ def test_ciplab_difficulty_filter_and_stratified_holdout(tmp_path):
 
 
 def test_validation_fraction_holds_out_validation_apart_from_test(tmp_path, caplog):
-  base = tmp_path / "real_and_fake_face"
-  for i in range(20):
-    write_image(str(base / "training_real" / f"real_{i:05d}.jpg"), seed=i)
-  for d, difficulty in enumerate(folders.DIFFICULTIES):
-    for i in range(10):
-      write_image(str(base / "training_fake" / f"{difficulty}_{i}_1111.jpg"), seed=50 + 10 * d + i)
+  make_ciplab(tmp_path, num_real=20, fakes_per_difficulty=10)
   config = data_config(tmp_path, "ciplab", tmp_path, num_folds=5, fold=1)
   with caplog.at_level(logging.WARNING):
     shared = input_pipeline.load_data(config)

@@ -1,0 +1,121 @@
+"""k-fold cross-validation of one config, summarised as mean ± std over the folds.
+
+  python main.py --config configs/detector.py --workdir runs/detector_ciplab_cv \
+      --folds 5 --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab
+
+Fold k trains in `WORKDIR/fold_k` with config.data.fold=k of config.data.num_folds,
+through `train.train_and_evaluate`, so an interrupted cross-validation resumes where it
+stopped and a finished fold is only evaluated again. Each fold's held-out part is
+reported at the threshold chosen on that fold's validation split, as `evaluate` does;
+set config.data.validation_fraction so that split is not the held-out part itself.
+Writes `WORKDIR/crossval.{json,md,png}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from fakeface_jax import config_checks
+from fakeface_jax import datasets
+from fakeface_jax import evaluate
+from fakeface_jax import inference
+from fakeface_jax import input_pipeline
+from fakeface_jax import reporting
+from fakeface_jax import train
+
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
+
+
+def fold_config(config: ml_collections.ConfigDict, num_folds: int,
+                fold: int) -> ml_collections.ConfigDict:
+  """`config` training on every fold but `fold`, which it holds out as its test split."""
+  config = config.copy_and_resolve_references()
+  config.data.num_folds, config.data.fold = num_folds, fold
+  return config
+
+
+def check_foldable(config: ml_collections.ConfigDict, num_folds: int) -> None:
+  """Folds are drawn from a training split; a dataset with its own evaluation splits
+  (the 140k download, the built-in synthetic set) would silently ignore them."""
+  if num_folds < 2:
+    raise config_checks.ConfigError(f"--folds must be at least 2, got {num_folds}")
+  splits = datasets.role_splits(datasets.prepare(config.data))
+  own = sorted({"validation", "test"} & set(splits))
+  if own:
+    raise config_checks.ConfigError(
+        f"dataset {config.data.name!r} has its own {' and '.join(own)} split(s); "
+        "cross-validation folds apply to datasets with a training split only (ciplab, a "
+        "flat image folder)")
+
+
+def fold_report(fold_dir: str) -> dict[str, Any]:
+  """The fold's held-out split at the threshold chosen on its validation split."""
+  predictor = inference.load_run(fold_dir)
+  data = input_pipeline.load_data(predictor.config, cache="memory")
+  return evaluate.split_report(predictor, data["test"], predictor.threshold)
+
+
+def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
+  """Per-fold rows and mean ± sample std over folds of each metric and group accuracy."""
+  rows = []
+  for fold, report in enumerate(reports):
+    row = {"fold": fold, "count": report["count"], "threshold": report["threshold"],
+           **{m: report[m] for m in SUMMARY_METRICS}}
+    row.update({f"accuracy_{g}": v["accuracy"]
+                for g, v in report.get("groups", {}).items()})
+    rows.append(row)
+  columns = [k for k in rows[0] if k not in ("fold", "count", "threshold")]
+  # ddof=1: the folds are a sample of the splits one could have drawn.
+  stats = {c: {"mean": float(np.mean([r[c] for r in rows])),
+               "std": float(np.std([r[c] for r in rows], ddof=1))} for c in columns}
+  return {"num_folds": len(reports), "num_images": sum(r["count"] for r in rows),
+          "folds": rows, "summary": stats}
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+  means = [{"metric": c, "mean": s["mean"], "std": s["std"]}
+           for c, s in summary["summary"].items()]
+  return (f"{summary['num_folds']}-fold cross-validation, {summary['num_images']} "
+          "held-out images in all\n\n" + reporting.markdown_table(means) + "\n"
+          + reporting.markdown_table(summary["folds"]))
+
+
+def write_summary(summary: dict[str, Any], workdir: str) -> list[str]:
+  paths = [os.path.join(workdir, "crossval" + ext) for ext in (".json", ".md", ".png")]
+  with open(paths[0], "w") as f:
+    json.dump(summary, f, indent=2)
+  with open(paths[1], "w") as f:
+    f.write(summary_markdown(summary))
+  folds = summary["folds"]
+  reporting.plot_bars([f"fold {r['fold']}" for r in folds] + ["mean"],
+                      {m: [r[m] for r in folds] + [summary["summary"][m]["mean"]]
+                       for m in ("accuracy", "roc_auc")},
+                      paths[2], title=f"{summary['num_folds']}-fold cross-validation")
+  return paths
+
+
+def cross_validate(config: ml_collections.ConfigDict, workdir: str,
+                   num_folds: int) -> dict[str, Any]:
+  """Trains and evaluates every fold in turn; returns (and writes) the summary."""
+  check_foldable(config, num_folds)
+  reports = []
+  for fold in range(num_folds):
+    logging.info("=== Fold %d/%d.", fold + 1, num_folds)
+    fold_dir = os.path.join(workdir, f"fold_{fold}")
+    train.train_and_evaluate(fold_config(config, num_folds, fold), fold_dir)
+    reports.append(fold_report(fold_dir))
+    logging.info("Fold %d: accuracy %.4f, ROC AUC %.4f (%d images).", fold,
+                 reports[-1]["accuracy"], reports[-1]["roc_auc"], reports[-1]["count"])
+  summary = summarise(reports)
+  if jax.process_index() == 0:
+    paths = write_summary(summary, workdir)
+    logging.info("Cross-validation:\n%s\nWrote %s.", summary_markdown(summary),
+                 ", ".join(paths))
+  return summary

@@ -1,0 +1,74 @@
+"""Tests of k-fold cross-validation: folds, their summary, resuming, and refusals."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_ciplab
+from fakeface_jax import config_checks
+from fakeface_jax import crossval
+from fakeface_jax import input_pipeline
+
+
+def ciplab_config(tiny_config, root):
+  config = tiny_config
+  config.data.name = "ciplab"
+  config.data.manual_dir = str(root)
+  config.data.validation_fraction = 0.25
+  config.batch_size = config.eval_batch_size = 8
+  config.num_epochs = 1
+  return config
+
+
+def manifest_roles(fold_dir):
+  roles = {}
+  with open(os.path.join(fold_dir, input_pipeline.MANIFEST_CSV)) as f:
+    for row in csv.DictReader(f):
+      roles.setdefault(row["role"], set()).add(row["path"])
+  return roles
+
+
+@pytest.mark.slow
+def test_cross_validation_holds_out_every_image_once_and_resumes(tiny_config, tmp_path):
+  make_ciplab(tmp_path / "download", num_real=16, fakes_per_difficulty=8, size=32)
+  config = ciplab_config(tiny_config, tmp_path / "download")
+  workdir = tmp_path / "cv"
+  summary = crossval.cross_validate(config, str(workdir), num_folds=2)
+
+  folds = [manifest_roles(workdir / f"fold_{k}") for k in range(2)]
+  assert not folds[0]["test"] & folds[1]["test"]
+  assert len(folds[0]["test"] | folds[1]["test"]) == 40
+  for roles in folds:
+    assert not roles["validation"] & roles["test"]
+    assert not roles["train"] & (roles["validation"] | roles["test"])
+
+  assert summary["num_folds"] == 2 and summary["num_images"] == 40
+  accuracies = [row["accuracy"] for row in summary["folds"]]
+  assert summary["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+  assert summary["summary"]["accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
+  assert {"accuracy_easy", "accuracy_mid", "accuracy_hard", "accuracy_none"} <= set(
+      summary["summary"])
+  with open(workdir / "crossval.json") as f:
+    assert json.load(f) == summary
+  assert (workdir / "crossval.md").read_text().startswith(
+      "2-fold cross-validation, 40 held-out images in all")
+  assert (workdir / "crossval.png").stat().st_size > 0
+
+  # A rerun finds both folds finished: nothing is trained again, the summary is the same.
+  metrics_csv = workdir / "fold_1" / "metrics.csv"
+  before = metrics_csv.read_text()
+  assert crossval.cross_validate(config, str(workdir), num_folds=2) == summary
+  assert metrics_csv.read_text() == before
+
+
+def test_datasets_with_their_own_splits_and_too_few_folds_are_refused(tiny_config,
+                                                                      tmp_path):
+  with pytest.raises(config_checks.ConfigError,
+                     match="dataset 'synthetic' has its own test and validation split"):
+    crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=5)
+  with pytest.raises(config_checks.ConfigError, match="--folds must be at least 2, got 1"):
+    crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=1)
+  assert not (tmp_path / "cv").exists()
