@@ -297,7 +297,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   holdout = not {"validation", "test"} & set(splits) and (
       data_config.test_fraction > 0 or data_config.num_folds > 1)
   evaluation_roles = {"validation", "test"} & (set(splits) | ({"test"} if holdout else set()))
-  carve_validation = len(evaluation_roles) == 1 and data_config.validation_fraction > 0
+  # Runs saved before validation_fraction existed validated on their test split.
+  validation_fraction = data_config.get("validation_fraction", 0.0)
+  carve_validation = len(evaluation_roles) == 1 and validation_fraction > 0
   needs_metadata = bool(data_config.fake_difficulties) or holdout or carve_validation
   selected = {}
   for role, split in splits.items():
@@ -320,7 +322,7 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   if carve_validation:
     selected.setdefault("test", selected.get("validation"))
     split, keep, meta = selected["train"]
-    held_out = stratified_holdout(_strata(meta, keep), data_config.validation_fraction,
+    held_out = stratified_holdout(_strata(meta, keep), validation_fraction,
                                   data_config.split_seed)
     selected["train"] = (split, keep[~held_out], meta)
     selected["validation"] = (split, keep[held_out], meta)

@@ -103,6 +103,10 @@ def test_validation_fraction_holds_out_validation_apart_from_test(tmp_path, capl
   assert sorted(data["validation"].difficulty) == ["easy"] * 2 + ["hard"] * 2 + [
       "mid"] * 2 + ["none"] * 4
 
+  del config.data["validation_fraction"]  # The config of a run saved before the key.
+  np.testing.assert_array_equal(input_pipeline.load_data(config)["validation"].paths,
+                                shared["test"].paths)
+
 
 def test_validation_fraction_makes_a_validation_split_the_test_split(tmp_path):
   make_140k(tmp_path / "download", per_class=4)
