@@ -16,8 +16,10 @@ from configs import cooccurrence
 def get_config() -> ml_collections.ConfigDict:
   config = cooccurrence.get_config()
   config.batch_size = 32
-  config.num_epochs = 20
-  config.learning_rate = 1e-2
+  # 3e-3 for 10 epochs validates as 1e-2 for 20 did (0.88 and AUC 0.93 on the 140k
+  # subset) in half the time; at 1e-2 the first epochs' losses reach 10-30.
+  config.num_epochs = 10
+  config.learning_rate = 3e-3
   # Logistic regression's L2 penalty: with 24k features and 1.4k images the head
   # separates the training set within a few epochs either way; this keeps it smooth.
   config.weight_decay = 0.1

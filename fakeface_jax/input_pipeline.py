@@ -284,8 +284,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   (config.data.test_fraction, or fold config.data.fold of config.data.num_folds) as
   test. Where only one of validation and test exists then (ciplab, the 140k subset), a
   stratified config.data.validation_fraction of the training split becomes the
-  validation split and the existing one the test split; with 0, it plays both roles, so the best checkpoint and the decision threshold
-  are chosen on the very images reported (a warning says so).
+  validation split and the existing one the test split; with 0, it plays both roles, so
+  the best checkpoint and the decision threshold are chosen on the very images reported
+  (a warning says so).
   """
   data_config = config.data
   splits = datasets.role_splits(builder)
