@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -53,12 +54,17 @@ def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float,
 
 
 def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
-  # Per-difficulty accuracy where the dataset has difficulties (ciplab).
+  """Every metric at `threshold`; where the fakes have difficulties (ciplab), also the
+  accuracy on each difficulty's fakes and on the real images, in that order."""
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
-  groups = data.difficulty if has_groups else None
+  real = folders.CLASS_NAMES[1]
+  groups = (np.where(data.labels == folders.CLASS_NAMES.index(real), real, data.difficulty)
+            if has_groups else None)
   report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
                                          threshold=threshold, groups=groups)
-  report["threshold"] = threshold
+  if has_groups:
+    order = (*folders.DIFFICULTIES, folders.NO_DIFFICULTY, real)
+    report["groups"] = dict(sorted(report["groups"].items(), key=lambda g: order.index(g[0])))
   return report
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import types
 
 import numpy as np
 import pytest
@@ -86,6 +87,17 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   assert report["accuracy"] == pytest.approx(expected["accuracy"])
   assert report["roc_auc"] == pytest.approx(expected["roc_auc"], abs=1e-6)
   assert report["confusion_matrix"] == expected["confusion_matrix"]
+
+
+def test_split_report_gives_each_difficulty_then_the_real_images():
+  split = types.SimpleNamespace(labels=np.array([0, 0, 0, 1, 1]),
+                                difficulty=np.array(["hard", "easy", "mid", "none", "none"]),
+                                images=np.array([0.9, 0.2, 0.8, 0.1, 0.7]))
+  predictor = types.SimpleNamespace(p_fake=lambda images: images)
+  report = evaluate.split_report(predictor, split, threshold=0.5)
+  assert list(report["groups"].items()) == [
+      ("easy", {"count": 1, "accuracy": 0.0}), ("mid", {"count": 1, "accuracy": 1.0}),
+      ("hard", {"count": 1, "accuracy": 1.0}), ("real", {"count": 2, "accuracy": 0.5})]
 
 
 def test_robustness_report_has_one_row_per_degradation(run_dir):
