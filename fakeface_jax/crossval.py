@@ -46,6 +46,7 @@ def check_foldable(config: ml_collections.ConfigDict, num_folds: int) -> None:
   (the 140k download, the built-in synthetic set) would silently ignore them."""
   if num_folds < 2:
     raise config_checks.ConfigError(f"--folds must be at least 2, got {num_folds}")
+  config_checks.check_config(config)
   splits = datasets.role_splits(datasets.prepare(config.data))
   own = sorted({"validation", "test"} & set(splits))
   if own:
@@ -71,10 +72,12 @@ def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
     row.update({f"accuracy_{g}": v["accuracy"]
                 for g, v in report.get("groups", {}).items()})
     rows.append(row)
-  columns = [k for k in rows[0] if k not in ("fold", "count", "threshold")]
-  # ddof=1: the folds are a sample of the splits one could have drawn.
-  stats = {c: {"mean": float(np.mean([r[c] for r in rows])),
-               "std": float(np.std([r[c] for r in rows], ddof=1))} for c in columns}
+  columns = dict.fromkeys(k for r in rows for k in r if k not in ("fold", "count", "threshold"))
+  # A group too small to reach every fold is averaged over the folds it reached; ddof=1:
+  # the folds are a sample of the splits one could have drawn.
+  stats = {c: {"mean": float(np.nanmean([r.get(c, np.nan) for r in rows])),
+               "std": float(np.nanstd([r.get(c, np.nan) for r in rows], ddof=1))}
+           for c in columns}
   return {"num_folds": len(reports), "num_images": sum(r["count"] for r in rows),
           "folds": rows, "summary": stats}
 

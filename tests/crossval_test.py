@@ -73,3 +73,16 @@ def test_datasets_with_their_own_splits_and_too_few_folds_are_refused(tiny_confi
   with pytest.raises(config_checks.ConfigError, match="--folds must be at least 2, got 1"):
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=1)
   assert not (tmp_path / "cv").exists()
+
+
+def test_summary_averages_a_group_over_the_folds_that_have_it():
+  def report(accuracy, groups):
+    return {"count": 10, "threshold": 0.5, "accuracy": accuracy, "balanced_accuracy": accuracy,
+            "roc_auc": accuracy, "groups": {g: {"count": 2, "accuracy": a} for g, a in groups}}
+  summary = crossval.summarise([report(0.6, [("hard", 0.5), ("real", 0.7)]),
+                                report(0.8, [("real", 0.9)]),
+                                report(0.7, [("hard", 1.0), ("real", 0.8)])])
+  assert summary["summary"]["accuracy"] == pytest.approx({"mean": 0.7, "std": 0.1})
+  assert summary["summary"]["accuracy_hard"] == pytest.approx(
+      {"mean": 0.75, "std": np.std([0.5, 1.0], ddof=1)})
+  assert summary["num_images"] == 30
