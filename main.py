@@ -3,7 +3,8 @@ r"""Trains and evaluates a fake-face detector from a config file.
   python main.py --config configs/default.py --workdir runs/default
   python main.py --config configs/mlp.py:gray,taper --workdir runs/mlp --config.num_epochs=5
   python main.py --config configs/detector.py --workdir runs/cv --folds 5 \
-      --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab
+      --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
+      --config.data.validation_fraction=0.1
 
 On several hosts (GPU nodes, a TPU pod slice) run the same command on every host with
 `--distributed`; see the README.

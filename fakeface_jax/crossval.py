@@ -1,7 +1,8 @@
 """k-fold cross-validation of one config, summarised as mean ± std over the folds.
 
   python main.py --config configs/detector.py --workdir runs/detector_ciplab_cv \
-      --folds 5 --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab
+      --folds 5 --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
+      --config.data.validation_fraction=0.1
 
 Fold k trains in `WORKDIR/fold_k` with config.data.fold=k of config.data.num_folds,
 through `train.train_and_evaluate`, so an interrupted cross-validation resumes where it
