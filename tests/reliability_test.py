@@ -292,6 +292,7 @@ def small_state_like(config):
     ("--config.model.name=resnet9000", "unknown config.model.name 'resnet9000'"),
     ("--config.data.name=ciplab --config.data.manual_dir=/nonexistent/ciplab",
      "/nonexistent/ciplab is not a folder"),
+    ("--folds 5", "dataset 'synthetic' has its own test and validation split(s)"),
 ])
 def test_bad_command_lines_fail_in_one_line_and_write_nothing(tmp_path, data_dir, override,
                                                               message):
