@@ -58,8 +58,7 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   accuracy on each difficulty's fakes and on the real images, in that order."""
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
   real = folders.CLASS_NAMES[1]
-  groups = (np.where(data.labels == folders.CLASS_NAMES.index(real), real, data.difficulty)
-            if has_groups else None)
+  groups = np.where(data.labels == metrics.FAKE, data.difficulty, real) if has_groups else None
   report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
                                          threshold=threshold, groups=groups)
   if has_groups:
