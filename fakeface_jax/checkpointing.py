@@ -7,14 +7,23 @@ validation accuracy are kept. The config is written beside them (`config.json`) 
 run directory says what produced it and `predict` can rebuild the preprocessing.
 
 Orbax saves atomically (a temporary directory renamed on commit), but it trusts every
-directory named like a step: an empty, half-copied or damaged one becomes the latest
-step, fails to restore, and leaves the manager unusable. `restore_latest` therefore
-tries steps newest first, each with a fresh manager, and moves the ones that fail
-into `checkpoints_corrupt/` with a warning naming them.
+directory named like a step: an empty, half-written or damaged one becomes the latest
+step, and one whose metrics do not parse breaks the manager as soon as it is built.
+So every step is checked first (`step_damage`: each file Orbax needs parses or reads
+back) before any manager sees the directory. Training moves damaged steps, and saves
+that never committed, into `checkpoints_corrupt/` with a warning naming each and what
+is wrong; inference (`usable_steps`) only skips them with the warning, since it may
+not own the run directory. `restore_latest` still tries steps newest first, each with
+a fresh manager, for damage that only a restore finds.
+
+Orbax renames without flushing to disk, so a power loss soon after a save could leave
+a committed step of empty files; `_DurableAtomicRename` flushes the files before the
+rename and the rename before a save counts as finished.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging as std_logging
 import os
@@ -24,18 +33,199 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 BEST_METRIC = "val_accuracy"
 CONFIG_JSON = "config.json"
-
-
 CHECKPOINTS_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints_corrupt"
+# What Orbax 0.12 names a step's directory until the save commits, and the file it
+# writes (into the step and each item) just before committing, with this text.
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+COMMIT_FILE = "commit_success.txt"
+COMMIT_TEXT = "Checkpoint commit was successful to "
+METRICS_FILE = os.path.join("metrics", "metrics")
+META_KEYS = frozenset({"epoch", "step_in_epoch", "totals"})
 
 
 class CheckpointError(RuntimeError):
-  """Checkpoints exist but none can be restored; the message says what to do."""
+  """A run's checkpoints or config cannot be used; the one-line message says what to do."""
+
+
+class _Damaged(Exception):
+  """What is wrong with one file of a step, for the warning."""
+
+
+def _one_line(error: Exception, limit: int = 200) -> str:
+  return " ".join(str(error).split())[:limit] or type(error).__name__
+
+
+def _read_json(step_dir: str, relative: str) -> Any:
+  try:
+    with open(os.path.join(step_dir, relative), encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise _Damaged(f"{relative} is missing") from e
+  except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8.
+    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+
+
+def _check_commit_file(step_dir: str, item: str) -> None:
+  """Orbax writes the commit file whole, naming the directory it commits."""
+  relative = os.path.join(item, COMMIT_FILE) if item else COMMIT_FILE
+  try:
+    with open(os.path.join(step_dir, relative), encoding="utf-8") as f:
+      text = f.read()
+  except FileNotFoundError as e:
+    raise _Damaged(f"{relative} is missing") from e
+  except (OSError, ValueError) as e:
+    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+  committed = item or os.path.basename(step_dir)
+  if not (text.startswith(COMMIT_TEXT) and text.endswith("/" + committed)):
+    raise _Damaged(f"{relative} is incomplete")
+
+
+def _check_arrays(step_dir: str) -> None:
+  """Reads back every key and value of the state's OCDBT database (index and arrays).
+
+  Sequential reads, so a damaged file raises one clear error rather than the burst
+  of event-loop tracebacks that Orbax's parallel metadata read prints.
+  """
+  state_dir = os.path.join(step_dir, "state")
+  if not os.path.exists(os.path.join(state_dir, "manifest.ocdbt")):
+    raise _Damaged("state/manifest.ocdbt is missing")
+  try:
+    kvstore = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{state_dir}/"}).result()
+    keys = kvstore.list().result()
+    for key in keys:
+      kvstore.read(key).result()
+  except ValueError as e:
+    # The warning names the step; its path in tensorstore's message only hides the file.
+    message = str(e).replace(step_dir + os.sep, "")
+    raise _Damaged(f"state arrays are unreadable: {_one_line(message)}") from e
+  if not keys:
+    raise _Damaged("state arrays are missing")
+
+
+def _check_step(step_dir: str) -> None:
+  if not any(files for _, _, files in os.walk(step_dir)):
+    raise _Damaged("no files")
+  items = _read_json(step_dir, "_CHECKPOINT_METADATA")
+  items = items.get("item_handlers") if isinstance(items, dict) else None
+  if not isinstance(items, dict) or not {"state", "meta"} <= items.keys():
+    raise _Damaged("_CHECKPOINT_METADATA does not list the state and meta items")
+  _check_commit_file(step_dir, "")
+  for item in items:
+    _check_commit_file(step_dir, item)
+  meta = _read_json(step_dir, os.path.join("meta", "metadata"))
+  if not (isinstance(meta, dict) and META_KEYS <= meta.keys()):
+    raise _Damaged("meta/metadata is not a progress record")
+  if "metrics" in items and _metric(_read_json(step_dir, METRICS_FILE)) is None:
+    raise _Damaged(f"{METRICS_FILE} has no {BEST_METRIC}")
+  _read_json(step_dir, os.path.join("state", "_METADATA"))
+  # Written by Orbax but not needed to restore: checked only where present.
+  array_metadatas = os.path.join("state", "array_metadatas")
+  for relative in (os.path.join("state", "_sharding"),
+                   *(os.path.join(array_metadatas, name)
+                     for name in _listdir(os.path.join(step_dir, array_metadatas)))):
+    if os.path.exists(os.path.join(step_dir, relative)):
+      _read_json(step_dir, relative)
+  _check_arrays(step_dir)
+
+
+def _listdir(directory: str) -> list[str]:
+  return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def step_damage(step_dir: str) -> str | None:
+  """What makes a step directory unusable, or None if every file Orbax needs reads back."""
+  try:
+    _check_step(step_dir)
+  except _Damaged as e:
+    return str(e)
+  return None
+
+
+def find_damaged(directory: str) -> dict[str, str]:
+  """Entries of a checkpoints directory that cannot be used: name -> what is wrong.
+
+  They are the step directories that fail `step_damage` and the temporary directories
+  of saves that never committed (which Orbax would otherwise silently overwrite).
+  """
+  damaged = {}
+  for name in _listdir(directory):
+    if TMP_SUFFIX in name:
+      damaged[name] = "a save that never committed"
+    elif name.isdigit():
+      reason = step_damage(os.path.join(directory, name))
+      if reason:
+        damaged[name] = reason
+  return damaged
+
+
+def _metric(metrics: Any) -> float | None:
+  value = metrics.get(BEST_METRIC) if isinstance(metrics, dict) else None
+  return float(value) if isinstance(value, (int, float)) else None
+
+
+def best_step(directory: str, steps: list[int]) -> int | None:
+  """The step of `steps` with the best validation accuracy, the newest on ties (as
+  Orbax picks); the newest step if none was saved with metrics."""
+  scored = []
+  for step in steps:
+    step_dir = os.path.join(directory, str(step))
+    if os.path.exists(os.path.join(step_dir, METRICS_FILE)):
+      metric = _metric(_read_json(step_dir, METRICS_FILE))
+      if metric is not None:
+        scored.append((metric, step))
+  return max(scored)[1] if scored else max(steps, default=None)
+
+
+def usable_steps(workdir: str) -> list[int]:
+  """Steps of a run whose checkpoints read back, newest first, without writing anything.
+
+  Each damaged one gets a warning naming it and what is wrong, and is left in place.
+  """
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR)
+  damaged = find_damaged(directory)
+  for name, reason in damaged.items():
+    logging.warning("Skipping damaged checkpoint %s (%s).", os.path.join(directory, name),
+                    reason)
+  return sorted((int(name) for name in _listdir(directory)
+                 if name.isdigit() and name not in damaged), reverse=True)
+
+
+def _fsync(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _fsync_tree(directory: str) -> None:
+  for root, _, files in os.walk(directory):
+    for name in files:
+      _fsync(os.path.join(root, name))
+    _fsync(root)
+
+
+class _DurableAtomicRename(ocp.path.atomicity.AtomicRenameTemporaryPath):
+  """Orbax's commit by rename, with the data on disk before the rename and the rename
+  on disk before the save counts as finished (Orbax 0.12 flushes neither)."""
+
+  async def finalize(self, *args, **kwargs) -> None:
+    await asyncio.to_thread(_fsync_tree, os.fspath(self.get()))
+    await super().finalize(*args, **kwargs)
+    # Orbax writes the commit file and the commit time after the first flush. Items of
+    # a step are committed this way too, and have no step metadata file.
+    final = os.fspath(self.get_final())
+    for path in (os.path.join(final, COMMIT_FILE), os.path.join(final, "_CHECKPOINT_METADATA"),
+                 final, os.path.dirname(final)):
+      if os.path.exists(path):
+        await asyncio.to_thread(_fsync, path)
 
 
 def _best_metric(metrics: dict[str, float]) -> float:
@@ -43,13 +233,26 @@ def _best_metric(metrics: dict[str, float]) -> float:
 
 
 class Checkpoints:
-  """The checkpoints of one run directory."""
+  """The checkpoints of one run directory, for training (which may move damaged ones)."""
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2):
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, CHECKPOINTS_DIR)
     self.max_to_keep = max_to_keep
+    self.set_aside_steps = self._set_aside_damaged()
     self.manager = self._new_manager()
+
+  def _set_aside_damaged(self) -> list[str]:
+    """Moves damaged steps out of the manager's sight, before it reads their files."""
+    damaged = find_damaged(self.directory)
+    if jax.process_index() == 0:
+      for name, reason in damaged.items():
+        logging.warning("Skipping damaged checkpoint %s (%s); moved to %s.",
+                        os.path.join(self.directory, name), reason, self._quarantine(name))
+    if damaged and jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("checkpoints set aside")
+    return list(damaged)
 
   def _new_manager(self) -> ocp.CheckpointManager:
     policy = checkpoint_managers.AnyPreservationPolicy([
@@ -61,7 +264,7 @@ class Checkpoints:
         self.directory,
         options=ocp.CheckpointManagerOptions(
             preservation_policy=policy, best_fn=_best_metric, best_mode="max",
-            create=True),
+            create=True, temporary_path_class=_DurableAtomicRename),
         item_names=("state", "meta"))
 
   def step_dirs(self) -> list[int]:
@@ -80,7 +283,7 @@ class Checkpoints:
         metrics=metrics, force=True)
 
   def best_step(self) -> int | None:
-    return self.manager.best_step()
+    return best_step(self.directory, self.manager.all_steps())
 
   def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
     """Restores `step` into the structure, shapes and shardings of `target`."""
@@ -103,28 +306,29 @@ class Checkpoints:
       except Exception as e:  # pylint: disable=broad-except
         # Orbax and tensorstore raise many types for damaged files; any of them means
         # "not this step". The message is cut to one line for the warning.
-        reason = " ".join(str(e).split())[:300] or type(e).__name__
-        moved = self._quarantine(step)
+        reason = _one_line(e, 300)
+        moved = self._quarantine(str(step))
         logging.warning("Skipping damaged checkpoint %s (%s); moved to %s.",
                         os.path.join(self.directory, str(step)), reason, moved)
         tried.append(step)
         # After one failed restore the same manager fails on good steps too.
         self.manager.close()
         self.manager = self._new_manager()
-    if tried:
+    if tried or self.set_aside_steps:
       raise CheckpointError(
-          f"no usable checkpoint in {self.directory} (damaged steps {tried} were moved to "
+          f"no usable checkpoint in {self.directory} (damaged: "
+          f"{', '.join(self.set_aside_steps + [str(s) for s in tried])}, moved to "
           f"{self.corrupt_directory}); rerun with --config.resume=false to start fresh")
     return None
 
   @property
   def corrupt_directory(self) -> str:
-    return os.path.join(self.workdir, "checkpoints_corrupt")
+    return os.path.join(self.workdir, CORRUPT_DIR)
 
-  def _quarantine(self, step: int) -> str:
+  def _quarantine(self, name: str) -> str:
     os.makedirs(self.corrupt_directory, exist_ok=True)
-    target = os.path.join(self.corrupt_directory, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-    shutil.move(os.path.join(self.directory, str(step)), target)
+    target = os.path.join(self.corrupt_directory, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(os.path.join(self.directory, name), target)
     return target
 
   def set_aside(self) -> str | None:
@@ -152,8 +356,22 @@ def write_config(workdir: str, config: Any) -> None:
 
 
 def read_config(workdir: str) -> dict[str, Any]:
-  with open(os.path.join(workdir, CONFIG_JSON)) as f:
-    return json.load(f)
+  """The run's saved config; CheckpointError naming the file if it is missing or damaged."""
+  path = os.path.join(workdir, CONFIG_JSON)
+  try:
+    with open(path, encoding="utf-8") as f:
+      config = json.load(f)
+  except FileNotFoundError as e:
+    raise CheckpointError(f"{path} is missing: {workdir} is not a run directory written "
+                          "by main.py") from e
+  except (OSError, ValueError) as e:
+    raise CheckpointError(
+        f"{path} is damaged ({_one_line(e, 80)}); it records the run's model and "
+        "preprocessing: restore it from a copy of the run, or retrain") from e
+  if not isinstance(config, dict):
+    raise CheckpointError(f"{path} is damaged (not a JSON object); restore it from a copy "
+                          "of the run, or retrain")
+  return config
 
 
 def restore_state_here(workdir: str, step: int) -> dict[str, Any]:

@@ -104,8 +104,14 @@ def check_workdir(config: Any, workdir: str) -> None:
       name.isdigit() for name in os.listdir(checkpoints))
   if not (config.resume and has_checkpoints and os.path.exists(saved_config)):
     return
-  with open(saved_config) as f:
-    saved = json.load(f)
+  try:
+    with open(saved_config, encoding="utf-8") as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(
+        f"{saved_config} is damaged ({' '.join(str(e).split())[:80]}), so the checkpoints "
+        "cannot be checked to be this model's; delete it to resume anyway, or use "
+        "--config.resume=false to set the checkpoints aside and start fresh") from e
   current = json.loads(config.to_json_best_effort())
   for tree in (saved, current):
     tree.get("model", {}).pop("conv_impl", None)  # Same parameters whatever the impl.

@@ -115,7 +115,10 @@ def main(argv):
   checkpointing.quiet_orbax_logging()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
+  try:
+    predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
+  except checkpointing.CheckpointError as e:
+    sys.exit(f"error: {e}")
   run_data = input_pipeline.load_data(predictor.config, cache="memory")
   threshold, val_balanced = choose_threshold(predictor, run_data["validation"])
   data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data

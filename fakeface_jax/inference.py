@@ -74,40 +74,58 @@ class Predictor:
 
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
-  checkpoints = checkpointing.Checkpoints(workdir)
+  """The step `checkpoint` (best, last or a step number) names among the usable ones."""
+  directory = os.path.join(os.path.abspath(workdir), checkpointing.CHECKPOINTS_DIR)
+  steps = checkpointing.usable_steps(workdir)
+  if not steps:
+    raise checkpointing.CheckpointError(
+        f"no usable checkpoint in {directory}; train the run (again) with main.py")
+  if checkpoint == "last":
+    return steps[0]
+  if checkpoint == "best":
+    return checkpointing.best_step(directory, steps)
+  if checkpoint.isdigit() and int(checkpoint) in steps:
+    return int(checkpoint)
+  raise checkpointing.CheckpointError(
+      f"--checkpoint must be best, last or one of the usable steps {steps}; got "
+      f"{checkpoint!r}")
+
+
+def _read_threshold(workdir: str, step: int) -> float:
+  """The decision threshold chosen on validation for checkpoint `step`, else the default.
+
+  A threshold fits the checkpoint it was chosen for; another checkpoint, or a damaged
+  file, gets the default with a warning (training and `evaluate` choose it anew).
+  """
+  path = os.path.join(workdir, THRESHOLD_JSON)
+  if not os.path.exists(path):
+    return DEFAULT_THRESHOLD
   try:
-    steps = checkpoints.step_dirs()
-    if not steps:
-      raise FileNotFoundError(f"no checkpoints in {checkpoints.directory}")
-    if checkpoint == "last":
-      return steps[0]
-    if checkpoint == "best":
-      return checkpoints.best_step()
-    if checkpoint.isdigit() and int(checkpoint) in steps:
-      return int(checkpoint)
-    raise ValueError(f"--checkpoint must be best, last or one of the steps {steps}; got "
-                     f"{checkpoint!r}")
-  finally:
-    checkpoints.close()
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    chosen_for, threshold = int(saved["checkpoint_step"]), float(saved["threshold"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    logging.warning("%s is damaged (%s); using threshold %.1f. Rerun main.py on the run to "
+                    "choose it again.", path, " ".join(str(e).split())[:80] or
+                    type(e).__name__, DEFAULT_THRESHOLD)
+    return DEFAULT_THRESHOLD
+  if chosen_for != step:
+    logging.warning("%s was chosen for checkpoint %d, not %d; using threshold %.1f.",
+                    path, chosen_for, step, DEFAULT_THRESHOLD)
+    return DEFAULT_THRESHOLD
+  return threshold
 
 
 def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Predictor:
-  """Loads a run directory written by `train.train_and_evaluate`."""
+  """Loads a run directory written by `train.train_and_evaluate`, without writing to it.
+
+  Damaged checkpoints are skipped with a warning; `CheckpointError` (one line) when the
+  config or every checkpoint is unusable.
+  """
   config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
   step = _checkpoint_step(workdir, checkpoint)
   state = checkpointing.restore_state_here(workdir, step)
-  threshold = DEFAULT_THRESHOLD
-  threshold_path = os.path.join(workdir, THRESHOLD_JSON)
-  if os.path.exists(threshold_path):
-    with open(threshold_path) as f:
-      saved = json.load(f)
-    # A threshold fits the checkpoint it was chosen for; another one gets the default.
-    if saved["checkpoint_step"] == step:
-      threshold = saved["threshold"]
-    else:
-      logging.warning("%s was chosen for checkpoint %d, not %d; using threshold %.1f.",
-                      threshold_path, saved["checkpoint_step"], step, DEFAULT_THRESHOLD)
-  return Predictor(config, state["params"], threshold, step, batch_size)
+  return Predictor(config, state["params"], _read_threshold(workdir, step), step, batch_size)
 
 
 def write_threshold(workdir: str, threshold: float, checkpoint_step: int,

@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fakeface_jax import checkpointing
 from fakeface_jax import cpu_runtime
 from fakeface_jax import inference
 
@@ -70,7 +71,10 @@ def main(argv):
   if not paths:
     raise app.UsageError("give image files or folders to predict on")
   start = time.perf_counter()
-  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
+  try:
+    predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
+  except checkpointing.CheckpointError as e:
+    sys.exit(f"error: {e}")
   rows = predict_files(predictor, paths)
   write_rows(rows, FLAGS.output, FLAGS.format)
   seconds = time.perf_counter() - start
