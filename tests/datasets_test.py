@@ -190,7 +190,16 @@ def test_unknown_difficulty_is_a_config_error(tmp_path):
     input_pipeline.load_data(config)
 
 
-# --- The real downloads under ../shared/data (skipped when absent).
+# --- The real downloads under ../shared/data (skipped when absent, failed under CI).
+
+def test_a_missing_shared_folder_fails_under_ci_and_skips_elsewhere(monkeypatch):
+  monkeypatch.setenv("CI", "true")
+  with pytest.raises(pytest.fail.Exception, match="no_such_folder is absent.*CI=true"):
+    shared_data("no_such_folder")
+  monkeypatch.delenv("CI")
+  with pytest.raises(pytest.skip.Exception, match="no_such_folder is absent"):
+    shared_data("no_such_folder")
+
 
 def test_shared_140k_counts_and_study1_subset(tmp_path):
   root = shared_data("real_vs_fake_140k")
@@ -256,3 +265,18 @@ def test_shared_ciplab_originals_sample(tmp_path):
   for difficulty in folders.DIFFICULTIES:
     on_disk = sum(name.startswith(difficulty + "_") for name in files["fake"])
     assert int((meta["difficulty"] == difficulty).sum()) == on_disk
+
+
+def test_shared_lfw_faceswap_layout_is_an_image_folder_with_its_own_splits(tmp_path):
+  root = shared_data("lfw_faceswap")
+  config = data_config(tmp_path, "image_folder", root)
+  builder = folders.make_builder("image_folder", config.data, str(tmp_path / "tfds"))
+  examples = builder.check_download()
+  counts = {split: np.bincount([e.label for e in found]).tolist()
+            for split, found in examples.items()}
+  # [fake, real], as ../shared/data/README.md lists them.
+  assert counts == {"train": [4219, 5319], "valid": [527, 665]}
+  for found in examples.values():
+    for example in found[::1000]:  # Both classes alike: 224 px JPEG.
+      with Image.open(example.path) as image:
+        assert (image.format, image.size) == ("JPEG", (224, 224)), example.path

@@ -84,3 +84,49 @@ def test_decompression_bombs_are_refused_before_decoding(width, height, message)
 def test_errors_name_the_cause():
   with pytest.raises(image_decoding.ImageDecodeError, match="cannot decode image"):
     image_decoding.decode_image(b"definitely not an image", SIZE, False)
+
+
+# Quadrants of distinct colours: a swapped channel order, a flip or a transpose each
+# move a colour to a place where the test looks for another.
+QUADRANT_COLOURS = {"top_left": (255, 0, 0), "top_right": (0, 255, 0),
+                    "bottom_left": (0, 0, 255), "bottom_right": (255, 255, 255)}
+
+
+def quadrant_image(size=16):
+  half = size // 2
+  array = np.zeros((size, size, 3), np.uint8)
+  array[:half, :half] = QUADRANT_COLOURS["top_left"]
+  array[:half, half:] = QUADRANT_COLOURS["top_right"]
+  array[half:, :half] = QUADRANT_COLOURS["bottom_left"]
+  array[half:, half:] = QUADRANT_COLOURS["bottom_right"]
+  return array
+
+
+def quadrant_centres(image):
+  """Each quadrant's central pixel, away from the edges that resizing and JPEG blur."""
+  q = image.shape[0] // 4
+  return {"top_left": image[q, q], "top_right": image[q, 3 * q],
+          "bottom_left": image[3 * q, q], "bottom_right": image[3 * q, 3 * q]}
+
+
+@pytest.mark.parametrize("fmt, save_kwargs, tolerance", [
+    ("PNG", {}, 0), ("JPEG", {"quality": 100, "subsampling": 0}, 8)])
+@pytest.mark.parametrize("size", [16, 8])
+def test_decoding_keeps_colour_order_and_orientation(fmt, save_kwargs, tolerance, size):
+  buffer = io.BytesIO()
+  Image.fromarray(quadrant_image(32)).save(buffer, format=fmt, **save_kwargs)
+  image = image_decoding.decode_image(buffer.getvalue(), size, grayscale=False)
+  for place, pixel in quadrant_centres(image).items():
+    np.testing.assert_allclose(pixel, QUADRANT_COLOURS[place], atol=tolerance, err_msg=place)
+  if fmt == "PNG" and size == 16:  # A 2x downscale of flat quadrants is exact inside them.
+    np.testing.assert_array_equal(image[1:7, 1:7], np.broadcast_to((255, 0, 0), (6, 6, 3)))
+
+
+def test_grayscale_decoding_weights_red_green_blue_as_bt709_luma():
+  buffer = io.BytesIO()
+  Image.fromarray(quadrant_image(16)).save(buffer, format="PNG")
+  gray = quadrant_centres(image_decoding.decode_image(buffer.getvalue(), 16, grayscale=True))
+  # BT.709 luma (scikit-image's rgb2gray, as the studies used) of pure red, green, blue
+  # and white: 0.2125, 0.7154, 0.0721 of 255, rounded.
+  assert {place: int(value[0]) for place, value in gray.items()} == {
+      "top_left": 54, "top_right": 182, "bottom_left": 18, "bottom_right": 255}

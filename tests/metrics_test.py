@@ -51,6 +51,44 @@ def test_best_threshold_separates_when_possible():
   assert score == 1.0 and 0.2 < threshold <= 0.25
 
 
+def test_best_threshold_maximises_balanced_not_plain_accuracy_on_imbalanced_data():
+  # 2 fakes, 8 reals. Predicting fake for p >= 0.5 (only 0.6) is right 9 times in 10
+  # but catches one fake in two (balanced 0.75); p >= 0.25 also catches the 0.3 fake at
+  # the cost of the 0.35 real: 9 in 10 as well, balanced (2/2 + 7/8) / 2.
+  labels = np.array([0, 0] + [1] * 8)
+  p_fake = np.array([0.6, 0.3, 0.35, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+  threshold, score = metrics.best_threshold(labels, p_fake)
+  assert threshold == pytest.approx(0.25)
+  assert score == pytest.approx((1 + 7 / 8) / 2)
+
+
+def test_best_threshold_breaks_ties_towards_one_half():
+  # Balanced accuracy 0.75 at t = 0.75 (between 0.9 and 0.6) and at t = 0.2 (between 0.3
+  # and 0.1); 0.75 is nearer 0.5. Candidates below 0.5 come first in the search order.
+  labels = np.array([0, 1, 0, 1])
+  p_fake = np.array([0.9, 0.6, 0.3, 0.1])
+  assert metrics.best_threshold(labels, p_fake) == (pytest.approx(0.75), 0.75)
+
+
+@pytest.mark.parametrize("fakes_score_higher", [True, False])
+def test_report_counts_fake_as_the_positive_class(fakes_score_higher):
+  # Labels: 0 = fake. Every fake scoring above every real is a perfect detector of fakes
+  # (AUC = AP = 1); the reverse ranking is the worst one (AUC 0, AP at its floor).
+  labels = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+  high, low = [0.9, 0.8, 0.7], [0.4, 0.3, 0.2, 0.1, 0.05]
+  p_fake = np.array(high + low if fakes_score_higher else [0.1, 0.05, 0.02] + [0.9] * 5)
+  report = metrics.classification_report(labels, p_fake)
+  if fakes_score_higher:
+    assert report["roc_auc"] == 1.0 and report["average_precision"] == 1.0
+    assert report["confusion_matrix"] == [[3, 0], [0, 5]]
+  else:
+    assert report["roc_auc"] == 0.0
+    # The five reals (tied) come first; each fake then adds a third of recall at
+    # precision 1/6, 2/7 and 3/8.
+    assert report["average_precision"] == pytest.approx((1 / 6 + 2 / 7 + 3 / 8) / 3)
+    assert report["confusion_matrix"] == [[0, 3], [5, 0]]
+
+
 def test_classification_report_with_groups():
   report = metrics.classification_report([0, 0, 1, 1], [0.9, 0.4, 0.2, 0.1],
                                          groups=["easy", "hard", "none", "none"])

@@ -1,0 +1,176 @@
+r"""Puts known, realistic bugs into a scratch copy one at a time; reports which the tests miss.
+
+  python tools/inject_bugs.py                    # every bug (about 5 minutes on 2 cores)
+  python tools/inject_bugs.py --only decoder_returns_bgr,labels_flipped_in_train_step
+  python tools/inject_bugs.py --list
+
+Run it before a large refactor and after one: a bug that survives names a behaviour no
+test holds. Each bug is one textual edit of one file (`old` must occur exactly once;
+otherwise the bug is "stale" and the list needs updating where the code moved), checked
+with the test files most likely to catch it, stopping at the first failure. The scratch
+copy holds the working tree's tracked and untracked files and a link to ../shared, so
+uncommitted work is what is checked. Exit status 0 only when every bug is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bug:
+  name: str
+  path: str  # Relative to the repository root.
+  old: str
+  new: str
+  tests: tuple[str, ...]
+
+
+BUGS = (
+    Bug("threshold_by_plain_accuracy", "fakeface_jax/metrics.py",
+        "scores = np.array([balanced_accuracy(labels,",
+        "scores = np.array([accuracy(labels,",
+        ("tests/metrics_test.py",)),
+    Bug("auc_with_real_as_positive", "fakeface_jax/metrics.py",
+        '"roc_auc": roc_auc(is_fake, p_fake),',
+        '"roc_auc": roc_auc(~is_fake, p_fake),',
+        ("tests/metrics_test.py",)),
+    Bug("labels_flipped_in_train_step", "fakeface_jax/train.py",
+        '  labels = batch["label"]\n',
+        '  labels = 1 - batch["label"]\n',
+        ("tests/train_test.py", "tests/learning_test.py")),
+    Bug("best_checkpoint_by_lowest_accuracy", "fakeface_jax/checkpointing.py",
+        "return max(scored)[1] if scored",
+        "return min(scored)[1] if scored",
+        ("tests/checkpoint_choice_test.py", "tests/learning_test.py")),
+    Bug("decoder_returns_bgr", "fakeface_jax/image_decoding.py",
+        "array = np.asarray(image, dtype=np.uint8)",
+        "array = np.asarray(image, dtype=np.uint8)[..., ::-1]",
+        ("tests/image_decoding_test.py",)),
+    Bug("inference_skips_rescale", "fakeface_jax/inference.py",
+        'model.apply({"params": params}, preprocessing.rescale(images), train=False)',
+        'model.apply({"params": params}, images.astype(jnp.float32), train=False)',
+        ("tests/learning_test.py",)),
+    Bug("shuffle_ignores_epoch", "fakeface_jax/input_pipeline.py",
+        "order = np.random.default_rng([seed, epoch]).permutation(len(data))",
+        "order = np.random.default_rng([seed]).permutation(len(data))",
+        ("tests/input_pipeline_test.py",)),
+    Bug("validation_leaks_into_training", "fakeface_jax/input_pipeline.py",
+        '    selected["train"] = (split, keep[~held_out], meta)\n'
+        '    selected["validation"]',
+        '    selected["train"] = (split, keep, meta)\n'
+        '    selected["validation"]',
+        ("tests/datasets_test.py",)),
+    Bug("predict_threshold_reversed", "fakeface_jax/inference.py",
+        "return p_fake >= self.threshold",
+        "return p_fake < self.threshold",
+        ("tests/predict_test.py", "tests/learning_test.py")),
+    Bug("every_fold_is_fold_0", "fakeface_jax/crossval.py",
+        "config.data.num_folds, config.data.fold = num_folds, fold",
+        "config.data.num_folds, config.data.fold = num_folds, 0",
+        ("tests/crossval_test.py",)),
+)
+
+
+def check_anchor(bug: Bug, root: str = REPO) -> str | None:
+  """None if `bug.old` occurs exactly once in its file, else why the bug is stale."""
+  path = os.path.join(root, bug.path)
+  if not os.path.exists(path):
+    return f"{bug.path} does not exist"
+  with open(path) as f:
+    count = f.read().count(bug.old)
+  return None if count == 1 else f"{bug.old!r} occurs {count} times in {bug.path}"
+
+
+def working_tree_files() -> list[str]:
+  listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout
+  return [p for p in listed.split("\0") if p and os.path.isfile(os.path.join(REPO, p))]
+
+
+def make_scratch(parent: str) -> str:
+  """A copy of the working tree at parent/repo, with parent/shared -> ../shared."""
+  scratch = os.path.join(parent, "repo")
+  for relative in working_tree_files():
+    target = os.path.join(scratch, relative)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copy2(os.path.join(REPO, relative), target)
+  shared = os.path.join(os.path.dirname(REPO), "shared")
+  if os.path.isdir(shared):
+    os.symlink(shared, os.path.join(parent, "shared"))
+  return scratch
+
+
+def run_tests(scratch: str, tests: tuple[str, ...], timeout: int) -> tuple[bool, str]:
+  """(whether every test passed, the last line pytest printed)."""
+  # The scratch copy's package, not the editable install of this checkout.
+  env = dict(os.environ, PYTHONPATH=scratch)
+  try:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+                           "no:cacheprovider", *tests], cwd=scratch, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return False, f"timed out after {timeout}s"
+  lines = proc.stdout.strip().splitlines()
+  return proc.returncode == 0, lines[-1] if lines else proc.stderr.strip()[-200:]
+
+
+def check_bug(scratch: str, bug: Bug, timeout: int) -> tuple[str, str]:
+  """("caught" | "SURVIVED" | "STALE", detail) for one bug, the file restored after."""
+  stale = check_anchor(bug, scratch)
+  if stale:
+    return "STALE", stale
+  path = os.path.join(scratch, bug.path)
+  with open(path) as f:
+    original = f.read()
+  with open(path, "w") as f:
+    f.write(original.replace(bug.old, bug.new))
+  try:
+    passed, last_line = run_tests(scratch, bug.tests, timeout)
+  finally:
+    with open(path, "w") as f:
+      f.write(original)
+  return ("SURVIVED" if passed else "caught"), last_line
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--only", default="", help="comma-separated bug names")
+  parser.add_argument("--list", action="store_true", help="list the bugs and exit")
+  parser.add_argument("--timeout", type=int, default=900, help="seconds per bug")
+  args = parser.parse_args()
+  if args.list:
+    for bug in BUGS:
+      print(f"{bug.name:38s} {bug.path}  ({', '.join(bug.tests)})")
+    return 0
+  wanted = set(filter(None, args.only.split(",")))
+  unknown = wanted - {bug.name for bug in BUGS}
+  if unknown:
+    parser.error(f"unknown bug(s) {sorted(unknown)}; see --list")
+  bugs = [bug for bug in BUGS if not wanted or bug.name in wanted]
+  outcomes = []
+  with tempfile.TemporaryDirectory(prefix="inject_bugs_") as parent:
+    scratch = make_scratch(parent)
+    for bug in bugs:
+      start = time.perf_counter()
+      outcome, detail = check_bug(scratch, bug, args.timeout)
+      outcomes.append(outcome)
+      print(f"{outcome:8s} {bug.name:38s} {time.perf_counter() - start:5.0f}s  {detail}",
+            flush=True)
+  missed = len(outcomes) - outcomes.count("caught")
+  print(f"{outcomes.count('caught')} of {len(outcomes)} bugs caught"
+        + (f"; {missed} survived or are stale" if missed else ""))
+  return 1 if missed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
