@@ -62,26 +62,28 @@ def _one_line(error: Exception, limit: int = 200) -> str:
   return " ".join(str(error).split())[:limit] or type(error).__name__
 
 
-def _read_json(step_dir: str, relative: str) -> Any:
+def _read_text(step_dir: str, relative: str) -> str:
   try:
     with open(os.path.join(step_dir, relative), encoding="utf-8") as f:
-      return json.load(f)
+      return f.read()
   except FileNotFoundError as e:
     raise _Damaged(f"{relative} is missing") from e
-  except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8.
+  except (OSError, ValueError) as e:  # ValueError: not UTF-8.
+    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+
+
+def _read_json(step_dir: str, relative: str) -> Any:
+  text = _read_text(step_dir, relative)
+  try:
+    return json.loads(text)
+  except ValueError as e:
     raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
 
 
 def _check_commit_file(step_dir: str, item: str) -> None:
   """Orbax writes the commit file whole, naming the directory it commits."""
   relative = os.path.join(item, COMMIT_FILE) if item else COMMIT_FILE
-  try:
-    with open(os.path.join(step_dir, relative), encoding="utf-8") as f:
-      text = f.read()
-  except FileNotFoundError as e:
-    raise _Damaged(f"{relative} is missing") from e
-  except (OSError, ValueError) as e:
-    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+  text = _read_text(step_dir, relative)
   committed = item or os.path.basename(step_dir)
   if not (text.startswith(COMMIT_TEXT) and text.endswith("/" + committed)):
     raise _Damaged(f"{relative} is incomplete")
@@ -216,9 +218,9 @@ class _DurableAtomicRename(ocp.path.atomicity.AtomicRenameTemporaryPath):
   """Orbax's commit by rename, with the data on disk before the rename and the rename
   on disk before the save counts as finished (Orbax 0.12 flushes neither)."""
 
-  async def finalize(self, *args, **kwargs) -> None:
+  async def finalize(self) -> None:
     await asyncio.to_thread(_fsync_tree, os.fspath(self.get()))
-    await super().finalize(*args, **kwargs)
+    await super().finalize()
     # Orbax writes the commit file and the commit time after the first flush. Items of
     # a step are committed this way too, and have no step metadata file.
     final = os.fspath(self.get_final())
