@@ -1,6 +1,6 @@
 r"""Puts known, realistic bugs into a scratch copy one at a time; reports which the tests miss.
 
-  python tools/inject_bugs.py                    # every bug (about 5 minutes on 2 cores)
+  python tools/inject_bugs.py                    # every bug (about 2 minutes on 2 cores)
   python tools/inject_bugs.py --only decoder_returns_bgr,labels_flipped_in_train_step
   python tools/inject_bugs.py --list
 
