@@ -22,8 +22,8 @@ from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import cpu_runtime
 from fakeface_jax import crossval
-from fakeface_jax import datasets
 from fakeface_jax import train
+from fakeface_jax.data import datasets
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",

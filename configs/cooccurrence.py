@@ -26,12 +26,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "cooccurrence"
   config.model.truncation = 2
-  config.model.colour_spaces = ("rgb",)
+  config.model.color_spaces = ("rgb",)
   config.model.cross_band = False
   # JPEG-aware features (models.JPEG_FEATURES) for images encoded at jpeg_quality.
   config.model.jpeg_quality = 0
   config.model.jpeg_features = ()
   config.model.hidden = ()
   # Flipping halved the step rate and did not change validation accuracy (0.71-0.74).
-  config.augment.flip = False
+  config.augment.device.flip = False
   return config

@@ -20,7 +20,7 @@ COLORS = ("gray", "color")
 def get_config(arg: str = "gray,taper") -> ml_collections.ConfigDict:
   color, structure = (part.strip() for part in arg.split(","))
   if color not in COLORS:
-    raise ValueError(f"configs/mlp.py: colour must be one of {COLORS}, got {color!r}")
+    raise ValueError(f"configs/mlp.py: color must be one of {COLORS}, got {color!r}")
   config = default.get_config()
   config.batch_size = 200
   config.eval_batch_size = 200
@@ -32,5 +32,5 @@ def get_config(arg: str = "gray,taper") -> ml_collections.ConfigDict:
   config.model.name = "mlp"
   config.model.node_structure = structure
   config.model.width = 128
-  config.augment.flip = False
+  config.augment.device.flip = False
   return config

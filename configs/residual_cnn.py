@@ -29,13 +29,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.npr_input = "none"
   config.model.spectral_bins = 0
   config.model.conv_impl = "auto"
-  config.augment.flip = True
-  config.augment.crop_size = 128
-  # On-device blur and colour jitter cost 40% and 30% of the step on 2 CPU cores; off
-  # here to fit the 20-minute budget, on for robustness runs (--config.augment.*).
-  config.augment.blur_prob = 0.0
-  config.augment.blur_max_sigma = 1.5
-  config.augment.color_jitter = 0.0
-  config.augment.jpeg_prob = 0.1
-  config.augment.jpeg_min_quality = 60
+  config.augment.device.flip = True
+  config.augment.device.crop_size = 128
+  # On-device blur and color jitter cost 40% and 30% of the step on 2 CPU cores; off
+  # here to fit the 20-minute budget, on for robustness runs (--config.augment.device.*).
+  config.augment.device.blur_prob = 0.0
+  config.augment.device.blur_max_sigma = 1.5
+  config.augment.device.color_jitter = 0.0
+  config.augment.host.jpeg_prob = 0.1
+  config.augment.host.jpeg_min_quality = 60
   return config

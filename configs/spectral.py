@@ -24,5 +24,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.name = "spectral"
   config.model.num_bins = 128
   config.model.hidden = ()
-  config.augment.flip = False
+  config.augment.device.flip = False
   return config

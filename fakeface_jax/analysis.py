@@ -37,16 +37,17 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from fakeface_jax import input_pipeline
+from fakeface_jax import classes
 from fakeface_jax import preprocessing
-from fakeface_jax import spectral
+from fakeface_jax import rundir
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.models import spectral
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
-FAKE, REAL = 0, 1
 AXES = ("rows", "cols")
 # Keeps log finite where an image has no power at all (a constant image off DC). Far
 # below the power of uint8 quantisation noise at 0-255 scale (about H*W/12), so it never
@@ -301,8 +302,8 @@ def class_images(images: np.ndarray, labels: np.ndarray,
                  num_per_class: int) -> tuple[np.ndarray, np.ndarray]:
   """Up to `num_per_class` (real, fake) images, in dataset order."""
   labels = np.asarray(labels)
-  real = images[np.flatnonzero(labels == REAL)[:num_per_class]]
-  fake = images[np.flatnonzero(labels == FAKE)[:num_per_class]]
+  real = images[np.flatnonzero(labels == classes.REAL)[:num_per_class]]
+  fake = images[np.flatnonzero(labels == classes.FAKE)[:num_per_class]]
   if not len(real) or not len(fake):
     raise ValueError(f"need images of both classes, got {len(real)} real and "
                      f"{len(fake)} fake")
@@ -325,7 +326,7 @@ def run_analysis(config: ml_collections.ConfigDict, workdir: str,
   train = input_pipeline.load_data(config, cache="memory")["train"]
   real, fake = class_images(train.images, train.labels, num_per_class)
 
-  outdir = os.path.join(workdir, "analysis")
+  outdir = os.path.join(workdir, rundir.ANALYSIS_DIR)
   os.makedirs(outdir, exist_ok=True)
   paths = [os.path.join(outdir, name) for name in (
       "pixel_variation.png", "variation_statistics.png", "spectra.png", "summary.json")]

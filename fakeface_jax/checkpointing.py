@@ -37,10 +37,9 @@ import tensorstore as ts
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from fakeface_jax import rundir
+
 BEST_METRIC = "val_accuracy"
-CONFIG_JSON = "config.json"
-CHECKPOINTS_DIR = "checkpoints"
-CORRUPT_DIR = "checkpoints_corrupt"
 # What Orbax 0.12 names a step's directory until the save commits, and the file it
 # writes (into the step and each item) just before committing, with this text.
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -48,6 +47,8 @@ COMMIT_FILE = "commit_success.txt"
 COMMIT_TEXT = "Checkpoint commit was successful to "
 METRICS_FILE = os.path.join("metrics", "metrics")
 META_KEYS = frozenset({"epoch", "step_in_epoch", "totals"})
+# config.model keys renamed since runs were saved, so that older runs still load.
+RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 
 
 class CheckpointError(RuntimeError):
@@ -190,7 +191,7 @@ def usable_steps(workdir: str) -> list[int]:
 
   Each damaged one gets a warning naming it and what is wrong, and is left in place.
   """
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR)
+  directory = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINTS_DIR)
   damaged = find_damaged(directory)
   for name, reason in damaged.items():
     logging.warning("Skipping damaged checkpoint %s (%s).", os.path.join(directory, name),
@@ -239,7 +240,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 2):
     self.workdir = os.path.abspath(workdir)
-    self.directory = os.path.join(self.workdir, CHECKPOINTS_DIR)
+    self.directory = os.path.join(self.workdir, rundir.CHECKPOINTS_DIR)
     self.max_to_keep = max_to_keep
     self.set_aside_steps = self._set_aside_damaged()
     self.manager = self._new_manager()
@@ -325,7 +326,7 @@ class Checkpoints:
 
   @property
   def corrupt_directory(self) -> str:
-    return os.path.join(self.workdir, CORRUPT_DIR)
+    return os.path.join(self.workdir, rundir.CORRUPT_DIR)
 
   def _quarantine(self, name: str) -> str:
     os.makedirs(self.corrupt_directory, exist_ok=True)
@@ -353,13 +354,13 @@ class Checkpoints:
 def write_config(workdir: str, config: Any) -> None:
   """Writes the run's config as JSON into the workdir (process 0 only)."""
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, CONFIG_JSON), "w") as f:
+    with open(os.path.join(workdir, rundir.CONFIG_JSON), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
 
 def read_config(workdir: str) -> dict[str, Any]:
   """The run's saved config; CheckpointError naming the file if it is missing or damaged."""
-  path = os.path.join(workdir, CONFIG_JSON)
+  path = os.path.join(workdir, rundir.CONFIG_JSON)
   try:
     with open(path, encoding="utf-8") as f:
       config = json.load(f)
@@ -373,6 +374,10 @@ def read_config(workdir: str) -> dict[str, Any]:
   if not isinstance(config, dict):
     raise CheckpointError(f"{path} is damaged (not a JSON object); restore it from a copy "
                           "of the run, or retrain")
+  model = config.get("model", {})
+  for old, new in RENAMED_MODEL_KEYS.items():
+    if old in model:
+      model[new] = model.pop(old)
   return config
 
 
@@ -382,7 +387,7 @@ def restore_state_here(workdir: str, step: int) -> dict[str, Any]:
   Restoring without a target would recreate the saved shardings, which fails when the
   run was trained on other devices (two GPUs, a pod slice) than the ones here.
   """
-  path = os.path.abspath(os.path.join(workdir, CHECKPOINTS_DIR, str(step), "state"))
+  path = os.path.abspath(os.path.join(workdir, rundir.CHECKPOINTS_DIR, str(step), "state"))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   verbosity = logging.get_verbosity()
   # Items of a Composite checkpoint have no step metadata file; Orbax warns, harmlessly.

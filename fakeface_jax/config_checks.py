@@ -8,13 +8,11 @@ from typing import Any
 
 import jax
 
-from fakeface_jax import checkpointing
-from fakeface_jax import datasets
 from fakeface_jax import models
+from fakeface_jax import rundir
+from fakeface_jax.data import datasets
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
-# Models that accept any image size: training crops can be smaller than evaluation images.
-SIZE_AGNOSTIC_MODELS = ("residual_cnn",)
 # Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 
@@ -38,28 +36,26 @@ def check_config(config: Any) -> None:
   except (TypeError, ValueError) as e:
     raise ConfigError(f"config.model does not fit model {config.model.name!r}: {e}") from e
   size = config.data.image_size
-  if size < 1:
-    raise ConfigError(f"config.data.image_size must be positive, got {size}")
-  if isinstance(model, models.ConvNet) and model.feature_map_size(size) < 1:
-    raise ConfigError(
-        f"config.data.image_size={size} is too small for the conv stack "
-        f"features={tuple(model.features)}: each 3x3 VALID conv removes 2 pixels and each "
-        f"pool halves the size; use a larger image or fewer conv layers")
+  try:
+    model.check_image_size(size)
+  except ValueError as e:
+    raise ConfigError(f"config.data.image_size={size}: {e}") from e
   for key in ("batch_size", "eval_batch_size"):
     batch = config[key]
     if batch < 1 or batch % jax.device_count():
       raise ConfigError(
           f"config.{key}={batch} must be a positive multiple of the "
           f"{jax.device_count()} devices it is split over")
-  crop = config.augment.get("crop_size", 0)
-  if crop and (crop > size or config.model.name not in SIZE_AGNOSTIC_MODELS):
+  crop = config.augment.device.crop_size
+  if crop and (crop > size or not model.size_agnostic):
+    agnostic = [name for name, cls in models.MODELS.items() if cls.size_agnostic]
     raise ConfigError(
-        f"config.augment.crop_size={crop} needs a model that pools globally "
-        f"({', '.join(SIZE_AGNOSTIC_MODELS)}) and at most config.data.image_size={size}")
-  augment = config.augment
-  if augment.get("downscale_prob", 0) and not 0 < augment.downscale_min_factor < 1:
-    raise ConfigError(f"config.augment.downscale_min_factor must be in (0, 1), got "
-                      f"{augment.downscale_min_factor}")
+        f"config.augment.device.crop_size={crop} needs a model that pools globally "
+        f"({', '.join(agnostic)}) and at most config.data.image_size={size}")
+  host = config.augment.host
+  if host.downscale_prob and not 0 < host.downscale_min_factor < 1:
+    raise ConfigError(f"config.augment.host.downscale_min_factor must be in (0, 1), got "
+                      f"{host.downscale_min_factor}")
   data = config.data
   for name in ("test_fraction", "validation_fraction"):
     if not 0 <= data[name] < 1:
@@ -98,8 +94,8 @@ def check_workdir(config: Any, workdir: str) -> None:
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ConfigError(f"--workdir {workdir} is not writable (no write permission on "
                       f"{existing})")
-  saved_config = os.path.join(workdir, "config.json")
-  checkpoints = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  saved_config = os.path.join(workdir, rundir.CONFIG_JSON)
+  checkpoints = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   has_checkpoints = os.path.isdir(checkpoints) and any(
       name.isdigit() for name in os.listdir(checkpoints))
   if not (config.resume and has_checkpoints and os.path.exists(saved_config)):

@@ -24,12 +24,13 @@ import numpy as np
 from absl import logging
 
 from fakeface_jax import config_checks
-from fakeface_jax import datasets
 from fakeface_jax import evaluate
 from fakeface_jax import inference
-from fakeface_jax import input_pipeline
 from fakeface_jax import reporting
+from fakeface_jax import rundir
 from fakeface_jax import train
+from fakeface_jax.data import datasets
+from fakeface_jax.data import input_pipeline
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 
@@ -92,7 +93,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_summary(summary: dict[str, Any], workdir: str) -> list[str]:
-  paths = [os.path.join(workdir, "crossval" + ext) for ext in (".json", ".md", ".png")]
+  paths = [os.path.join(workdir, rundir.CROSSVAL_PREFIX + ext) for ext in (".json", ".md", ".png")]
   with open(paths[0], "w") as f:
     json.dump(summary, f, indent=2)
   with open(paths[1], "w") as f:
@@ -112,7 +113,7 @@ def cross_validate(config: ml_collections.ConfigDict, workdir: str,
   reports = []
   for fold in range(num_folds):
     logging.info("=== Fold %d/%d.", fold + 1, num_folds)
-    fold_dir = os.path.join(workdir, f"fold_{fold}")
+    fold_dir = rundir.fold_dir(workdir, fold)
     train.train_and_evaluate(fold_config(config, num_folds, fold), fold_dir)
     reports.append(fold_report(fold_dir))
     logging.info("Fold %d: accuracy %.4f, ROC AUC %.4f (%d images).", fold,

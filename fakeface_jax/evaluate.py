@@ -26,13 +26,15 @@ from absl import flags
 from absl import logging
 
 from fakeface_jax import checkpointing
+from fakeface_jax import classes
 from fakeface_jax import cpu_runtime
-from fakeface_jax import degradations
 from fakeface_jax import inference
-from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import reporting
-from fakeface_jax.datasets import folders
+from fakeface_jax import rundir
+from fakeface_jax.data import degradations
+from fakeface_jax.data import folders
+from fakeface_jax.data import input_pipeline
 
 FLAGS = flags.FLAGS
 
@@ -57,8 +59,8 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   """Every metric at `threshold`; where the fakes have difficulties (ciplab), also the
   accuracy on each difficulty's fakes and on the real images, in that order."""
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
-  real = folders.CLASS_NAMES[1]
-  groups = np.where(data.labels == metrics.FAKE, data.difficulty, real) if has_groups else None
+  real = classes.NAMES[classes.REAL]
+  groups = np.where(data.labels == classes.FAKE, data.difficulty, real) if has_groups else None
   report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
                                          threshold=threshold, groups=groups)
   if has_groups:
@@ -124,7 +126,7 @@ def main(argv):
   data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data
   role = FLAGS.split if FLAGS.split in data else next(iter(data))
   name = f"folder_{os.path.basename(os.path.normpath(FLAGS.folder))}" if FLAGS.folder else role
-  outdir = os.path.join(FLAGS.workdir, "evaluation")
+  outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
 
   report = split_report(predictor, data[role], threshold)

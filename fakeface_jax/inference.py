@@ -1,6 +1,6 @@
 """A trained run, loaded for inference with exactly the preprocessing it was trained with.
 
-`load_run(workdir)` reads the run's saved `config.json` (image size, gray or colour,
+`load_run(workdir)` reads the run's saved `config.json` (image size, gray or color,
 model) and restores parameters from one of its checkpoints, so a caller has no way to
 feed the model differently from training. `Predictor.p_fake` runs compiled, fixed-size
 batches (the last one padded), so any number of images compiles exactly once.
@@ -22,12 +22,12 @@ import numpy as np
 from absl import logging
 
 from fakeface_jax import checkpointing
-from fakeface_jax import image_decoding
 from fakeface_jax import models
 from fakeface_jax import preprocessing
+from fakeface_jax import rundir
+from fakeface_jax.data import image_decoding
 
 DEFAULT_THRESHOLD = 0.5
-THRESHOLD_JSON = "threshold.json"
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ class Predictor:
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
   """The step `checkpoint` (best, last or a step number) names among the usable ones."""
-  directory = os.path.join(os.path.abspath(workdir), checkpointing.CHECKPOINTS_DIR)
+  directory = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINTS_DIR)
   steps = checkpointing.usable_steps(workdir)
   if not steps:
     raise checkpointing.CheckpointError(
@@ -97,7 +97,7 @@ def _read_threshold(workdir: str, step: int) -> float:
   A threshold fits the checkpoint it was chosen for; another checkpoint, or a damaged
   file, gets the default with a warning (training and `evaluate` choose it anew).
   """
-  path = os.path.join(workdir, THRESHOLD_JSON)
+  path = os.path.join(workdir, rundir.THRESHOLD_JSON)
   if not os.path.exists(path):
     return DEFAULT_THRESHOLD
   try:
@@ -131,7 +131,7 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
 def write_threshold(workdir: str, threshold: float, checkpoint_step: int,
                     balanced_accuracy: float) -> None:
   """Records the decision threshold chosen on the validation split for a checkpoint."""
-  with open(os.path.join(workdir, THRESHOLD_JSON), "w") as f:
+  with open(os.path.join(workdir, rundir.THRESHOLD_JSON), "w") as f:
     json.dump({"threshold": threshold, "checkpoint_step": checkpoint_step,
                "chosen_on": "validation", "balanced_accuracy": balanced_accuracy}, f,
               indent=2)

@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from fakeface_jax import input_pipeline
+from fakeface_jax.data import input_pipeline
 
 FLAGS = flags.FLAGS
 

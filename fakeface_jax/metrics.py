@@ -17,8 +17,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-CLASS_NAMES = ("fake", "real")
-FAKE = 0
+from fakeface_jax import classes
 
 
 def _check_lengths(*arrays) -> None:
@@ -91,7 +90,7 @@ def reliability_curve(labels, p_fake, num_bins: int = 15,
   _check_lengths(labels, p_fake)
   predicted_fake = p_fake >= threshold
   confidence = np.where(predicted_fake, p_fake, 1 - p_fake)
-  correct = predicted_fake == (labels == FAKE)
+  correct = predicted_fake == (labels == classes.FAKE)
   bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
   curve = {"confidence": [], "accuracy": [], "count": []}
   for b in range(num_bins):
@@ -125,7 +124,7 @@ def best_threshold(labels, p_fake) -> tuple[float, float]:
   values = np.unique(p_fake)
   # Just above 1 predicts everything real; p_fake never exceeds 1.
   candidates = np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
-  scores = np.array([balanced_accuracy(labels, np.where(p_fake >= t, FAKE, 1))
+  scores = np.array([balanced_accuracy(labels, np.where(p_fake >= t, classes.FAKE, classes.REAL))
                      for t in candidates])
   best = np.flatnonzero(scores == scores.max())
   choice = best[np.argmin(np.abs(candidates[best] - 0.5))]
@@ -137,8 +136,8 @@ def classification_report(labels, p_fake, threshold: float = 0.5,
   """Every metric of a detector at `threshold`, as JSON-serialisable values."""
   labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
   _check_lengths(labels, p_fake)
-  predictions = np.where(p_fake >= threshold, FAKE, 1)
-  is_fake = labels == FAKE
+  predictions = np.where(p_fake >= threshold, classes.FAKE, classes.REAL)
+  is_fake = labels == classes.FAKE
   report = {
       "count": int(len(labels)),
       "count_fake": int(is_fake.sum()),
@@ -196,7 +195,7 @@ def _draw_confusion(ax, matrix: np.ndarray, class_names: Sequence[str]) -> None:
 
 
 def plot_confusion_matrix(matrix: np.ndarray, path: str,
-                          class_names: Sequence[str] = CLASS_NAMES) -> str:
+                          class_names: Sequence[str] = classes.NAMES) -> str:
   fig, ax = plt.subplots(figsize=(4, 4))
   _draw_confusion(ax, np.asarray(matrix), class_names)
   fig.tight_layout()
@@ -208,7 +207,7 @@ def plot_confusion_matrix(matrix: np.ndarray, path: str,
 def plot_report(report: dict[str, Any], path: str) -> str:
   """Confusion matrix and reliability diagram side by side."""
   fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-  _draw_confusion(left, np.asarray(report["confusion_matrix"]), CLASS_NAMES)
+  _draw_confusion(left, np.asarray(report["confusion_matrix"]), classes.NAMES)
   curve = report["reliability"]
   edges = np.linspace(0, 1, len(curve["count"]) + 1)
   right.bar(edges[:-1], np.nan_to_num(curve["accuracy"]), width=np.diff(edges),

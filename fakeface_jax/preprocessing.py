@@ -157,7 +157,7 @@ def random_gaussian_blur(key: jax.Array, images: jax.Array, prob: float,
 
 
 def random_color_jitter(key: jax.Array, images: jax.Array, strength: float) -> jax.Array:
-  """Random brightness, contrast and (for colour) saturation, each within ±strength."""
+  """Random brightness, contrast and (for color) saturation, each within ±strength."""
   n, _, _, channels = images.shape
   factors = 1 + jax.random.uniform(key, (3, n, 1, 1, 1), minval=-strength, maxval=strength)
   brightness, contrast, saturation = factors
@@ -177,7 +177,7 @@ def augment(key: jax.Array, images: jax.Array, *, flip: bool = False,
   """On-device augmentation of a float batch in [0, 1]; each part off by default.
 
   Study 2 used flip and rotation; Wang et al. (2020) showed that crops, blur, JPEG
-  (applied in the host pipeline, see `input_pipeline.train_batches`) and colour jitter
+  (applied in the host pipeline, see `input_pipeline.train_batches`) and color jitter
   make a detector survive what happens to images online.
   """
   keys = jax.random.split(key, 6)

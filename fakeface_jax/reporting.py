@@ -18,9 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-METRICS_JSONL = "metrics.jsonl"
-METRICS_CSV = "metrics.csv"
-CURVES_PNG = "curves.png"
+from fakeface_jax import rundir  # pylint: disable=g-import-not-at-top
 
 
 class MetricsLog:
@@ -32,7 +30,7 @@ class MetricsLog:
     self.rows: list[dict[str, Any]] = []
     if not self.enabled:
       return
-    path = os.path.join(workdir, METRICS_JSONL)
+    path = os.path.join(workdir, rundir.METRICS_JSONL)
     if os.path.exists(path):
       with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -41,15 +39,15 @@ class MetricsLog:
     # tensorboardX writes event files with protobuf alone (flax.metrics.tensorboard would
     # import TensorFlow); purge_step drops events of epochs being redone after a resume.
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"),
+    self.tensorboard = SummaryWriter(os.path.join(workdir, rundir.TENSORBOARD_DIR),
                                      purge_step=resume_after_epoch + 1)
 
   def _rewrite(self) -> None:
-    with open(os.path.join(self.workdir, METRICS_JSONL), "w") as f:
+    with open(os.path.join(self.workdir, rundir.METRICS_JSONL), "w") as f:
       for row in self.rows:
         f.write(json.dumps(row) + "\n")
     columns = list(dict.fromkeys(k for row in self.rows for k in row))
-    with open(os.path.join(self.workdir, METRICS_CSV), "w", newline="") as f:
+    with open(os.path.join(self.workdir, rundir.METRICS_CSV), "w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=columns)
       writer.writeheader()
       writer.writerows(self.rows)

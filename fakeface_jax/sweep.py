@@ -36,13 +36,13 @@ from absl import logging
 
 from fakeface_jax import checkpointing
 from fakeface_jax import cpu_runtime
-from fakeface_jax import datasets
-from fakeface_jax import input_pipeline
 from fakeface_jax import reporting
+from fakeface_jax import rundir
 from fakeface_jax import train
+from fakeface_jax.data import datasets
+from fakeface_jax.data import selection
 
 FLAGS = flags.FLAGS
-ROW_JSON = "row.json"
 COLUMNS = ("run", "model", "epochs", "node_structure", "train_accuracy", "val_accuracy",
            "test_accuracy", "images", "batch_size", "grayscale", "wall_s", "reported", "note")
 
@@ -113,7 +113,7 @@ def run_config(run: dict[str, Any], sets: dict[str, Any], max_epochs: int | None
 def fit_batch_to_data(config: ml_collections.ConfigDict) -> str:
   """Shrinks the batch to the training set when the data on disk hold fewer images."""
   builder = datasets.prepare(config.data)
-  num_train = len(input_pipeline.select_examples(config, builder)["train"][1])
+  num_train = len(selection.select_examples(config, builder)["train"][1])
   if config.batch_size <= num_train:
     return ""
   batch = max(jax.device_count(), num_train - num_train % jax.device_count())
@@ -125,7 +125,7 @@ def fit_batch_to_data(config: ml_collections.ConfigDict) -> str:
 
 
 def _saved_row(run_dir: str, config: ml_collections.ConfigDict) -> dict | None:
-  path = os.path.join(run_dir, ROW_JSON)
+  path = os.path.join(run_dir, rundir.SWEEP_ROW_JSON)
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -160,7 +160,7 @@ def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any], max_epochs:
       "reported": run.get("reported", None),
       "note": "; ".join(n for n in (note, batch_note) if n),
   }
-  with open(os.path.join(run_dir, ROW_JSON), "w") as f:
+  with open(os.path.join(run_dir, rundir.SWEEP_ROW_JSON), "w") as f:
     json.dump({"config": json.loads(config.to_json_best_effort()), "row": row}, f, indent=2)
   return row
 
@@ -183,7 +183,7 @@ def write_tables(rows: list[dict], workdir: str, title: str) -> list[str]:
     writer.writerows(rows)
   curves = {}
   for row in rows:
-    metrics_csv = os.path.join(workdir, row["run"], reporting.METRICS_CSV)
+    metrics_csv = os.path.join(workdir, row["run"], rundir.METRICS_CSV)
     with open(metrics_csv) as f:
       epochs = list(csv.DictReader(f))
     curves[row["run"]] = ([int(e["epoch"]) for e in epochs],

@@ -27,12 +27,14 @@ from jax.sharding import PartitionSpec as P
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import inference
-from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import models
 from fakeface_jax import preemption
 from fakeface_jax import preprocessing
 from fakeface_jax import reporting
+from fakeface_jax import rundir
+from fakeface_jax import sharding
+from fakeface_jax.data import input_pipeline
 
 TrainState = train_state.TrainState
 NO_NONFINITE_STEP = np.iinfo(np.int32).max
@@ -91,9 +93,9 @@ def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed
   """
   count = min(NUM_INIT_IMAGES, len(split))
   [batch] = input_pipeline.train_batches(split, count, seed=seed, epoch=0, end_step=1,
-                                        **host_augmentation(augment_config))
+                                        **augment_config.host)
   return preprocessing.augment(key, preprocessing.rescale(batch["image"]),
-                               **device_augmentation(augment_config))
+                               **augment_config.device)
 
 
 def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -152,17 +154,6 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   return new_state, totals
 
 
-def host_augmentation(augment_config: Any) -> dict[str, Any]:
-  """The config.augment settings applied in the host pipeline (`train_batches`)."""
-  return {k: augment_config[k] for k in input_pipeline.HOST_AUGMENTATIONS}
-
-
-def device_augmentation(augment_config: Any) -> dict[str, Any]:
-  """The config.augment settings applied on the device (the rest run on the host)."""
-  return {k: v for k, v in augment_config.items()
-          if k not in input_pipeline.HOST_AUGMENTATIONS}
-
-
 def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str, jax.Array]:
   """Per-example loss and class probabilities of a (possibly padded) batch."""
   logits = apply_fn({"params": params}, preprocessing.rescale(batch["image"]), train=False)
@@ -170,7 +161,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str
 
 
 # ----------------------------------------------------------------------------------------
-# Devices and data placement.
+# Parameters.
 # ----------------------------------------------------------------------------------------
 
 
@@ -182,49 +173,23 @@ def params_digest(params: Any) -> str:
   return digest.hexdigest()
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D "data" mesh over all devices, each process's devices in one contiguous block.
-
-  Process i feeds rows [i * B/P, (i + 1) * B/P) of every global batch, so the mesh must
-  place its devices there too; `jax.make_mesh` may interleave processes, which would
-  permute examples within a batch and change which ones the per-position augmentation
-  flips or rotates.
-  """
-  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-  return jax.sharding.Mesh(np.array(devices), ("data",),
-                           axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Assembles each process's slice of a batch into one array sharded over all devices."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
-def gather(tree: Any) -> Any:
-  """Fetches arrays to the host, from all processes when there are several."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return multihost_utils.process_allgather(tree, tiled=True)
-  return jax.device_get(tree)
-
-
 # ----------------------------------------------------------------------------------------
 # Evaluation.
 # ----------------------------------------------------------------------------------------
 
 
 def evaluate(compiled_eval, params, data: input_pipeline.Split, batch_size: int,
-             sharding: NamedSharding) -> dict[str, Any]:
+             data_sharding: NamedSharding) -> dict[str, Any]:
   """Loss, accuracy, confusion matrix and per-example P(fake) over a whole split."""
   losses, probs, masks = [], [], []
   for batch in input_pipeline.eval_batches(data, batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
     mask = batch["mask"]
-    out = gather(compiled_eval(params, to_global(batch, sharding)))
+    out = sharding.gather(compiled_eval(params, sharding.to_global(batch, data_sharding)))
     losses.append(out["loss"])
     probs.append(out["probs"])
-    masks.append(gather(jax.make_array_from_process_local_data(sharding, mask)))
+    masks.append(sharding.gather(jax.make_array_from_process_local_data(data_sharding, mask)))
   keep = np.concatenate(masks) > 0
   loss = np.concatenate(losses)[keep]
   probs = np.concatenate(probs)[keep]
@@ -293,7 +258,7 @@ def _stop_anywhere(stop: preemption.StopRequest) -> bool:
   point of training), so all of them stop at the same step even when the scheduler's
   signal reaches them at different times, or reaches only one.
   """
-  return bool(np.any(gather(np.array([bool(stop)], np.int32))))
+  return bool(np.any(sharding.gather(np.array([bool(stop)], np.int32))))
 
 
 def _stop_after_step(stop: preemption.StopRequest, step_in_epoch: int, config: Any) -> bool:
@@ -331,18 +296,18 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
   tx = optimizer(config, steps_per_epoch)
 
-  mesh = make_mesh()
+  mesh = sharding.make_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
   image_shape = data["train"].image_shape
   init_images = (initialisation_images(data["train"], config.augment, config.seed,
                                        jax.random.fold_in(init_key, 1))
-                 if getattr(model, "initialises_from_data", False) else None)
+                 if model.initialises_from_data else None)
   state = jax.device_put(create_train_state(init_key, model, image_shape, tx, init_images),
                          replicated)
   compiled_train = jax.jit(
-      functools.partial(train_step, **device_augmentation(config.augment)),
+      functools.partial(train_step, **config.augment.device),
       out_shardings=(replicated, replicated), donate_argnums=(0, 1))
   compiled_eval = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn))
   logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
@@ -367,7 +332,7 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
                    checkpoints.directory, step, meta["epoch"], meta["step_in_epoch"])
   checkpointing.write_config(workdir, config)
   if jax.process_index() == 0:
-    input_pipeline.write_manifest(data, os.path.join(workdir, input_pipeline.MANIFEST_CSV))
+    input_pipeline.write_manifest(data, os.path.join(workdir, rundir.MANIFEST_CSV))
   log = reporting.MetricsLog(workdir, resume_after_epoch=meta["epoch"])
 
   # --- Train.
@@ -382,9 +347,9 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
           data["train"], config.batch_size, seed=config.seed, epoch=epoch,
           start_step=start_step, process_index=jax.process_index(),
           process_count=jax.process_count(),
-          **host_augmentation(config.augment))
+          **config.augment.host)
       for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
-        state, totals = compiled_train(state, totals, to_global(batch, data_sharding),
+        state, totals = compiled_train(state, totals, sharding.to_global(batch, data_sharding),
                                        augment_key)
         throughput.step_done(state)
         # A stop after an epoch's last step falls through to the end-of-epoch
@@ -460,11 +425,11 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
 def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:
   """Writes final metrics and figures into the workdir; returns their paths."""
   paths = [os.path.join(workdir, name) for name in
-           ("test_metrics.json", reporting.CURVES_PNG, "confusion_matrix.png")]
+           (rundir.TEST_METRICS_JSON, rundir.CURVES_PNG, rundir.CONFUSION_PNG)]
   with open(paths[0], "w") as f:
     json.dump(results, f, indent=2)
   reporting.plot_curves(rows, paths[1])
   metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2])
   return paths + [os.path.join(workdir, n) for n in
-                  (reporting.METRICS_CSV, reporting.METRICS_JSONL, "tensorboard",
-                   checkpointing.CHECKPOINTS_DIR, input_pipeline.MANIFEST_CSV)]
+                  (rundir.METRICS_CSV, rundir.METRICS_JSONL, rundir.TENSORBOARD_DIR,
+                   rundir.CHECKPOINTS_DIR, rundir.MANIFEST_CSV)]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fakeface_jax import analysis
-from fakeface_jax import spectral
 from fakeface_jax import preprocessing
+from fakeface_jax.models import spectral
 
 
 def _nonempty_png(path):

@@ -21,7 +21,7 @@ from conftest import make_tiny_config
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import inference
-from fakeface_jax import input_pipeline
+from fakeface_jax import rundir
 from fakeface_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,12 +124,12 @@ def newest_digest(workdir):
 def damaged_copy(trained, tmp_path, damage) -> str:
   workdir = str(tmp_path / "run")
   shutil.copytree(trained[0], workdir)
-  damage(os.path.join(workdir, checkpointing.CHECKPOINTS_DIR, str(NEWEST)))
+  damage(os.path.join(workdir, rundir.CHECKPOINTS_DIR, str(NEWEST)))
   return workdir
 
 
 def step_dir(workdir, step):
-  return os.path.join(workdir, checkpointing.CHECKPOINTS_DIR, str(step))
+  return os.path.join(workdir, rundir.CHECKPOINTS_DIR, str(step))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -146,7 +146,7 @@ def test_predict_and_resume_skip_the_damaged_newest_step(trained, compiled_predi
       assert np.all(np.isfinite(compiled_predictor.p_fake(IMAGES)))
   assert steps["last"] == PREVIOUS
   assert steps["best"] == checkpointing.best_step(
-      os.path.join(workdir, checkpointing.CHECKPOINTS_DIR), [4, PREVIOUS])
+      os.path.join(workdir, rundir.CHECKPOINTS_DIR), [4, PREVIOUS])
   [warning] = [r.getMessage() for r in caplog.records if "Skipping" in r.getMessage()][:1]
   assert f"{step_dir(workdir, NEWEST)}" in warning and named in warning, warning
   assert os.path.exists(step_dir(workdir, NEWEST)) or case.startswith("uncommitted"), (
@@ -158,7 +158,7 @@ def test_predict_and_resume_skip_the_damaged_newest_step(trained, compiled_predi
     checkpoints = checkpointing.Checkpoints(workdir, max_to_keep=3)
   assert "moved to" in caplog.text and named in caplog.text
   assert checkpoints.step_dirs() == [PREVIOUS, 4]
-  assert os.listdir(os.path.join(workdir, checkpointing.CORRUPT_DIR))
+  assert os.listdir(os.path.join(workdir, rundir.CORRUPT_DIR))
   checkpoints.close()
 
 
@@ -213,7 +213,7 @@ def test_predict_command_warns_once_and_predicts(trained, tmp_path):
 @pytest.mark.parametrize("how", HOW)
 def test_damaged_config_json_is_one_line_naming_it(trained, tmp_path, data_dir, how):
   workdir = damaged_copy(trained, tmp_path, lambda _: None)
-  damage_file(os.path.join(workdir, checkpointing.CONFIG_JSON), how)
+  damage_file(os.path.join(workdir, rundir.CONFIG_JSON), how)
   with pytest.raises(checkpointing.CheckpointError, match="config.json is") as error:
     inference.load_run(workdir)
   assert "\n" not in str(error.value)
@@ -228,7 +228,7 @@ def test_damaged_config_json_is_one_line_naming_it(trained, tmp_path, data_dir, 
 @pytest.mark.parametrize("how", ("empty", "half", "random"))
 def test_damaged_threshold_json_warns_and_uses_the_default(trained, tmp_path, caplog, how):
   workdir = damaged_copy(trained, tmp_path, lambda _: None)
-  damage_file(os.path.join(workdir, inference.THRESHOLD_JSON), how)
+  damage_file(os.path.join(workdir, rundir.THRESHOLD_JSON), how)
   with caplog.at_level("WARNING"):
     predictor = inference.load_run(workdir)
   assert predictor.threshold == inference.DEFAULT_THRESHOLD
@@ -239,14 +239,14 @@ def test_resume_rewrites_damaged_threshold_json_and_data_files_csv(trained, tmp_
                                                                    data_dir):
   def damage_run_files(newest):
     workdir = os.path.dirname(os.path.dirname(newest))
-    damage_file(os.path.join(workdir, inference.THRESHOLD_JSON), "half")
-    damage_file(os.path.join(workdir, input_pipeline.MANIFEST_CSV), "random")
+    damage_file(os.path.join(workdir, rundir.THRESHOLD_JSON), "half")
+    damage_file(os.path.join(workdir, rundir.MANIFEST_CSV), "random")
 
   workdir = damaged_copy(trained, tmp_path, damage_run_files)
   config = make_tiny_config(data_dir)
   config.num_epochs = EPOCHS
   train.train_and_evaluate(config, workdir)
-  for name in (inference.THRESHOLD_JSON, input_pipeline.MANIFEST_CSV):
+  for name in (rundir.THRESHOLD_JSON, rundir.MANIFEST_CSV):
     with open(os.path.join(workdir, name), "rb") as f, \
         open(os.path.join(trained[0], name), "rb") as g:
       assert f.read() == g.read(), name

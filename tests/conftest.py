@@ -10,7 +10,7 @@ from PIL import Image
 
 from configs import default
 from fakeface_jax import train
-from fakeface_jax.datasets import folders
+from fakeface_jax.data import folders
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
@@ -28,19 +28,9 @@ def data_dir(tmp_path_factory):
 
 
 def make_tiny_config(data_dir: str):
-  """The default config shrunk to train in seconds: 64 32-pixel images, 4 steps/epoch."""
-  config = default.get_config()
-  config.batch_size = 16
-  config.eval_batch_size = 24
-  config.num_epochs = 2
-  config.log_every_steps = 2
-  config.data.image_size = 32
+  """`configs/default.py:tiny` (64 32-pixel images, 4 steps an epoch) in `data_dir`."""
+  config = default.get_config("tiny")
   config.data.data_dir = data_dir
-  config.data.synthetic.num_train = 64
-  config.data.synthetic.num_validation = 40
-  config.data.synthetic.num_test = 40
-  config.data.synthetic.difficulty = 0.0
-  config.model.features = (8, 8, 8, 8)
   return config
 
 
@@ -73,12 +63,8 @@ def learned_run(tmp_path_factory, data_dir):
 
 def main_command(workdir, data_dir, *extra) -> list[str]:
   """A main.py run of a tiny config: 64 training images, 4 steps per epoch."""
-  return [sys.executable, "main.py", "--config", "configs/default.py", "--workdir",
-          str(workdir), f"--config.data.data_dir={data_dir}", "--config.data.image_size=32",
-          "--config.data.synthetic.num_train=64", "--config.data.synthetic.num_validation=16",
-          "--config.data.synthetic.num_test=16", "--config.batch_size=16",
-          "--config.eval_batch_size=16", "--config.model.features=(4,4,4,4)",
-          "--config.data.synthetic.difficulty=0.0", *extra]
+  return [sys.executable, "main.py", "--config", "configs/default.py:tiny", "--workdir",
+          str(workdir), f"--config.data.data_dir={data_dir}", *extra]
 
 
 def shared_data(*parts: str) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from fakeface_jax import conv
+from fakeface_jax.models import conv
 
 
 def _reference(x, kernel, padding):

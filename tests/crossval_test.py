@@ -10,7 +10,7 @@ import pytest
 from conftest import make_ciplab
 from fakeface_jax import config_checks
 from fakeface_jax import crossval
-from fakeface_jax import input_pipeline
+from fakeface_jax import rundir
 
 
 def ciplab_config(tiny_config, root):
@@ -25,7 +25,7 @@ def ciplab_config(tiny_config, root):
 
 def manifest_roles(fold_dir):
   roles = {}
-  with open(os.path.join(fold_dir, input_pipeline.MANIFEST_CSV)) as f:
+  with open(os.path.join(fold_dir, rundir.MANIFEST_CSV)) as f:
     for row in csv.DictReader(f):
       roles.setdefault(row["role"], set()).add(row["path"])
   return roles

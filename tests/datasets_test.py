@@ -12,10 +12,12 @@ from configs import default
 from conftest import make_ciplab
 from conftest import shared_data
 from conftest import write_image
+from fakeface_jax import classes
 from fakeface_jax import config_checks
-from fakeface_jax import datasets
-from fakeface_jax import input_pipeline
-from fakeface_jax.datasets import folders
+from fakeface_jax.data import datasets
+from fakeface_jax.data import folders
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import selection
 
 
 def data_config(tmp_path, name, manual_dir, **overrides):
@@ -45,10 +47,10 @@ def test_140k_layout_found_from_any_level_and_absent_splits_stay_absent(tmp_path
                 "real-vs-fake": base}[level]
   builder = datasets.prepare(data_config(tmp_path, "real_vs_fake_140k", manual_dir).data)
   assert sorted(builder.info.splits.keys()) == ["train", "valid"]
-  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  meta = selection.read_metadata(datasets.data_source(builder, "train"))
   assert sorted(meta["label"].tolist()) == [0, 0, 0, 1, 1, 1]
   for path, label in zip(meta["path"], meta["label"]):
-    assert path.split(os.sep)[-2] == folders.CLASS_NAMES[label]
+    assert path.split(os.sep)[-2] == classes.NAMES[label]
 
 
 def test_bad_files_are_left_out_and_reported(tmp_path):
@@ -120,24 +122,24 @@ def test_validation_fraction_makes_a_validation_split_the_test_split(tmp_path):
 
 def test_kfold_folds_partition_the_data(tmp_path):
   strata = np.array(list("aaaaabbbbbbbcc"))
-  masks = [input_pipeline.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=k)
+  masks = [selection.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=k)
            for k in range(3)]
   np.testing.assert_array_equal(np.sum(masks, axis=0), np.ones(len(strata)))
   for mask in masks:  # Each fold holds about a third of every stratum.
     for stratum in "abc":
       count = mask[strata == stratum].sum()
       assert abs(count - (strata == stratum).sum() / 3) < 1
-  again = input_pipeline.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=0)
+  again = selection.stratified_holdout(strata, 0.2, seed=3, num_folds=3, fold=0)
   np.testing.assert_array_equal(masks[0], again)
 
 
 def test_balanced_subset_is_seeded_and_balanced():
   labels = np.array([0] * 30 + [1] * 10)
-  subset = input_pipeline.balanced_subset(labels, 5, seed=1)
+  subset = selection.balanced_subset(labels, 5, seed=1)
   assert np.bincount(labels[subset]).tolist() == [5, 5]
-  np.testing.assert_array_equal(subset, input_pipeline.balanced_subset(labels, 5, seed=1))
-  assert not np.array_equal(subset, input_pipeline.balanced_subset(labels, 5, seed=2))
-  assert len(input_pipeline.balanced_subset(labels, None, seed=0)) == 40
+  np.testing.assert_array_equal(subset, selection.balanced_subset(labels, 5, seed=1))
+  assert not np.array_equal(subset, selection.balanced_subset(labels, 5, seed=2))
+  assert len(selection.balanced_subset(labels, None, seed=0)) == 40
 
 
 def test_image_folder_reads_any_format_case_and_depth(tmp_path):
@@ -211,7 +213,7 @@ def test_shared_140k_counts_and_study1_subset(tmp_path):
   data = input_pipeline.load_data(config)
   assert np.bincount(data["train"].labels).tolist() == [100, 100]
   assert np.bincount(data["validation"].labels).tolist() == [50, 50]
-  again = input_pipeline.select_examples(config, builder)
+  again = selection.select_examples(config, builder)
   assert sorted(again) == ["test", "train", "validation"]
   manifest = tmp_path / "files.csv"
   input_pipeline.write_manifest(data, str(manifest))
@@ -222,7 +224,7 @@ def test_shared_140k_counts_and_study1_subset(tmp_path):
 def test_shared_ciplab_difficulties(tmp_path):
   root = shared_data("ciplab_256")
   builder = datasets.prepare(data_config(tmp_path, "ciplab", root).data)
-  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  meta = selection.read_metadata(datasets.data_source(builder, "train"))
   assert np.bincount(meta["label"]).tolist() == [768, 864]
   fakes = os.listdir(os.path.join(root, "real_and_fake_face", "training_fake"))
   for difficulty in folders.DIFFICULTIES:
@@ -258,7 +260,7 @@ def test_preparation_survives_every_kind_of_bad_input(tmp_path):
 def test_shared_ciplab_originals_sample(tmp_path):
   root = shared_data("ciplab_originals_sample")
   builder = datasets.prepare(data_config(tmp_path, "ciplab", root).data)
-  meta = input_pipeline.read_metadata(datasets.data_source(builder, "train"))
+  meta = selection.read_metadata(datasets.data_source(builder, "train"))
   files = {label: os.listdir(os.path.join(root, "real_and_fake_face", f"training_{label}"))
            for label in ("real", "fake")}
   assert np.bincount(meta["label"]).tolist() == [len(files["fake"]), len(files["real"])]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fakeface_jax import degradations
+from fakeface_jax.data import degradations
 
 
 def _images(channels=3, n=3, size=32, seed=0):

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import main_command
 from fakeface_jax import checkpointing
+from fakeface_jax import rundir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGEST = re.compile(r"Final parameters \(step (\d+)\) sha256 ([0-9a-f]{64})")
@@ -41,7 +42,7 @@ def start_two_processes(workdir, data_dir, *extra) -> list[subprocess.Popen]:
 
 
 def final_params(workdir):
-  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  directory = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
   # Saved by two processes; restored here on one device.
   return checkpointing.restore_state_here(workdir, step)["params"]
@@ -75,7 +76,7 @@ def test_a_stop_signal_to_one_process_stops_both_at_one_checkpoint(tmp_path, dat
   workdir = tmp_path / "preempted"
   epochs = "--config.num_epochs=40"
   processes = start_two_processes(workdir, data_dir, epochs)
-  checkpoints = workdir / checkpointing.CHECKPOINTS_DIR
+  checkpoints = workdir / rundir.CHECKPOINTS_DIR
   deadline = time.time() + 300
   while not (checkpoints.is_dir() and any(d.isdigit() for d in os.listdir(checkpoints))):
     assert time.time() < deadline and processes[0].poll() is None, "no checkpoint appeared"

@@ -6,11 +6,13 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fakeface_jax import image_decoding
+from fakeface_jax.data import image_decoding
 
 SIZE = 16
 
@@ -86,19 +88,19 @@ def test_errors_name_the_cause():
     image_decoding.decode_image(b"definitely not an image", SIZE, False)
 
 
-# Quadrants of distinct colours: a swapped channel order, a flip or a transpose each
-# move a colour to a place where the test looks for another.
-QUADRANT_COLOURS = {"top_left": (255, 0, 0), "top_right": (0, 255, 0),
+# Quadrants of distinct colors: a swapped channel order, a flip or a transpose each
+# move a color to a place where the test looks for another.
+QUADRANT_COLORS = {"top_left": (255, 0, 0), "top_right": (0, 255, 0),
                     "bottom_left": (0, 0, 255), "bottom_right": (255, 255, 255)}
 
 
 def quadrant_image(size=16):
   half = size // 2
   array = np.zeros((size, size, 3), np.uint8)
-  array[:half, :half] = QUADRANT_COLOURS["top_left"]
-  array[:half, half:] = QUADRANT_COLOURS["top_right"]
-  array[half:, :half] = QUADRANT_COLOURS["bottom_left"]
-  array[half:, half:] = QUADRANT_COLOURS["bottom_right"]
+  array[:half, :half] = QUADRANT_COLORS["top_left"]
+  array[:half, half:] = QUADRANT_COLORS["top_right"]
+  array[half:, :half] = QUADRANT_COLORS["bottom_left"]
+  array[half:, half:] = QUADRANT_COLORS["bottom_right"]
   return array
 
 
@@ -112,12 +114,12 @@ def quadrant_centres(image):
 @pytest.mark.parametrize("fmt, save_kwargs, tolerance", [
     ("PNG", {}, 0), ("JPEG", {"quality": 100, "subsampling": 0}, 8)])
 @pytest.mark.parametrize("size", [16, 8])
-def test_decoding_keeps_colour_order_and_orientation(fmt, save_kwargs, tolerance, size):
+def test_decoding_keeps_color_order_and_orientation(fmt, save_kwargs, tolerance, size):
   buffer = io.BytesIO()
   Image.fromarray(quadrant_image(32)).save(buffer, format=fmt, **save_kwargs)
   image = image_decoding.decode_image(buffer.getvalue(), size, grayscale=False)
   for place, pixel in quadrant_centres(image).items():
-    np.testing.assert_allclose(pixel, QUADRANT_COLOURS[place], atol=tolerance, err_msg=place)
+    np.testing.assert_allclose(pixel, QUADRANT_COLORS[place], atol=tolerance, err_msg=place)
   if fmt == "PNG" and size == 16:  # A 2x downscale of flat quadrants is exact inside them.
     np.testing.assert_array_equal(image[1:7, 1:7], np.broadcast_to((255, 0, 0), (6, 6, 3)))
 

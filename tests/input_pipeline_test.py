@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fakeface_jax import config_checks
-from fakeface_jax import input_pipeline
+from fakeface_jax.data import input_pipeline
 
 
 def split(n=40):

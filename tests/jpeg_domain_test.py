@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import jpeg_domain
-from fakeface_jax import texture
+from fakeface_jax.models import jpeg_domain
+from fakeface_jax.models import texture
 
 
 def _encode_decode(image: np.ndarray, quality: int) -> np.ndarray:

@@ -16,14 +16,17 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from fakeface_jax import datasets
+from fakeface_jax import classes
 from fakeface_jax import evaluate
 from fakeface_jax import inference
-from fakeface_jax import input_pipeline
 from fakeface_jax import metrics
 from fakeface_jax import models
 from fakeface_jax import predict
+from fakeface_jax import rundir
+from fakeface_jax import sharding
 from fakeface_jax import train
+from fakeface_jax.data import datasets
+from fakeface_jax.data import input_pipeline
 
 MIN_ACCURACY = 0.85
 MIN_AUC = 0.95
@@ -75,7 +78,7 @@ def test_predict_on_files_reaches_the_learned_accuracy(learned_run, test_images,
     paths.append(str(path))
   rows = predict.predict_files(inference.load_run(workdir), paths)
   assert [r["path"] for r in rows] == paths and not any(r["error"] for r in rows)
-  names = np.array(metrics.CLASS_NAMES)[labels]
+  names = np.array(classes.NAMES)[labels]
   accuracy = np.mean([r["prediction"] == name for r, name in zip(rows, names)])
   p_fake = np.array([r["p_fake"] for r in rows])
   assert accuracy >= MIN_ACCURACY
@@ -89,7 +92,7 @@ def test_training_and_inference_feed_the_model_identical_arrays(learned_run, tes
   decoded = np.stack([predictor.decode(data) for data in encoded])
   np.testing.assert_array_equal(decoded, split.images)
   # The training loop's own evaluation (train.eval_step) and the predictor, same weights.
-  mesh = train.make_mesh()
+  mesh = sharding.make_mesh()
   compiled_eval = jax.jit(lambda params, batch: train.eval_step(
       params, batch, apply_fn=models.create_model(predictor.config.model).apply))
   trained = train.evaluate(compiled_eval, predictor.params, split, 16,
@@ -101,7 +104,7 @@ def test_best_checkpoint_threshold_and_metrics_log_agree(learned_run):
   workdir, results = learned_run
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     val_accuracy = {row["step"]: row["val_accuracy"] for row in map(json.loads, f)}
-  with open(os.path.join(workdir, inference.THRESHOLD_JSON)) as f:
+  with open(os.path.join(workdir, rundir.THRESHOLD_JSON)) as f:
     saved_threshold = json.load(f)
   predictor = inference.load_run(workdir, "best")
   assert len(set(val_accuracy.values())) > 1  # Otherwise any step would be "best".

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from fakeface_jax import models
+from fakeface_jax.models import cnn
+from fakeface_jax.models import residual_cnn
 
 
 def num_params(model, shape):
@@ -80,13 +82,13 @@ def test_spectral_classifier_is_logistic_regression_on_the_spectrum():
 def test_upsampling_residual_vanishes_on_nearest_neighbour_upsampled_images():
   small = jax.random.uniform(jax.random.key(0), (2, 5, 5, 3))
   upsampled = jnp.repeat(jnp.repeat(small, 2, axis=1), 2, axis=2)
-  np.testing.assert_allclose(models.upsampling_residual(upsampled), 0, atol=1e-6)
+  np.testing.assert_allclose(residual_cnn.upsampling_residual(upsampled), 0, atol=1e-6)
   noise = jax.random.uniform(jax.random.key(1), (1, 9, 9, 1))
-  assert models.upsampling_residual(noise).shape == (1, 9, 9, 1)
-  assert float(jnp.abs(models.upsampling_residual(noise)).mean()) > 0.05
+  assert residual_cnn.upsampling_residual(noise).shape == (1, 9, 9, 1)
+  assert float(jnp.abs(residual_cnn.upsampling_residual(noise)).mean()) > 0.05
 
 
 def test_max_pool_2x2_equals_flax_max_pool():
   x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
-  np.testing.assert_array_equal(models.max_pool_2x2(x),
+  np.testing.assert_array_equal(cnn.max_pool_2x2(x),
                                 nn.max_pool(x, (2, 2), strides=(2, 2)))

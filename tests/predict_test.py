@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import datasets
-from fakeface_jax import degradations
+from fakeface_jax import classes
 from fakeface_jax import evaluate
 from fakeface_jax import inference
-from fakeface_jax import metrics
 from fakeface_jax import predict
+from fakeface_jax.data import datasets
+from fakeface_jax.data import degradations
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +59,13 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   labels = []
   for i in range(len(source)):
     record = source[i]
-    name = metrics.CLASS_NAMES[record["label"]]
+    name = classes.NAMES[record["label"]]
     os.makedirs(folder / name, exist_ok=True)
     (folder / name / f"{i:04d}.jpg").write_bytes(record["image"])
     labels.append(record["label"])
   rows = predict.predict_files(predictor, inference.find_images([str(folder)]))
   by_file = {os.path.relpath(r["path"], folder): r for r in rows}
-  ordered = [by_file[os.path.join(metrics.CLASS_NAMES[l], f"{i:04d}.jpg")]
+  ordered = [by_file[os.path.join(classes.NAMES[l], f"{i:04d}.jpg")]
              for i, l in enumerate(labels)]
   data = evaluate.load_eval_data(predictor.config, str(folder))
   split = next(iter(data.values()))
@@ -74,7 +74,7 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   # code under test: rows are true classes, columns predicted ones, fake first.
   counts = np.zeros((2, 2), int)
   for label, row in zip(labels, ordered):
-    counts[label, metrics.CLASS_NAMES.index(row["prediction"])] += 1
+    counts[label, classes.NAMES.index(row["prediction"])] += 1
   assert report["confusion_matrix"] == counts.tolist()
   assert report["accuracy"] == pytest.approx(np.trace(counts) / len(labels))
   assert report["count"] == len(labels) and counts[0, 0] > counts[0, 1]

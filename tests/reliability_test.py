@@ -18,6 +18,7 @@ from conftest import main_command
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import models
+from fakeface_jax import rundir
 from fakeface_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def final_params_digest(workdir: str) -> str:
   """SHA-256 of the parameters of the newest checkpoint, as training logs it."""
-  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  directory = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
   return train.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
 
@@ -133,7 +134,7 @@ def test_stop_anywhere_in_an_epoch_resumes_to_identical_parameters(
   workdir = str(tmp_path / "stopped")
   with pytest.raises(train.Preempted, match="stopped by SIGTERM at step"):
     train.train_and_evaluate(tiny_config, workdir)
-  directory = os.path.join(workdir, checkpointing.CHECKPOINTS_DIR)
+  directory = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   [step] = [d for d in os.listdir(directory) if d.isdigit()]
   with open(os.path.join(directory, step, "meta", "metadata")) as f:
     meta = json.load(f)
@@ -243,7 +244,8 @@ def test_resume_false_sets_old_checkpoints_aside(tiny_config, tmp_path):
 
 def test_disk_full_while_checkpointing_keeps_the_previous_one(tmp_path, monkeypatch):
   save_steps(tmp_path, steps=(1,))
-  from orbax.checkpoint._src.handlers import json_checkpoint_handler  # pylint: disable=g-import-not-at-top
+  from orbax.checkpoint._src.handlers import \
+      json_checkpoint_handler  # pylint: disable=g-import-not-at-top
 
   async def disk_full(self, x, directory):
     del self, x

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fakeface_jax import models
-from fakeface_jax import texture
+from fakeface_jax.models import cooccurrence
+from fakeface_jax.models import texture
 
 
 def test_residual_maps_by_hand():
@@ -63,11 +64,11 @@ def test_ycbcr_of_gray_pixels_is_luma_only_and_planes_are_named():
   np.testing.assert_allclose(y, 77.0, rtol=1e-6)
   np.testing.assert_allclose(cb, 0.0, atol=1e-4)
   np.testing.assert_allclose(cr, 0.0, atol=1e-4)
-  assert len(texture.colour_planes(jnp.zeros((1, 4, 4, 1)), "rgb")) == 1
-  with pytest.raises(ValueError, match="ycbcr colour space needs RGB"):
-    texture.colour_planes(jnp.zeros((1, 4, 4, 1)), "ycbcr")
-  with pytest.raises(ValueError, match="colour_space must be one of"):
-    texture.colour_planes(gray, "hsv")
+  assert len(texture.color_planes(jnp.zeros((1, 4, 4, 1)), "rgb")) == 1
+  with pytest.raises(ValueError, match="ycbcr color space needs RGB"):
+    texture.color_planes(jnp.zeros((1, 4, 4, 1)), "ycbcr")
+  with pytest.raises(ValueError, match="color_space must be one of"):
+    texture.color_planes(gray, "hsv")
 
 
 def test_cross_band_counts_the_three_channels_at_the_same_pixel():
@@ -82,7 +83,7 @@ def test_cross_band_counts_the_three_channels_at_the_same_pixel():
   assert dy[(2 * 5 + 2) * 5 + 2] == 1.0
 
 
-def test_feature_count_grows_with_colour_spaces_and_cross_band():
+def test_feature_count_grows_with_color_spaces_and_cross_band():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 12, 12, 3)), jnp.float32)
   features = texture.cooccurrence_features(images, 1, ("rgb", "ycbcr"), cross_band=True)
   assert features.shape == (1, 6 * 4 * 2 * 27 + 4 * 27)
@@ -97,7 +98,7 @@ def test_cooccurrence_classifier_standardises_on_its_initialisation_batch():
   features = model.features(x)
   np.testing.assert_allclose(params["feature_mean"], features.mean(0), rtol=1e-6)
   np.testing.assert_allclose(params["feature_scale"],
-                             1 / (features.std(0) + models.FEATURE_STD_FLOOR), rtol=1e-5)
+                             1 / (features.std(0) + cooccurrence.FEATURE_STD_FLOOR), rtol=1e-5)
   # No gradient reaches the statistics: a training step leaves them as they were.
   grads = jax.grad(lambda p: model.apply({"params": p}, x).sum())(params)
   assert float(jnp.abs(grads["feature_mean"]).max()) == 0.0
@@ -114,8 +115,8 @@ def test_cooccurrence_classifier_jpeg_features_are_checked_and_counted():
     models.CooccurrenceClassifier(jpeg_features=("dctr",))
   with pytest.raises(ValueError, match=r"unknown jpeg_features \['dct'\]"):
     models.CooccurrenceClassifier(jpeg_quality=75, jpeg_features=("dct",))
-  with pytest.raises(ValueError, match=r"unknown colour_spaces \['hsv'\]"):
-    models.CooccurrenceClassifier(colour_spaces=("rgb", "hsv"))
+  with pytest.raises(ValueError, match=r"unknown color_spaces \['hsv'\]"):
+    models.CooccurrenceClassifier(color_spaces=("rgb", "hsv"))
 
 
 def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():

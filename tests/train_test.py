@@ -102,9 +102,10 @@ def test_data_dependent_models_initialise_on_augmented_training_images(tiny_conf
 
   # The same images, shrunk and enlarged on the host, or blurred on the device: both
   # degradations reach the sample the model's statistics are fitted on.
-  for setting in ({"downscale_prob": 1.0}, {"blur_prob": 1.0, "blur_max_sigma": 3.0}):
+  for where, setting in (("host", {"downscale_prob": 1.0}),
+                         ("device", {"blur_prob": 1.0, "blur_max_sigma": 3.0})):
     augment = tiny_config.augment.copy_and_resolve_references()
-    augment.update(setting)
+    augment[where].update(setting)
     degraded = train.initialisation_images(data["train"], augment, 3, key)
     assert high_frequency_energy(degraded) < 0.8 * high_frequency_energy(images), setting
 
@@ -124,8 +125,8 @@ _DEVICE_SCRIPT = textwrap.dedent("""
     import functools, sys
     import jax, numpy as np, optax
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from fakeface_jax import models, train
-    mesh = train.make_mesh()
+    from fakeface_jax import models, sharding, train
+    mesh = sharding.make_mesh()
     rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     model = models.ConvNet(features=(8, 8, 8, 8), conv_impl="xla")
     state = jax.device_put(train.create_train_state(
@@ -137,7 +138,7 @@ _DEVICE_SCRIPT = textwrap.dedent("""
     for i in range(5):
       batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
                "label": rng.integers(0, 2, (8,)).astype(np.int32)}
-      state, totals = step(state, totals, train.to_global(batch, shard), jax.random.key(1))
+      state, totals = step(state, totals, sharding.to_global(batch, shard), jax.random.key(1))
     flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
     np.save(sys.argv[1], flat)
     print(jax.device_count(), float(totals["loss_sum"]))
@@ -178,9 +179,9 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
       config_checks.check_config(config)
     assert "\n" not in str(info.value)
   config = tiny_config.copy_and_resolve_references()
-  config.augment.downscale_prob, config.augment.downscale_min_factor = 0.5, 1.0
+  config.augment.host.downscale_prob, config.augment.host.downscale_min_factor = 0.5, 1.0
   with pytest.raises(config_checks.ConfigError,
-                     match=r"downscale_min_factor must be in \(0, 1\), got 1.0"):
+                     match=r"host.downscale_min_factor must be in \(0, 1\), got 1.0"):
     config_checks.check_config(config)
   config = detector.get_config()
   config.model.jpeg_features = ("dct",)

@@ -52,7 +52,7 @@ BUGS = (
         "return max(scored)[1] if scored",
         "return min(scored)[1] if scored",
         ("tests/checkpoint_choice_test.py", "tests/learning_test.py")),
-    Bug("decoder_returns_bgr", "fakeface_jax/image_decoding.py",
+    Bug("decoder_returns_bgr", "fakeface_jax/data/image_decoding.py",
         "array = np.asarray(image, dtype=np.uint8)",
         "array = np.asarray(image, dtype=np.uint8)[..., ::-1]",
         ("tests/image_decoding_test.py",)),
@@ -60,15 +60,15 @@ BUGS = (
         'model.apply({"params": params}, preprocessing.rescale(images), train=False)',
         'model.apply({"params": params}, images.astype(jnp.float32), train=False)',
         ("tests/learning_test.py",)),
-    Bug("shuffle_ignores_epoch", "fakeface_jax/input_pipeline.py",
+    Bug("shuffle_ignores_epoch", "fakeface_jax/data/input_pipeline.py",
         "order = np.random.default_rng([seed, epoch]).permutation(len(data))",
         "order = np.random.default_rng([seed]).permutation(len(data))",
         ("tests/input_pipeline_test.py",)),
-    Bug("validation_leaks_into_training", "fakeface_jax/input_pipeline.py",
-        '    selected["train"] = (split, keep[~held_out], meta)\n'
-        '    selected["validation"]',
-        '    selected["train"] = (split, keep, meta)\n'
-        '    selected["validation"]',
+    Bug("validation_leaks_into_training", "fakeface_jax/data/selection.py",
+        'selected["train"], selected["validation"] = _split_off(\n'
+        '        selected["train"], validation_fraction, data_config.split_seed)',
+        'selected["validation"] = _split_off(\n'
+        '        selected["train"], validation_fraction, data_config.split_seed)[1]',
         ("tests/datasets_test.py",)),
     Bug("predict_threshold_reversed", "fakeface_jax/inference.py",
         "return p_fake >= self.threshold",

@@ -1,6 +1,6 @@
 """The built-in dataset: procedurally generated real-like and generator-like faces.
 
-A TFDS builder around `fakeface_jax.synthetic`; nothing is downloaded. Its builder
+A TFDS builder around `fakeface_jax.data.face_generator`; nothing is downloaded. Its builder
 config carries every generation parameter, so changing the size, difficulty, seed or
 split sizes prepares a new, separately cached version instead of reusing a stale one.
 """
@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from fakeface_jax import synthetic as generator
-
-LABEL_NAMES = ("fake", "real")
+from fakeface_jax import classes
+from fakeface_jax.data import face_generator
 
 
 @dataclasses.dataclass
@@ -38,7 +37,7 @@ class FakefaceSynthetic(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(names=LABEL_NAMES),
+            "label": tfds.features.ClassLabel(names=classes.NAMES),
             "path": tfds.features.Text(),
         }),
         supervised_keys=("image", "label"),
@@ -58,7 +57,7 @@ class FakefaceSynthetic(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split: str, start: int, count: int):
     config = self.builder_config
     for index in range(start, start + count):
-      jpeg, label = generator.make_example(
+      jpeg, label = face_generator.make_example(
           config.seed, index, config.image_size, config.difficulty)
       path = f"synthetic/{split}/{index:07d}.jpg"
       yield path, {"image": jpeg, "label": label, "path": path}

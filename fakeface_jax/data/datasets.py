@@ -16,8 +16,8 @@ import jax
 import tensorflow_datasets as tfds
 from absl import logging
 
-from fakeface_jax.datasets import folders
-from fakeface_jax.datasets import synthetic
+from fakeface_jax.data import folders
+from fakeface_jax.data import synthetic
 
 DatasetError = folders.DatasetError
 

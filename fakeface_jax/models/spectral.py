@@ -1,4 +1,5 @@
-"""Frequency-domain features as pure JAX functions, shared by the analysis and the models.
+"""Frequency-domain features as pure JAX functions (shared with the analysis), and the
+spectral baseline model on them.
 
 The azimuthally averaged log power spectrum (Durall et al. 2020) summarises how much
 energy an image has at each spatial frequency, whatever the direction; generator
@@ -8,10 +9,15 @@ upsampling tends to leave its mark at the high end.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fakeface_jax import preprocessing
+from fakeface_jax.models import base
 
 # Added to |F|^2 before the log. Far below the power of uint8 rounding noise at the
 # 0-255 scale (about H*W/12), so real images never see it, while empty rings stay at a
@@ -42,3 +48,26 @@ def radial_log_power(gray: jax.Array, num_bins: int) -> jax.Array:
   # where a per-ring loop or scatter would not.
   weights = jnp.asarray(ring_weights(height, width, num_bins))
   return log_power.reshape(n, height * width) @ weights
+
+
+def spectrum_features(images: jax.Array, num_bins: int) -> jax.Array:
+  """Ring-averaged log power spectrum of the gray image, per image (N, num_bins)."""
+  return radial_log_power(preprocessing.gray_plane(images), num_bins)
+
+
+class SpectralClassifier(base.Detector):
+  """Durall et al. (2020): azimuthally averaged log power spectrum -> a small classifier.
+
+  The spectrum goes through LayerNorm so that the head sees its shape rather than the
+  overall image energy; `hidden=()` makes the head logistic regression.
+  """
+  num_bins: int = 64
+  hidden: Sequence[int] = ()
+  num_classes: int = base.NUM_CLASSES
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    x = nn.LayerNorm()(spectrum_features(images * 255.0, self.num_bins))
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(x)

@@ -29,9 +29,9 @@ from typing import Any
 import tensorflow_datasets as tfds
 from absl import logging
 
-from fakeface_jax import image_decoding
+from fakeface_jax import classes
+from fakeface_jax.data import image_decoding
 
-CLASS_NAMES = ("fake", "real")  # Label 0 = fake, 1 = real, as in both studies' datasets.
 NO_DIFFICULTY = "none"
 DIFFICULTIES = ("easy", "mid", "hard")
 BAD_FILES_JSON = "bad_files.json"
@@ -60,7 +60,7 @@ class FileExample:
 
 def _class_of(name: str) -> int | None:
   name = name.lower()
-  return CLASS_NAMES.index(name) if name in CLASS_NAMES else None
+  return classes.NAMES.index(name) if name in classes.NAMES else None
 
 
 def is_image_file(name: str) -> bool:
@@ -117,7 +117,7 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(None, None, 3)),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "label": tfds.features.ClassLabel(names=classes.NAMES),
             "path": tfds.features.Text(),
             "difficulty": tfds.features.Text(),
         }),

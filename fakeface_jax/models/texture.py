@@ -1,7 +1,7 @@
 """Co-occurrence features of pixel residuals, as pure JAX functions.
 
 Spatial rich models (Fridrich & Kodovsky 2012), carried to GAN detection by Nataraj et al.
-(2019): a high-pass residual of each colour plane (first and second differences of
+(2019): a high-pass residual of each color plane (first and second differences of
 neighbouring pixels) is rounded, truncated to [-T, T], and the joint histogram of three
 consecutive residual values along a row or a column is counted. Generators and cameras
 leave different local correlations between neighbouring pixels, and the histograms keep
@@ -23,8 +23,8 @@ RESIDUALS = ("dx", "dy", "dxx", "dyy")
 # Each residual's triples are counted along rows and along columns.
 DIRECTIONS = ("row", "column")
 # Planes the histograms are counted on, by name: RGB, and JPEG's luma/chroma, in which
-# the colour correlations of cameras and generators differ from those within a plane.
-COLOUR_SPACES = ("rgb", "ycbcr")
+# the color correlations of cameras and generators differ from those within a plane.
+COLOR_SPACES = ("rgb", "ycbcr")
 # Added to the normalised histogram before the log: empty bins stay finite, at a level
 # below a single count in a 256x256 image (1 / 65,000).
 LOG_EPS = 1e-5
@@ -76,18 +76,18 @@ def ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
           0.5 * r - 0.418688 * g - 0.081312 * b)
 
 
-def colour_planes(images: jax.Array, colour_space: str) -> tuple[jax.Array, ...]:
-  """(N, H, W, C) float pixels -> the planes of `colour_space`, each (N, H, W).
+def color_planes(images: jax.Array, color_space: str) -> tuple[jax.Array, ...]:
+  """(N, H, W, C) float pixels -> the planes of `color_space`, each (N, H, W).
 
   "rgb" takes the image's own channels (one for gray images); "ycbcr" needs RGB.
   """
-  if colour_space == "rgb":
+  if color_space == "rgb":
     return tuple(images[..., c] for c in range(images.shape[-1]))
-  if colour_space == "ycbcr":
+  if color_space == "ycbcr":
     if images.shape[-1] != 3:
-      raise ValueError(f"the ycbcr colour space needs RGB images, got {images.shape}")
+      raise ValueError(f"the ycbcr color space needs RGB images, got {images.shape}")
     return ycbcr(images)
-  raise ValueError(f"colour_space must be one of {COLOUR_SPACES}, got {colour_space!r}")
+  raise ValueError(f"color_space must be one of {COLOR_SPACES}, got {color_space!r}")
 
 
 def cross_band_features(images: jax.Array, truncation: int) -> jax.Array:
@@ -104,11 +104,11 @@ def cross_band_features(images: jax.Array, truncation: int) -> jax.Array:
 
 
 def cooccurrence_features(images: jax.Array, truncation: int = 2,
-                          colour_spaces: tuple[str, ...] = ("rgb",),
+                          color_spaces: tuple[str, ...] = ("rgb",),
                           cross_band: bool = False) -> jax.Array:
   """(N, H, W, C) pixels in [0, 255] -> (N, F) log co-occurrence histograms.
 
-  Per plane of each colour space, F grows by len(RESIDUALS) * len(DIRECTIONS) *
+  Per plane of each color space, F grows by len(RESIDUALS) * len(DIRECTIONS) *
   (2T + 1)**3 (1,000 with T = 2: 3,000 for RGB); `cross_band` adds
   `cross_band_features`. Images must be at their native resolution: resizing rewrites
   the very correlations between neighbouring pixels that the histograms count.
@@ -118,8 +118,8 @@ def cooccurrence_features(images: jax.Array, truncation: int = 2,
   images = images.astype(jnp.float32)
   num_levels = 2 * truncation + 1
   features = []
-  for colour_space in colour_spaces:
-    for plane in colour_planes(images, colour_space):
+  for color_space in color_spaces:
+    for plane in color_planes(images, color_space):
       for residual in residual_maps(plane):
         bins = quantize(residual, truncation)
         for direction in DIRECTIONS:

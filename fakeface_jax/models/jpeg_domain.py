@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fakeface_jax import texture
+from fakeface_jax.models import texture
 
 BLOCK = 8
 # ITU T.81 Annex K tables, which libjpeg (and so PIL) scales for a quality setting.

@@ -22,17 +22,14 @@ import grain
 import numpy as np
 from absl import logging
 
+from fakeface_jax import classes
 from fakeface_jax import config_checks
-from fakeface_jax import datasets
-from fakeface_jax import degradations
-from fakeface_jax import image_decoding
-from fakeface_jax.datasets import folders
+from fakeface_jax.data import datasets
+from fakeface_jax.data import degradations
+from fakeface_jax.data import image_decoding
+from fakeface_jax.data import selection
 
 CACHE_MODES = ("auto", "memory", "stream")
-# config.augment keys applied here, on the host, rather than on the device.
-HOST_AUGMENTATIONS = ("jpeg_prob", "jpeg_min_quality", "downscale_prob",
-                      "downscale_min_factor")
-MANIFEST_CSV = "data_files.csv"  # write_manifest's file in a run's workdir.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,26 +86,6 @@ class StreamedSplit:
 Split = ArraySplit | StreamedSplit
 
 
-def _record_fields(record) -> tuple[int, str, str]:
-  """A record's label, path and difficulty (records of synthetic data have no difficulty)."""
-  def text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-  return (int(record["label"]), text(record.get("path", "")),
-          text(record.get("difficulty", folders.NO_DIFFICULTY)))
-
-
-def _metadata(fields: Sequence[tuple[int, str, str]]) -> dict[str, np.ndarray]:
-  labels, paths, difficulty = zip(*fields) if fields else ((), (), ())
-  return {"label": np.array(labels, np.int32), "path": np.array(paths, str),
-          "difficulty": np.array(difficulty, str)}
-
-
-def read_metadata(source, indices: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-  """Label, path and difficulty of records (all, or `indices`), without decoding images."""
-  indices = range(len(source)) if indices is None else indices
-  return _metadata([_record_fields(source[int(i)]) for i in indices])
-
-
 def load_split(source, image_size: int, grayscale: bool,
                indices: Sequence[int] | None = None) -> ArraySplit:
   """Decodes the records at `indices` (default: all) of a random-access source.
@@ -129,42 +106,9 @@ def load_split(source, image_size: int, grayscale: bool,
   fields = []
   for i, (image, record) in enumerate(decoded):
     images[i] = image
-    fields.append(_record_fields(record))
-  meta = _metadata(fields)
+    fields.append(selection.record_fields(record))
+  meta = selection.metadata_arrays(fields)
   return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"])
-
-
-def stratified_holdout(strata: np.ndarray, fraction: float, seed: int,
-                       num_folds: int = 0, fold: int = 0) -> np.ndarray:
-  """Boolean mask of held-out positions, stratified by `strata` (e.g. label x difficulty).
-
-  With `num_folds` > 1, position i of each stratum's seeded permutation goes to fold
-  i % num_folds and fold `fold` is held out (k-fold cross-validation); otherwise the
-  first round(fraction * n) of each stratum's permutation are.
-  """
-  rng = np.random.default_rng(seed)
-  held_out = np.zeros(len(strata), bool)
-  for stratum in np.unique(strata):
-    members = rng.permutation(np.flatnonzero(strata == stratum))
-    if num_folds > 1:
-      held_out[members[fold::num_folds]] = True
-    else:
-      held_out[members[:int(round(fraction * len(members)))]] = True
-  return held_out
-
-
-def balanced_subset(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
-  """Sorted positions of at most `per_class` examples of each class, chosen by `seed`."""
-  if per_class is None:
-    return np.arange(len(labels))
-  rng = np.random.default_rng(seed)
-  chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
-            for c in np.unique(labels)]
-  for c, picked in zip(np.unique(labels), chosen):
-    if len(picked) < per_class:
-      logging.warning("Asked for %d examples of class %s; the data hold only %d.",
-                      per_class, folders.CLASS_NAMES[c], len(picked))
-  return np.sort(np.concatenate(chosen))
 
 
 def _process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
@@ -258,97 +202,6 @@ def eval_batches(data: Split, batch_size: int, *, process_index: int = 0,
   return _prefetched(make_batch, range(0, len(data), batch_size))
 
 
-def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndarray:
-  """Positions to keep: all real images and the fakes of the listed difficulties."""
-  if not keep:
-    return np.arange(len(meta["label"]))
-  wanted = [d.strip() for d in keep.split(",")]
-  unknown = set(wanted) - set(folders.DIFFICULTIES)
-  if unknown:
-    raise config_checks.ConfigError(
-        f"config.data.fake_difficulties has unknown {sorted(unknown)}; use a comma-separated "
-        f"subset of {', '.join(folders.DIFFICULTIES)}")
-  return np.flatnonzero((meta["label"] == 1) | np.isin(meta["difficulty"], wanted))
-
-
-def _strata(meta: dict[str, np.ndarray], positions: np.ndarray) -> np.ndarray:
-  """Label x difficulty of each position, what holdouts stratify by."""
-  return np.char.add(meta["label"][positions].astype(str), meta["difficulty"][positions])
-
-
-def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
-  """Role -> (split name, record indices) after difficulty filters, holdout and subsets.
-
-  Deterministic in the config's seeds. A dataset with neither a validation nor a test
-  split (ciplab, a flat image folder) gets a stratified holdout of its training split
-  (config.data.test_fraction, or fold config.data.fold of config.data.num_folds) as
-  test. Where only one of validation and test exists then (ciplab, the 140k subset), a
-  stratified config.data.validation_fraction of the training split becomes the
-  validation split and the existing one the test split; with 0, it plays both roles, so
-  the best checkpoint and the decision threshold are chosen on the very images reported
-  (a warning says so).
-  """
-  data_config = config.data
-  splits = datasets.role_splits(builder)
-  if "train" not in splits:
-    raise config_checks.ConfigError(
-        f"dataset {data_config.name!r} has no training split (found: "
-        f"{', '.join(builder.info.splits.keys()) or 'none'})")
-  sources = {split: datasets.data_source(builder, split) for split in splits.values()}
-  holdout = not {"validation", "test"} & set(splits) and (
-      data_config.test_fraction > 0 or data_config.num_folds > 1)
-  evaluation_roles = {"validation", "test"} & (set(splits) | ({"test"} if holdout else set()))
-  # Runs saved before validation_fraction existed validated on their test split.
-  validation_fraction = data_config.get("validation_fraction", 0.0)
-  carve_validation = len(evaluation_roles) == 1 and validation_fraction > 0
-  needs_metadata = bool(data_config.fake_difficulties) or holdout or carve_validation
-  selected = {}
-  for role, split in splits.items():
-    if needs_metadata or data_config.examples_per_class is not None:
-      meta = read_metadata(sources[split])
-      keep = _keep_difficulties(meta, data_config.fake_difficulties)
-      keep = keep[balanced_subset(meta["label"][keep], data_config.examples_per_class,
-                                  data_config.split_seed)]
-      selected[role] = (split, keep, meta)
-    else:
-      selected[role] = (split, np.arange(len(sources[split])), None)
-
-  if holdout:
-    split, keep, meta = selected["train"]
-    held_out = stratified_holdout(_strata(meta, keep), data_config.test_fraction,
-                                  data_config.split_seed, data_config.num_folds,
-                                  data_config.fold)
-    selected["train"] = (split, keep[~held_out], meta)
-    selected["test"] = (split, keep[held_out], meta)
-  if carve_validation:
-    selected.setdefault("test", selected.get("validation"))
-    split, keep, meta = selected["train"]
-    held_out = stratified_holdout(_strata(meta, keep), validation_fraction,
-                                  data_config.split_seed)
-    selected["train"] = (split, keep[~held_out], meta)
-    selected["validation"] = (split, keep[held_out], meta)
-  elif len(evaluation_roles) == 1:
-    logging.warning(
-        "The %s split is also the %s split: the best checkpoint and the decision "
-        "threshold are chosen on the images reported. Set config.data.validation_fraction "
-        "(e.g. 0.1) to hold out part of the training split for validation instead.",
-        *evaluation_roles, *({"validation", "test"} - evaluation_roles))
-  selected.setdefault("validation", selected.get("test", selected["train"]))
-  selected.setdefault("test", selected["validation"])
-
-  result = {}
-  for role, (split, indices, meta) in selected.items():
-    per_class = (data_config.train_examples_per_class if role == "train"
-                 else data_config.eval_examples_per_class)
-    if per_class is not None:
-      # Positions index records one to one, so labels already read can be reused.
-      labels = (meta["label"][indices] if meta is not None
-                else read_metadata(sources[split], indices)["label"])
-      indices = indices[balanced_subset(labels, per_class, data_config.split_seed)]
-    result[role] = (split, indices)
-  return result
-
-
 def _fits_in_memory(num_images: int, image_shape: tuple[int, ...]) -> bool:
   """Whether decoded uint8 images would take under half of the memory available now."""
   needed = num_images * int(np.prod(image_shape))
@@ -371,7 +224,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     raise config_checks.ConfigError(
         f"config.data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
   builder = datasets.prepare(config.data)
-  selected = select_examples(config, builder)
+  selected = selection.select_examples(config, builder)
   size, gray = config.data.image_size, config.data.grayscale
   shape = (size, size, 1 if gray else 3)
   if cache == "auto":
@@ -390,7 +243,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     if cache == "memory":
       data[role] = load_split(source, size, gray, indices)
     else:
-      meta = read_metadata(source, indices)
+      meta = selection.read_metadata(source, indices)
       data[role] = StreamedSplit(source, np.asarray(indices), meta["label"], meta["path"],
                                  meta["difficulty"], size, gray)
     logging.info("%s %s: %d images %s from split %r in %.1fs.",
@@ -406,4 +259,4 @@ def write_manifest(data: dict[str, Split], path: str) -> None:
     writer.writerow(["role", "path", "label", "difficulty"])
     for role, split in data.items():
       for row in zip(split.paths, split.labels, split.difficulty):
-        writer.writerow([role, row[0], folders.CLASS_NAMES[row[1]], row[2]])
+        writer.writerow([role, row[0], classes.NAMES[row[1]], row[2]])

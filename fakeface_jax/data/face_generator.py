@@ -39,7 +39,7 @@ def _sample_scene(rng: np.random.Generator) -> dict:
   """Resolution-free scene parameters, in coordinates where the image spans [-1, 1]."""
   skin = np.array([0.85, 0.65, 0.52]) * rng.uniform(0.55, 1.1) + rng.normal(0, 0.04, 3)
   return {
-      "background": rng.uniform(0.1, 0.9, (2, 3)),  # Colours at the two gradient ends.
+      "background": rng.uniform(0.1, 0.9, (2, 3)),  # Colors at the two gradient ends.
       "gradient_angle": rng.uniform(0, 2 * np.pi),
       "center": rng.normal(0, 0.08, 2),
       "axes": np.array([rng.uniform(0.42, 0.55), rng.uniform(0.55, 0.7)]),
@@ -82,9 +82,9 @@ def render_scene(scene: dict, size: int) -> np.ndarray:
   ax, ay = scene["axes"]
   head_r = np.sqrt((u / ax) ** 2 + (v / ay) ** 2)
 
-  def paint(mask, colour):
+  def paint(mask, color):
     nonlocal image
-    image = image * (1 - mask[..., None]) + mask[..., None] * colour
+    image = image * (1 - mask[..., None]) + mask[..., None] * color
 
   hair = _soft_mask((np.sqrt((u / (ax * 1.12)) ** 2 + ((v + 0.08) / (ay * 1.1)) ** 2) - 1)
                     * ax, pixel) * (v < -ay + scene["hair_height"] * 2)

@@ -1,0 +1,108 @@
+"""The recommended detector: residual co-occurrences and JPEG-domain features, standardised,
+then a small (by default linear) head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fakeface_jax.models import base
+from fakeface_jax.models import jpeg_domain
+from fakeface_jax.models import texture
+
+# Feature standardisation (CooccurrenceClassifier): the floor added to each feature's
+# standard deviation, in log-frequency units, and the bound on a standardised value. Bins
+# (almost) empty in the initialisation sample have a tiny spread there, and one image
+# that fills them would otherwise outvote all other features: measured on the 140k
+# subset with a 256-image sample, validation accuracy 0.72 without either, 0.84 with.
+FEATURE_STD_FLOOR = 0.03
+FEATURE_CLIP = 3.0
+# JPEG-aware feature sets, by name (they need the images' encoder quality).
+JPEG_FEATURES = ("coefficients", "dctr")
+# Images whose features are computed at once. DCTR holds 64 floats a pixel: at 256 px a
+# chunk of 16 needs about 0.5 GB whatever the batch, where the 256-image initialisation
+# batch in one piece peaked at 8 GB.
+FEATURE_CHUNK = 16
+
+
+class CooccurrenceClassifier(base.Detector):
+  """Histograms of high-pass residuals -> a small classifier: a rich model in the
+  steganalysis sense (Fridrich & Kodovsky 2012; Nataraj et al. 2019 for GAN images).
+
+  Features, none with parameters: co-occurrences of pixel residuals in each plane of
+  `color_spaces` (`texture.cooccurrence_features`), optionally across R, G and B at the
+  same pixel (`cross_band`), and, for images JPEG-encoded at `jpeg_quality`, any of
+  `JPEG_FEATURES`: histograms and co-occurrences of the quantized coefficients
+  (`jpeg_domain.jpeg_features`) or DCT residuals by position on the 8x8 grid
+  (`jpeg_domain.dctr_features`).
+
+  Each feature is standardised with its mean and standard deviation over the batch the
+  model is initialised on (`train.initialisation_images`: training images as the train
+  step sees them, augmentations included): a data-dependent initialisation of two
+  parameters that no gradient reaches, so they stay what the data made them and travel
+  with the checkpoint. On the 140k subset this beats LayerNorm per image by 9 points
+  of validation accuracy. `hidden=()` makes the head logistic regression.
+  """
+  initialises_from_data: ClassVar[bool] = True
+  truncation: int = 2
+  color_spaces: Sequence[str] = ("rgb",)
+  cross_band: bool = False
+  jpeg_quality: int = 0
+  jpeg_features: Sequence[str] = ()
+  hidden: Sequence[int] = ()
+  num_classes: int = base.NUM_CLASSES
+
+  def __post_init__(self):
+    # Checked on construction, so config_checks refuses a bad setting before any data
+    # is read.
+    unknown = set(self.jpeg_features) - set(JPEG_FEATURES)
+    if unknown:
+      raise ValueError(f"unknown jpeg_features {sorted(unknown)}; choose from {JPEG_FEATURES}")
+    if self.jpeg_features and not self.jpeg_quality:
+      raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
+                       "JPEG-encoded at (75 for the 140k subset)")
+    unknown = set(self.color_spaces) - set(texture.COLOR_SPACES)
+    if unknown:
+      raise ValueError(f"unknown color_spaces {sorted(unknown)}; choose from "
+                       f"{texture.COLOR_SPACES}")
+    super().__post_init__()
+
+  def features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies,
+    computed FEATURE_CHUNK images at a time."""
+    n = images.shape[0]
+    if n <= FEATURE_CHUNK:
+      return self.chunk_features(images)
+    padding = ((0, -n % FEATURE_CHUNK),) + ((0, 0),) * (images.ndim - 1)
+    chunks = jnp.pad(images, padding).reshape(-1, FEATURE_CHUNK, *images.shape[1:])
+    features = jax.lax.map(self.chunk_features, chunks)
+    return features.reshape(-1, features.shape[-1])[:n]
+
+  def chunk_features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """`features` of one chunk, in one piece."""
+    # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
+    # pixel values round to whole numbers.
+    pixels = images * 255.0
+    features = [texture.cooccurrence_features(pixels, self.truncation,
+                                              tuple(self.color_spaces), self.cross_band)]
+    if "coefficients" in self.jpeg_features:
+      features.append(jpeg_domain.jpeg_features(pixels, self.jpeg_quality))
+    if "dctr" in self.jpeg_features:
+      features.append(jpeg_domain.dctr_features(pixels, self.jpeg_quality))
+    return jnp.concatenate(features, axis=-1)
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    features = self.features(images)
+    mean = self.param("feature_mean", lambda _: features.mean(0))
+    scale = self.param("feature_scale",
+                       lambda _: 1.0 / (features.std(0) + FEATURE_STD_FLOOR))
+    x = (features - jax.lax.stop_gradient(mean)) * jax.lax.stop_gradient(scale)
+    x = jnp.clip(x, -FEATURE_CLIP, FEATURE_CLIP)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(x)
