@@ -37,6 +37,7 @@ import tensorstore as ts
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from fakeface_jax import errors
 from fakeface_jax import rundir
 
 BEST_METRIC = "val_accuracy"
@@ -51,7 +52,7 @@ META_KEYS = frozenset({"epoch", "step_in_epoch", "totals"})
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(errors.UserError, RuntimeError):
   """A run's checkpoints or config cannot be used; the one-line message says what to do."""
 
 

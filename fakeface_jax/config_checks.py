@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.data import datasets
@@ -17,7 +18,7 @@ LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError, ValueError):
   """A config that cannot work; the message is one line meant for the user."""
 
 

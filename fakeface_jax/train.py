@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax import inference
 from fakeface_jax import metrics
 from fakeface_jax import models
@@ -43,11 +44,11 @@ NO_NONFINITE_STEP = np.iinfo(np.int32).max
 NUM_INIT_IMAGES = 256
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """The training loss became NaN or infinite."""
 
 
-class Preempted(RuntimeError):
+class Preempted(errors.UserError, RuntimeError):
   """A stop signal arrived; a checkpoint of the current step was saved."""
 
 

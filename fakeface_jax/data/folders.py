@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from fakeface_jax import classes
+from fakeface_jax import errors
 from fakeface_jax.data import image_decoding
 
 NO_DIFFICULTY = "none"
@@ -42,7 +43,7 @@ SPLITS_140K = ("train", "valid", "test")
 _SEARCH_DEPTH = 3  # How far below manual_dir the expected layout may start.
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.UserError, ValueError):
   """A dataset that cannot be prepared as configured; the message says what to do."""
 
 
