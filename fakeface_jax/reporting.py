@@ -104,8 +104,9 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
 
 
 def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: str, *,
-              title: str, ylabel: str = "") -> str:
-  """Grouped bars: one group per label, one bar per series."""
+              title: str, ylabel: str = "", chance: float | None = None) -> str:
+  """Grouped bars: one group per label, one bar per series; `chance` draws the level a
+  guess reaches (0.5 for accuracy and AUC on two balanced classes)."""
   fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4))
   width = 0.8 / len(series)
   for i, (name, values) in enumerate(series.items()):
@@ -117,7 +118,10 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(axis="y", alpha=0.3)
-  ax.legend(loc="lower right")
+  if chance is not None:
+    ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
+  # Outside the axes: inside, the legend hides the bars under it.
+  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -101,3 +101,10 @@ def test_classification_report_with_groups():
 def test_mismatched_lengths_raise():
   with pytest.raises(ValueError, match="different lengths"):
     metrics.accuracy([0, 1], [0])
+
+
+def test_confusion_title_names_the_split_accuracy_and_threshold():
+  title = metrics.confusion_title([[3, 1], [0, 4]], "test", threshold=0.42)
+  assert title == "Confusion matrix, test:\naccuracy 0.875 at threshold 0.42 (8 images)"
+  assert metrics.confusion_title([[1, 0], [0, 1]], None) == (
+      "Confusion matrix:\naccuracy 1.000 (2 images)")
