@@ -15,6 +15,7 @@ This module imports no JAX, so that help and usage errors come back quickly.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -101,13 +102,21 @@ def _check_config_files(own_flags: Sequence[str]) -> None:
            USAGE_ERROR)
 
 
+def _print_help(text: str) -> NoReturn:
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:  # `--help | head`: the reader has all it wanted.
+    # Python's documented recipe, so that the flush at exit does not fail again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+  sys.exit(OK)
+
+
 def _parse(argv: list[str], help_message: str, name: str, own_flags: Sequence[str],
            required: Sequence[str], arguments: str) -> list[str]:
   """absl's parser with this tool's help, and every command-line mistake as one line."""
   options = argv[1:argv.index("--")] if "--" in argv else argv[1:]
   if any(arg in HELP_ARGS for arg in options):
-    print(help_message)
-    sys.exit(OK)
+    _print_help(help_message)
   try:
     rest = FLAGS(argv)
   except flags.Error as e:
