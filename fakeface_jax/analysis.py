@@ -1,7 +1,7 @@
 r"""Pixel-variation and spectral analysis of real versus fake faces.
 
-  python -m fakeface_jax.analysis --config configs/default.py --workdir runs/analysis
-  python -m fakeface_jax.analysis --config configs/default.py --workdir runs/analysis \
+  fakeface-analysis --config configs/default.py --workdir runs/analysis
+  fakeface-analysis --config configs/default.py --workdir runs/analysis \
       --num_per_class 500 --config.data.image_size=128
 
 Reproduces the studies' exploratory figures, which probe two suspected generator
@@ -33,11 +33,11 @@ import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from fakeface_jax import classes
+from fakeface_jax import cli
 from fakeface_jax import preprocessing
 from fakeface_jax import rundir
 from fakeface_jax.data import input_pipeline
@@ -341,15 +341,18 @@ def run_analysis(config: ml_collections.ConfigDict, workdir: str,
   return paths
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
   paths = run_analysis(FLAGS.config, FLAGS.workdir, FLAGS.num_per_class)
   for path in paths:
     print(path)
 
 
+def run() -> None:
+  """Console-script entry point (`fakeface-analysis`)."""
+  cli.run(main, name="fakeface-analysis", doc=__doc__, define_flags=define_flags,
+          required=("config", "workdir"))
+
+
 if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  run()

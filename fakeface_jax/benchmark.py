@@ -1,7 +1,7 @@
 r"""Training-throughput benchmark of the studies' models, on the protocol of peers_bench.py.
 
-  python -m fakeface_jax.benchmark --model cnn
-  python -m fakeface_jax.benchmark --model mlp --compare --peers_python=/tmp/peers/bin/python
+  fakeface-benchmark --model cnn
+  fakeface-benchmark --model mlp --compare --peers_python=/tmp/peers/bin/python
 
 Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
@@ -25,10 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app
 from absl import flags
 
-from fakeface_jax import cpu_runtime
+from fakeface_jax import cli
 from fakeface_jax import models
 from fakeface_jax import train
 
@@ -131,8 +130,8 @@ def run_peer(framework: str, model: str, python: str, script: str) -> dict | Non
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv):
-  del argv
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
   result = benchmark_model(FLAGS.model, FLAGS.conv_impl, FLAGS.steps, FLAGS.repeats)
   if FLAGS.compare:
     for framework in ("keras", "torch"):
@@ -148,7 +147,10 @@ def main(argv):
   print(json.dumps(result))
 
 
+def run() -> None:
+  """Console-script entry point (`fakeface-benchmark`)."""
+  cli.run(main, name="fakeface-benchmark", doc=__doc__, define_flags=define_flags)
+
+
 if __name__ == "__main__":
-  cpu_runtime.reexec_with_huge_pages()
-  define_flags()
-  app.run(main)
+  run()

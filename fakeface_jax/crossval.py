@@ -1,6 +1,6 @@
-"""k-fold cross-validation of one config, summarised as mean ± std over the folds.
+r"""k-fold cross-validation of one config, summarised as mean ± std over the folds.
 
-  python main.py --config configs/detector.py --workdir runs/detector_ciplab_cv \
+  fakeface-train --config configs/detector.py --workdir runs/detector_ciplab_cv \
       --folds 5 --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
       --config.data.validation_fraction=0.1
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import jax
@@ -23,6 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from fakeface_jax import cli
 from fakeface_jax import config_checks
 from fakeface_jax import evaluate
 from fakeface_jax import inference
@@ -33,6 +35,9 @@ from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
+# Not a command of its own: cross-validation is a training run with --folds.
+POINTER = ("cross-validation runs as `fakeface-train --folds K` (or `python main.py --folds "
+           "K`); see fakeface-train --help")
 
 
 def fold_config(config: ml_collections.ConfigDict, num_folds: int,
@@ -124,3 +129,11 @@ def cross_validate(config: ml_collections.ConfigDict, workdir: str,
     logging.info("Cross-validation:\n%s\nWrote %s.", summary_markdown(summary),
                  ", ".join(paths))
   return summary
+
+
+
+if __name__ == "__main__":
+  if set(sys.argv[1:]) <= set(cli.HELP_ARGS):
+    print(POINTER)
+  else:
+    cli.fail(POINTER, cli.USAGE_ERROR)

@@ -1,13 +1,14 @@
 r"""Evaluation and robustness reports of a trained run, on a split or any image folder.
 
-  python -m fakeface_jax.evaluate --workdir runs/default                 # test split
-  python -m fakeface_jax.evaluate --workdir runs/default --split=validation
-  python -m fakeface_jax.evaluate --workdir runs/default --folder=/photos  # real/ fake/
-  python -m fakeface_jax.evaluate --workdir runs/default --robustness
+  fakeface-evaluate --workdir runs/default                 # test split
+  fakeface-evaluate --workdir runs/default --split=validation
+  fakeface-evaluate --workdir runs/default --folder=/photos  # real/ fake/
+  fakeface-evaluate --workdir runs/default --robustness
 
 The decision threshold is chosen on the run's validation split (best balanced
 accuracy) for the checkpoint evaluated, as training does for the best checkpoint
-(`threshold.json`, which `predict` uses). Reports go to
+(`threshold.json`, which `predict` uses); the accuracy at 0.5 is printed beside it.
+Reports go to
 `WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
 """
 
@@ -21,13 +22,12 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import app
 from absl import flags
 from absl import logging
 
 from fakeface_jax import checkpointing
 from fakeface_jax import classes
-from fakeface_jax import cpu_runtime
+from fakeface_jax import cli
 from fakeface_jax import inference
 from fakeface_jax import metrics
 from fakeface_jax import reporting
@@ -41,7 +41,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Defines the command line; called by the entry points, not on import."""
-  flags.DEFINE_string("workdir", None, "Run directory written by main.py.")
+  flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train.")
   flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
   flags.DEFINE_string("folder", None, "Evaluate on this image folder (real/ and fake/ "
                       "subfolders) instead of a split of the run's dataset.")
@@ -61,8 +61,11 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
   real = classes.NAMES[classes.REAL]
   groups = np.where(data.labels == classes.FAKE, data.difficulty, real) if has_groups else None
-  report = metrics.classification_report(data.labels, predictor.p_fake(data.images),
-                                         threshold=threshold, groups=groups)
+  p_fake = predictor.p_fake(data.images)
+  report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
+                                         groups=groups)
+  # What training reports, beside the figure at the chosen threshold.
+  report["accuracy_at_0.5"] = metrics.classification_report(data.labels, p_fake)["accuracy"]
   if has_groups:
     order = (*folders.DIFFICULTIES, folders.NO_DIFFICULTY, real)
     report["groups"] = dict(sorted(report["groups"].items(), key=lambda g: order.index(g[0])))
@@ -113,14 +116,17 @@ def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dic
   return input_pipeline.load_data(config, cache="memory")
 
 
-def main(argv):
+def accuracy_line(role: str, report: dict[str, Any]) -> str:
+  """Accuracy at 0.5 (as training prints it) and at the validation threshold, labelled."""
+  return (f"{role} accuracy: {report['accuracy_at_0.5']:.4f} at threshold 0.5, "
+          f"{report['accuracy']:.4f} at the validation threshold "
+          f"{report['threshold']:.4f}")
+
+
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
   checkpointing.quiet_orbax_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  except checkpointing.CheckpointError as e:
-    sys.exit(f"error: {e}")
+  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
   run_data = input_pipeline.load_data(predictor.config, cache="memory")
   threshold, val_balanced = choose_threshold(predictor, run_data["validation"])
   data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data
@@ -137,6 +143,7 @@ def main(argv):
     f.write(metrics.report_markdown(report))
   metrics.plot_report(report, prefix + ".png")
   print(metrics.report_markdown(report))
+  print(accuracy_line(role, report))
   outputs = [prefix + ext for ext in (".json", ".md", ".png")]
   if FLAGS.robustness:
     rows = robustness_report(predictor, data[role], threshold, FLAGS.seed)
@@ -146,8 +153,11 @@ def main(argv):
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 
 
+def run() -> None:
+  """Console-script entry point (`fakeface-evaluate`)."""
+  cli.run(main, name="fakeface-evaluate", doc=__doc__, define_flags=define_flags,
+          required=("workdir",))
+
+
 if __name__ == "__main__":
-  cpu_runtime.reexec_with_huge_pages()
-  define_flags()
-  flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  run()

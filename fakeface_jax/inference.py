@@ -120,8 +120,12 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
   """Loads a run directory written by `train.train_and_evaluate`, without writing to it.
 
   Damaged checkpoints are skipped with a warning; `CheckpointError` (one line) when the
-  config or every checkpoint is unusable.
+  workdir does not exist, or its config or every checkpoint is unusable.
   """
+  if not os.path.isdir(workdir):
+    raise checkpointing.CheckpointError(
+        f"run directory {workdir} does not exist; give the --workdir of a run trained "
+        "with fakeface-train")
   config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
   step = _checkpoint_step(workdir, checkpoint)
   state = checkpointing.restore_state_here(workdir, step)

@@ -1,6 +1,6 @@
 r"""Input-pipeline throughput: images/s delivered as training batches, streamed and cached.
 
-  python -m fakeface_jax.input_benchmark --config configs/cnn.py \
+  fakeface-input-benchmark --config configs/cnn.py \
       --config.data.name=real_vs_fake_140k \
       --config.data.manual_dir=../shared/data/real_vs_fake_140k
 
@@ -20,10 +20,10 @@ import statistics
 import time
 
 import jax
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from fakeface_jax import cli
 from fakeface_jax.data import input_pipeline
 
 FLAGS = flags.FLAGS
@@ -67,13 +67,16 @@ def benchmark(config, repeats: int) -> dict:
   }
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
   print(json.dumps(benchmark(FLAGS.config, FLAGS.repeats)))
 
 
+def run() -> None:
+  """Console-script entry point (`fakeface-input-benchmark`)."""
+  cli.run(main, name="fakeface-input-benchmark", doc=__doc__, define_flags=define_flags,
+          required=("config",))
+
+
 if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["config"])
-  app.run(main)
+  run()

@@ -1,6 +1,6 @@
 r"""Runs a named grid of configs and tabulates them the way the studies did.
 
-  python -m fakeface_jax.sweep --sweep configs/sweeps/study1.py --workdir runs/study1 \
+  fakeface-sweep --sweep configs/sweeps/study1.py --workdir runs/study1 \
       --set data.manual_dir=../shared/data/real_vs_fake_140k [--max_epochs 100]
 
 A sweep file's `get_config()` returns `name` and `runs`: each run is a dict with a
@@ -35,7 +35,8 @@ from absl import flags
 from absl import logging
 
 from fakeface_jax import checkpointing
-from fakeface_jax import cpu_runtime
+from fakeface_jax import cli
+from fakeface_jax import config_checks
 from fakeface_jax import reporting
 from fakeface_jax import rundir
 from fakeface_jax import train
@@ -58,11 +59,16 @@ def define_flags() -> None:
   flags.DEFINE_list("only", [], "Run only these run names.")
 
 
+class UnknownKeyError(config_checks.ConfigError, KeyError):
+  """An override names no config field (a KeyError too, as for a ConfigDict)."""
+  __str__ = Exception.__str__  # KeyError's would print the message in quotes.
+
+
 def _load_module(path: str):
   spec = importlib.util.spec_from_file_location(
       f"_fakeface_config_{abs(hash(path))}", path)
-  if spec is None or spec.loader is None:
-    raise ValueError(f"cannot load config file {path}")
+  if not os.path.isfile(path) or spec is None or spec.loader is None:
+    raise config_checks.ConfigError(f"cannot load config file {path}: no such Python file")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -88,9 +94,9 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
     *parents, leaf = key.split(".")
     node = config
     for parent in parents:
-      node = node[parent]
-    if leaf not in node:
-      raise KeyError(f"unknown config key {key!r}")
+      node = node.get(parent) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise UnknownKeyError(f"unknown config key {key!r}")
     node[leaf] = value
 
 
@@ -199,7 +205,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, sets: dict[str, An
   runs = [run for run in sweep.runs if not only or run["name"] in only]
   unknown = set(only or ()) - {run["name"] for run in sweep.runs}
   if unknown:
-    raise ValueError(f"--only names unknown runs {sorted(unknown)}")
+    raise config_checks.ConfigError(f"--only names unknown runs {sorted(unknown)}")
   rows = []
   for i, run in enumerate(runs, 1):
     logging.info("=== Sweep %s: run %d/%d (%s).", sweep.name, i, len(runs), run["name"])
@@ -208,9 +214,8 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, sets: dict[str, An
   return rows
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
   checkpointing.quiet_orbax_logging()
   sets = {}
   for item in FLAGS.set:
@@ -224,8 +229,11 @@ def main(argv):
   print(f"wrote {FLAGS.workdir}/results.md, results.csv, overview.png", file=sys.stderr)
 
 
+def run() -> None:
+  """Console-script entry point (`fakeface-sweep`)."""
+  cli.run(main, name="fakeface-sweep", doc=__doc__, define_flags=define_flags,
+          required=("sweep", "workdir"))
+
+
 if __name__ == "__main__":
-  cpu_runtime.reexec_with_huge_pages()
-  define_flags()
-  flags.mark_flags_as_required(["sweep", "workdir"])
-  app.run(main)
+  run()

@@ -181,6 +181,8 @@ def test_missing_or_empty_manual_dir_says_what_to_download(tmp_path, name, probl
           "image_folder": "real/ and fake/"}[name]
   with pytest.raises(datasets.DatasetError, match=hint):
     datasets.prepare(config.data)
+  # Checked before TFDS runs: nothing is created under the data_dir.
+  assert not (tmp_path / "tfds").exists()
 
 
 def test_unknown_difficulty_is_a_config_error(tmp_path):

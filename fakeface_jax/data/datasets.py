@@ -8,7 +8,9 @@ point: only `download_and_prepare` and random-access data sources are used.
 from __future__ import annotations
 
 import functools
+import logging as std_logging
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,27 @@ ROLE_SPLITS = {
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
 
 
+class _TfdsNoiseFilter(std_logging.Filter):
+  """Drops TFDS's warnings that every run of a custom builder gets (its config is
+  custom by design; a not-yet-prepared folder has no dataset_info.json)."""
+
+  NOISE = ("Using custom data configuration: %s", "Variant folder %s has no %s")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.msg not in self.NOISE
+
+
+_TFDS_NOISE_FILTER = _TfdsNoiseFilter()
+
+
+def quiet_tfds() -> None:
+  """Silences TFDS's per-run noise; progress bars stay only on a terminal, where their
+  escape codes do not end up in logs. Other warnings are kept."""
+  logging.get_absl_logger().addFilter(_TFDS_NOISE_FILTER)  # Added once: same object.
+  if not sys.stderr.isatty():
+    tfds.disable_progress_bar()
+
+
 def data_dir(data_config: Any) -> str:
   return os.path.expanduser(data_config.get("data_dir") or DEFAULT_DATA_DIR)
 
@@ -49,8 +72,12 @@ def prepare(data_config: Any) -> tfds.core.DatasetBuilder:
   that do not decode are left out, listed in the prepared data's `bad_files.json`, and
   counted in a warning on every run.
   """
+  quiet_tfds()
   builder = BUILDERS[data_config.name](data_config, data_dir(data_config))
   if jax.process_index() == 0 and not builder.is_prepared():
+    if isinstance(builder, folders.FolderBuilder):
+      # Before TFDS announces the preparation or creates any folder under the data_dir.
+      builder.check_download()
     logging.info("Preparing dataset %s into %s (once).", builder.info.full_name,
                  builder.data_dir)
     builder.download_and_prepare(

@@ -1,0 +1,62 @@
+r"""Trains and evaluates a fake-face detector from a config file (`fakeface-train`).
+
+  fakeface-train --config configs/default.py --workdir runs/default
+  fakeface-train --config configs/mlp.py:gray,taper --workdir runs/mlp --config.num_epochs=5
+  fakeface-train --config configs/detector.py --workdir runs/cv --folds 5 \
+      --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
+      --config.data.validation_fraction=0.1
+
+`python main.py` is the same command. On several hosts (GPU nodes, a TPU pod slice) run
+the same command on every host with `--distributed`; see the README.
+"""
+
+import jax
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fakeface_jax import checkpointing
+from fakeface_jax import cli
+from fakeface_jax import crossval
+from fakeface_jax import train
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the command line; called by the entry point, not on import."""
+  config_flags.DEFINE_config_file("config", None, "Training config file (configs/*.py).",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+  flags.DEFINE_integer("folds", 0, "Cross-validate instead: train fold k of this many in "
+                       "WORKDIR/fold_k and summarise them in WORKDIR/crossval.md.")
+  flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first. On "
+                    "TPU pods, SLURM and Kubernetes the other flags are detected "
+                    "automatically.")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (--distributed).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (--distributed).")
+  flags.DEFINE_integer("process_id", None, "This process's index (--distributed).")
+
+
+def main(argv: list[str]) -> None:
+  del argv  # No positional arguments (cli.run checks).
+  checkpointing.quiet_orbax_logging()
+  if FLAGS.distributed:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
+               jax.process_count(), jax.devices())
+  if FLAGS.folds:
+    crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
+  else:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+def run() -> None:
+  """Console-script entry point (`fakeface-train`, and `python main.py`)."""
+  cli.run(main, name="fakeface-train", doc=__doc__, define_flags=define_flags,
+          required=("config", "workdir"))
+
+
+if __name__ == "__main__":
+  run()
