@@ -98,7 +98,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def write_summary(summary: dict[str, Any], workdir: str) -> list[str]:
-  paths = [os.path.join(workdir, rundir.CROSSVAL_PREFIX + ext) for ext in (".json", ".md", ".png")]
+  prefix = os.path.join(workdir, rundir.CROSSVAL_PREFIX)
+  paths = [prefix + ext for ext in (".json", ".md", ".png")]
   with open(paths[0], "w") as f:
     json.dump(summary, f, indent=2)
   with open(paths[1], "w") as f:
@@ -107,7 +108,7 @@ def write_summary(summary: dict[str, Any], workdir: str) -> list[str]:
   reporting.plot_bars([f"fold {r['fold']}" for r in folds] + ["mean"],
                       {m: [r[m] for r in folds] + [summary["summary"][m]["mean"]]
                        for m in ("accuracy", "roc_auc")},
-                      paths[2], title=f"{summary['num_folds']}-fold cross-validation")
+                      paths[2], title=f"{summary['num_folds']}-fold cross-validation", chance=0.5)
   return paths
 
 

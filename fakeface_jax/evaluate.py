@@ -99,7 +99,7 @@ def write_robustness(rows: list[dict[str, Any]], prefix: str) -> list[str]:
   reporting.plot_bars([r["degradation"] for r in rows],
                       {"accuracy": [r["accuracy"] for r in rows],
                        "ROC AUC": [r["roc_auc"] for r in rows]},
-                      paths[3], title="Robustness to degradations")
+                      paths[3], title="Robustness to degradations", chance=0.5)
   return paths
 
 
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> None:
     json.dump(report, f, indent=2)
   with open(prefix + ".md", "w") as f:
     f.write(metrics.report_markdown(report))
-  metrics.plot_report(report, prefix + ".png")
+  metrics.plot_report(report, prefix + ".png", split=name)
   print(metrics.report_markdown(report))
   print(accuracy_line(role, report))
   outputs = [prefix + ext for ext in (".json", ".md", ".png")]

@@ -139,7 +139,8 @@ def _saved_row(run_dir: str, config: ml_collections.ConfigDict) -> dict | None:
   return saved["row"] if saved["config"] == json.loads(config.to_json_best_effort()) else None
 
 
-def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any], max_epochs: int | None) -> dict:
+def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any],
+            max_epochs: int | None) -> dict:
   run_dir = os.path.join(workdir, run["name"])
   config, note = run_config(run, sets, max_epochs)
   batch_note = fit_batch_to_data(config)
