@@ -25,6 +25,10 @@ LOCK_FILE = "train.lock"                 # Held while a process trains in the wo
 EVALUATION_DIR = "evaluation"            # fakeface_jax.evaluate's reports.
 ANALYSIS_DIR = "analysis"                # fakeface_jax.analysis's figures.
 SWEEP_ROW_JSON = "row.json"              # A finished sweep run's table row.
+SWEEP_RESULTS_MD = "results.md"          # A sweep's table, and as CSV:
+SWEEP_RESULTS_CSV = "results.csv"
+SWEEP_OVERVIEW_PNG = "overview.png"      # Validation accuracy against epoch, every run.
+LEARNING_CURVE_PREFIX = "learning_curve" # learning_curve.{json,md,png} of a sweep.
 CROSSVAL_PREFIX = "crossval"             # crossval.{json,md,png}: the folds' summary.
 
 

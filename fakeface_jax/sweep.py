@@ -37,6 +37,7 @@ from absl import logging
 from fakeface_jax import checkpointing
 from fakeface_jax import cli
 from fakeface_jax import config_checks
+from fakeface_jax import learning_curve
 from fakeface_jax import reporting
 from fakeface_jax import rundir
 from fakeface_jax import train
@@ -45,7 +46,8 @@ from fakeface_jax.data import selection
 
 FLAGS = flags.FLAGS
 COLUMNS = ("run", "model", "epochs", "node_structure", "train_accuracy", "val_accuracy",
-           "test_accuracy", "images", "batch_size", "grayscale", "wall_s", "reported", "note")
+           "test_accuracy", "test_roc_auc", "images", "batch_size", "grayscale", "wall_s",
+           "reported", "note")
 
 
 def define_flags() -> None:
@@ -160,12 +162,15 @@ def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any],
       "train_accuracy": results["train_accuracy"],
       "val_accuracy": results["val_accuracy"],
       "test_accuracy": results["test_accuracy"],
+      "test_roc_auc": results.get("test_roc_auc"),
       "images": results["num_train"],
       "batch_size": config.batch_size,
       "grayscale": config.data.grayscale,
       "wall_s": round(time.perf_counter() - start, 1),
       "reported": run.get("reported", None),
       "note": "; ".join(n for n in (note, batch_note) if n),
+      # A learning-curve point (configs/sweeps/learning_curve.py); not a table column.
+      "curve": run.get("curve"),
   }
   with open(os.path.join(run_dir, rundir.SWEEP_ROW_JSON), "w") as f:
     json.dump({"config": json.loads(config.to_json_best_effort()), "row": row}, f, indent=2)
@@ -174,18 +179,18 @@ def run_one(run: dict[str, Any], workdir: str, sets: dict[str, Any],
 
 def write_tables(rows: list[dict], workdir: str, title: str) -> list[str]:
   paths = [os.path.join(workdir, name) for name in
-           ("results.md", "results.csv", "overview.png")]
+           (rundir.SWEEP_RESULTS_MD, rundir.SWEEP_RESULTS_CSV, rundir.SWEEP_OVERVIEW_PNG)]
   def cell(key, value):
     if value is None:
       return "-"
     if isinstance(value, float):
       return f"{value:.1f}" if key == "wall_s" else f"{value:.4f}"
     return value
-  formatted = [{k: cell(k, v) for k, v in row.items()} for row in rows]
+  formatted = [{k: cell(k, row.get(k)) for k in COLUMNS} for row in rows]
   with open(paths[0], "w") as f:
     f.write(f"# {title}\n\n" + reporting.markdown_table(formatted))
   with open(paths[1], "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
   curves = {}
@@ -197,7 +202,7 @@ def write_tables(rows: list[dict], workdir: str, title: str) -> list[str]:
                           [float(e["val_accuracy"]) for e in epochs])
   reporting.plot_lines(curves, paths[2], title=f"{title}: validation accuracy",
                        xlabel="epoch", ylabel="validation accuracy")
-  return paths
+  return paths + learning_curve.write(rows, workdir)
 
 
 def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, sets: dict[str, Any],
@@ -225,9 +230,9 @@ def main(argv: list[str]) -> None:
       raise app.UsageError(f"--set takes KEY=VALUE, got {item!r}")
     sets[key] = _parse_value(value)
   run_sweep(load_config(FLAGS.sweep), FLAGS.workdir, sets, FLAGS.max_epochs, FLAGS.only)
-  with open(os.path.join(FLAGS.workdir, "results.md")) as f:
+  with open(os.path.join(FLAGS.workdir, rundir.SWEEP_RESULTS_MD)) as f:
     print(f.read())
-  print(f"wrote {FLAGS.workdir}/results.md, results.csv, overview.png", file=sys.stderr)
+  print(f"wrote the tables and figures in {FLAGS.workdir}", file=sys.stderr)
 
 
 def run() -> None:

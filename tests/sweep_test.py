@@ -56,8 +56,23 @@ def test_unknown_override_key_fails():
 
 
 def test_study_grids_load_with_valid_configs():
-  for path in ("configs/sweeps/study1.py", "configs/sweeps/study2.py"):
+  for path in ("configs/sweeps/study1.py", "configs/sweeps/study2.py",
+               "configs/sweeps/learning_curve.py"):
     grid = sweep.load_config(path)
     assert grid.runs and len({r["name"] for r in grid.runs}) == len(grid.runs)
     for run in grid.runs:
       sweep.run_config(run, {"data.manual_dir": "/data"}, None)
+
+
+def test_learning_curve_grid_has_three_seeds_below_2k_and_reads_valid_for_test():
+  grid = sweep.load_config("configs/sweeps/learning_curve.py:lfw_faceswap,detector")
+  points = [(r["curve"]["train_size"], r["curve"]["seed"]) for r in grid.runs]
+  assert points == [(250, 0), (250, 1), (250, 2), (500, 0), (500, 1), (500, 2),
+                    (1000, 0), (1000, 1), (1000, 2), (2000, 0), (4000, 0), ("all", 0)]
+  config, _ = sweep.run_config(grid.runs[0], {}, None)
+  assert config.data.train_examples_per_class == 125
+  assert config.data.validation_fraction == 0.1
+  # The detector reads lfw_faceswap at its native 224 px and JPEG quality 90.
+  assert (config.data.image_size, config.model.jpeg_quality) == (224, 90)
+  with pytest.raises(ValueError, match="unknown \\['imagenet'\\]"):
+    sweep.load_config("configs/sweeps/learning_curve.py:imagenet")
