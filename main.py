@@ -23,6 +23,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import cpu_runtime
 from fakeface_jax import crossval
 from fakeface_jax import train
+from fakeface_jax import workdir_lock
 from fakeface_jax.data import datasets
 
 FLAGS = flags.FLAGS
@@ -66,7 +67,7 @@ def main(argv):
     else:
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (config_checks.ConfigError, datasets.DatasetError, checkpointing.CheckpointError,
-          train.NonFiniteLossError, train.Preempted) as e:
+          train.NonFiniteLossError, train.Preempted, workdir_lock.WorkdirBusy) as e:
     sys.exit(f"error: {e}")
 
 

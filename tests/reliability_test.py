@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -20,6 +21,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax import train
+from fakeface_jax import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -338,3 +340,38 @@ def test_workdir_of_a_different_model_is_rejected(tiny_config, tmp_path):
   tiny_config.model.features = (8, 8, 8, 8)
   tiny_config.model.conv_impl = "xla"  # Same parameters: resuming is fine.
   config_checks.check_workdir(tiny_config, workdir)
+
+
+# ---------------------------------------------------------------------------------------
+# The workdir lock.
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_second_training_in_a_busy_workdir_is_refused_in_one_line(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  with workdir_lock.hold(workdir):
+    with pytest.raises(workdir_lock.WorkdirBusy,
+                       match=f"is in use: pid {os.getpid()} on .* is training in it") as info:
+      train.train_and_evaluate(tiny_config, workdir)
+  assert "\n" not in str(info.value)
+  assert not os.path.exists(os.path.join(workdir, rundir.CHECKPOINTS_DIR))
+
+
+_HOLD_LOCK = ("import sys, time; from fakeface_jax import workdir_lock\n"
+              "with workdir_lock.hold(sys.argv[1]):\n"
+              "  print('locked', flush=True); time.sleep(600)")
+
+
+def test_a_lock_left_by_a_killed_run_does_not_block_the_next(tmp_path):
+  workdir = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, workdir], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline() == "locked\n"
+  with pytest.raises(workdir_lock.WorkdirBusy, match=f"pid {holder.pid} on"):
+    with workdir_lock.hold(workdir):
+      pass
+  holder.kill()
+  holder.communicate()
+  assert os.path.exists(os.path.join(workdir, rundir.LOCK_FILE))
+  with workdir_lock.hold(workdir):
+    pass
