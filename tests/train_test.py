@@ -260,7 +260,8 @@ def test_rerunning_a_finished_run_returns_its_saved_results_without_loading_data
 
   monkeypatch.setattr(train.input_pipeline, "load_data", fail)
   monkeypatch.setattr(train, "_setup", fail)
-  with caplog.at_level("INFO"):
+  # On absl's logger: earlier tests may have set its verbosity to warnings.
+  with caplog.at_level("INFO", logger="absl"):
     assert train.train_and_evaluate(tiny_config, workdir) == results
   assert ("Run complete: 2/2 epochs, best step "
           f"{results['best_step']}; raise --config.num_epochs to train further") in caplog.text
