@@ -348,7 +348,9 @@ def _stop(stop: preemption.StopRequest, state: TrainState,
 def _stop_in_epoch(run: _Run, state: TrainState, progress: checkpointing.Progress,
                    stop: preemption.StopRequest) -> NoReturn:
   """Checkpoints a stop before the epoch's end (or before its validation) and stops."""
-  run.checkpoints.save(int(state.step), state, progress.to_json())
+  # A run resumed before a validation and stopped again during it has this checkpoint.
+  if int(state.step) not in run.checkpoints.manager.all_steps():
+    run.checkpoints.save(int(state.step), state, progress.to_json())
   _stop(stop, state, run.checkpoints)
 
 

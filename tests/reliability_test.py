@@ -150,6 +150,11 @@ def test_stop_anywhere_in_an_epoch_checkpoints_that_step_and_resumes_to_identica
   # The stop did not wait for the validation: no epoch was logged.
   assert (tmp_path / "stopped" / rundir.METRICS_JSONL).read_text() == ""
   monkeypatch.undo()
+  if when == "during validation":  # Resumed, and stopped again before validating.
+    send_stop_during_first_validation(monkeypatch)
+    with pytest.raises(train.Preempted, match=f"stopped by {name} at step 4"):
+      train.train_and_evaluate(tiny_config, workdir)
+    monkeypatch.undo()
   train.train_and_evaluate(tiny_config, workdir)
   assert final_params_digest(workdir) == final_params_digest(finished_tiny_run[0])
   with open(os.path.join(workdir, rundir.METRICS_JSONL)) as f:
