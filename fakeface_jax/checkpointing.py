@@ -198,13 +198,15 @@ def _metric(metrics: Any) -> float | None:
   return float(value) if isinstance(value, (int, float)) else None
 
 
-def read_progress(workdir: str, step: int) -> Progress | None:
-  """The progress record of a step that `usable_steps` returned, read without Orbax."""
-  step_dir = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINTS_DIR, str(step))
-  try:
-    return Progress.from_json(_read_json(step_dir, os.path.join("meta", "metadata")))
-  except (_Damaged, KeyError, TypeError):
+def newest_progress(workdir: str) -> Progress | None:
+  """The progress record of a run's newest step, read without Orbax or warnings; None
+  if there is no step, or any damage (which training then sets aside, saying so)."""
+  directory = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINTS_DIR)
+  steps = [int(name) for name in _listdir(directory) if name.isdigit()]
+  if not steps or find_damaged(directory):
     return None
+  return Progress.from_json(
+      _read_json(os.path.join(directory, str(max(steps))), os.path.join("meta", "metadata")))
 
 
 def best_step(directory: str, steps: list[int]) -> int | None:

@@ -535,10 +535,9 @@ def finished_results(config: Any, workdir: str) -> dict[str, Any] | None:
     tested_after = os.path.getmtime(paths[1]) >= os.path.getmtime(paths[0])
   except (OSError, ValueError):
     return None
-  steps = checkpointing.usable_steps(workdir) if tested_after else []
-  if not (config.resume and steps and "test_accuracy_at_threshold" in results
+  if not (config.resume and tested_after and "test_accuracy_at_threshold" in results
           and saved_config == json.loads(config.to_json_best_effort())
-          and checkpointing.read_progress(workdir, steps[0])
+          and checkpointing.newest_progress(workdir)
           == checkpointing.Progress(config.num_epochs)):
     return None
   logging.info("Run complete: %d/%d epochs, best step %d; raise --config.num_epochs to "
