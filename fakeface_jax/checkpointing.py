@@ -24,6 +24,7 @@ rename and the rename before a save counts as finished.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging as std_logging
 import os
@@ -47,9 +48,32 @@ TMP_SUFFIX = ".orbax-checkpoint-tmp"
 COMMIT_FILE = "commit_success.txt"
 COMMIT_TEXT = "Checkpoint commit was successful to "
 METRICS_FILE = os.path.join("metrics", "metrics")
-META_KEYS = frozenset({"epoch", "step_in_epoch", "totals"})
 # config.model keys renamed since runs were saved, so that older runs still load.
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where training stood at a checkpoint; saved as the checkpoint's JSON `meta` item.
+
+  `epoch` epochs are trained and validated, and `step_in_epoch` steps of the next one
+  are trained, with `totals` its running metric sums (None at an epoch's start). A
+  stop after an epoch's last step, or during its validation, saves `step_in_epoch`
+  equal to the steps of an epoch: that epoch is trained but still to be validated.
+  """
+  epoch: int = 0
+  step_in_epoch: int = 0
+  totals: dict[str, float] | None = None
+
+  def to_json(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, meta: dict[str, Any]) -> Progress:
+    return cls(**{key: meta[key] for key in META_KEYS})
+
+
+META_KEYS = frozenset(field.name for field in dataclasses.fields(Progress))
 
 
 class CheckpointError(errors.UserError, RuntimeError):
@@ -174,6 +198,17 @@ def _metric(metrics: Any) -> float | None:
   return float(value) if isinstance(value, (int, float)) else None
 
 
+def newest_progress(workdir: str) -> Progress | None:
+  """The progress record of a run's newest step, read without Orbax or warnings; None
+  if there is no step, or any damage (which training then sets aside, saying so)."""
+  directory = os.path.join(os.path.abspath(workdir), rundir.CHECKPOINTS_DIR)
+  steps = [int(name) for name in _listdir(directory) if name.isdigit()]
+  if not steps or find_damaged(directory):
+    return None
+  return Progress.from_json(
+      _read_json(os.path.join(directory, str(max(steps))), os.path.join("meta", "metadata")))
+
+
 def best_step(directory: str, steps: list[int]) -> int | None:
   """The step of `steps` with the best validation accuracy, the newest on ties (as
   Orbax picks); the newest step if none was saved with metrics."""
@@ -279,7 +314,12 @@ class Checkpoints:
                   reverse=True)
 
   def save(self, step: int, state: Any, meta: dict[str, Any],
-           metrics: dict[str, float] | None = None) -> None:
+           metrics: dict[str, float] | None = None, *, replace: bool = False) -> None:
+    """Saves `step`; with `replace`, first deletes a checkpoint already saved at `step`
+    (Orbax refuses to save a step twice): a stop's checkpoint of an epoch not yet
+    validated, which the epoch's own checkpoint supersedes."""
+    if replace and step in self.manager.all_steps():
+      self.manager.delete(step)
     self.manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -2,8 +2,9 @@
 
 Schedulers preempt jobs with SIGTERM and people stop them with Ctrl-C; either way the
 train loop should save where it is instead of dying between checkpoints. Inside
-`catch_stop_signals()` the first signal only sets a flag the loop polls; a second one
-restores the default behaviour so a stuck process can still be interrupted. The processes
+`catch_stop_signals(plan)` the first signal is acknowledged at once (a warning saying
+`plan`, what the loop will do) and sets a flag the loop polls; a second one restores
+the default behaviour so a stuck process can still be interrupted. The processes
 of a multi-host run agree on the flag where they synchronise (`train`), so a signal that
 reaches one of them stops all of them at the same step.
 """
@@ -14,6 +15,8 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+
+from absl import logging
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -33,7 +36,8 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def catch_stop_signals() -> Iterator[StopRequest]:
+def catch_stop_signals(plan: str) -> Iterator[StopRequest]:
+  """Turns the first stop signal into a set `StopRequest`, acknowledged with `plan`."""
   request = StopRequest()
   # Signal handlers can only be installed from the main thread; elsewhere (e.g. a
   # notebook's worker thread) signals keep their default behaviour.
@@ -45,6 +49,9 @@ def catch_stop_signals() -> Iterator[StopRequest]:
   def handler(signum, frame):
     del frame
     request.name = signal.Signals(signum).name
+    # Waiting for a step or a checkpoint can take a while: say at once that it is coming.
+    logging.warning("stop requested (%s): %s; a second signal stops at once, without one.",
+                    request.name, plan)
     for sig, old in previous.items():
       signal.signal(sig, old)
 

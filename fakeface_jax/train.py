@@ -8,6 +8,8 @@ all-reduce. The same code runs on one CPU, several GPUs, or a TPU pod slice.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -25,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import checkpointing
+from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax import errors
 from fakeface_jax import inference
@@ -35,6 +38,7 @@ from fakeface_jax import preprocessing
 from fakeface_jax import reporting
 from fakeface_jax import rundir
 from fakeface_jax import sharding
+from fakeface_jax import workdir_lock
 from fakeface_jax.data import input_pipeline
 
 TrainState = train_state.TrainState
@@ -42,6 +46,8 @@ NO_NONFINITE_STEP = np.iinfo(np.int32).max
 # Images a data-dependent model is initialised on: enough for stable per-feature
 # statistics, few enough to initialise in seconds.
 NUM_INIT_IMAGES = 256
+# Longest wait between progress lines, so a slow epoch still shows it is alive.
+LOG_INTERVAL_S = 30.0
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):
@@ -180,12 +186,19 @@ def params_digest(params: Any) -> str:
 
 
 def evaluate(compiled_eval, params, data: input_pipeline.Split, batch_size: int,
-             data_sharding: NamedSharding) -> dict[str, Any]:
-  """Loss, accuracy, confusion matrix and per-example P(fake) over a whole split."""
+             data_sharding: NamedSharding,
+             stop: preemption.StopRequest | None = None) -> dict[str, Any] | None:
+  """Loss, accuracy, confusion matrix and per-example P(fake) over a whole split.
+
+  Returns None, unfinished, once `stop` is set: a single process need not finish a
+  validation to stop (several must, since each batch is a collective).
+  """
   losses, probs, masks = [], [], []
   for batch in input_pipeline.eval_batches(data, batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
+    if stop:
+      return None
     mask = batch["mask"]
     out = sharding.gather(compiled_eval(params, sharding.to_global(batch, data_sharding)))
     losses.append(out["loss"])
@@ -204,7 +217,7 @@ def evaluate(compiled_eval, params, data: input_pipeline.Split, batch_size: int,
 
 
 # ----------------------------------------------------------------------------------------
-# The loop.
+# The loop's parts.
 # ----------------------------------------------------------------------------------------
 
 
@@ -222,34 +235,74 @@ def _check_finite(totals: dict[str, np.ndarray]) -> None:
         "kept. Lower config.learning_rate or check the data.")
 
 
+def _host_totals(totals: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+  """The epoch's running sums on the host, checked to be finite before any use."""
+  host_totals = jax.device_get(totals)
+  _check_finite(host_totals)
+  return host_totals
+
+
 def _mean_metrics(totals: dict[str, np.ndarray]) -> tuple[float, float]:
   count = max(int(totals["count"]), 1)
   return float(totals["loss_sum"]) / count, float(totals["correct"]) / count
 
 
 class _Throughput:
-  """Images/s and ETA, timed from the end of the first (compiling) step of the run."""
+  """Images/s, ETA, and whether a progress line is due.
 
-  def __init__(self, total_steps: int, batch_size: int):
+  Rates are timed from the end of the run's first step, which compiles; a resumed run
+  compiles again, so its first step is left out too.
+  """
+
+  def __init__(self, total_steps: int, batch_size: int, clock=time.perf_counter):
     self.steps_left = total_steps
     self.batch_size = batch_size
+    self.clock = clock
     self.start: float | None = None
     self.images = 0
+    self.last_line = clock()
 
   def step_done(self, state: Any) -> None:
     self.steps_left -= 1
     if self.start is None:
       jax.block_until_ready(state)
-      self.start = time.perf_counter()
+      self.start = self.clock()
     else:
       self.images += self.batch_size
 
+  def line_due(self) -> bool:
+    """Whether LOG_INTERVAL_S passed since the last line. Each process asks its own
+    clock: a line needs no agreement between processes (stopping does)."""
+    return self.clock() - self.last_line >= LOG_INTERVAL_S
+
   def summary(self) -> str:
+    self.last_line = self.clock()
     if not self.images:
       return "compiled"
-    rate = self.images / (time.perf_counter() - self.start)
+    rate = self.images / (self.last_line - self.start)
     eta = _format_duration(self.steps_left * self.batch_size / rate)
     return f"{rate:.0f} img/s | ETA {eta}"
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the parts of the loop share: the run's config, data, steps and outputs."""
+  config: Any
+  workdir: str
+  data: dict[str, input_pipeline.Split]
+  steps_per_epoch: int
+  replicated: NamedSharding
+  data_sharding: NamedSharding
+  augment_key: jax.Array
+  compiled_train: Any
+  compiled_eval: Any
+  checkpoints: checkpointing.Checkpoints
+  log: reporting.MetricsLog | None = None
+
+  def evaluate(self, params: Any, role: str,
+               stop: preemption.StopRequest | None = None) -> dict[str, Any] | None:
+    return evaluate(self.compiled_eval, params, self.data[role],
+                    self.config.eval_batch_size, self.data_sharding, stop)
 
 
 def _stop_anywhere(stop: preemption.StopRequest) -> bool:
@@ -259,16 +312,28 @@ def _stop_anywhere(stop: preemption.StopRequest) -> bool:
   point of training), so all of them stop at the same step even when the scheduler's
   signal reaches them at different times, or reaches only one.
   """
+  if jax.process_count() == 1:
+    return bool(stop)
   return bool(np.any(sharding.gather(np.array([bool(stop)], np.int32))))
 
 
-def _stop_after_step(stop: preemption.StopRequest, step_in_epoch: int, config: Any) -> bool:
-  """Whether to stop after this step: after any step in a single process; in several,
-  only at the steps where they synchronise anyway to log, which all of them reach
-  together, rather than with a collective every step."""
-  if jax.process_count() > 1 and step_in_epoch % config.log_every_steps:
+def _stop_after_step(stop: preemption.StopRequest, step_in_epoch: int, run: _Run) -> bool:
+  """Whether to stop after this step: after any step in a single process. Several
+  processes agree only where they synchronise anyway to log, rather than with a
+  collective every step, and after an epoch's last step only once it is validated."""
+  if jax.process_count() == 1:
+    return bool(stop)
+  if step_in_epoch % run.config.log_every_steps or step_in_epoch == run.steps_per_epoch:
     return False
   return _stop_anywhere(stop)
+
+
+def _stop_plan(config: Any) -> str:
+  """What a stop signal will do, for its acknowledgement."""
+  if jax.process_count() == 1:
+    return "stopping after this step with a checkpoint"
+  return (f"stopping with a checkpoint where the {jax.process_count()} processes next "
+          f"agree (every {config.log_every_steps} steps and at each epoch's end)")
 
 
 def _stop(stop: preemption.StopRequest, state: TrainState,
@@ -280,147 +345,250 @@ def _stop(stop: preemption.StopRequest, state: TrainState,
       f"in {checkpoints.directory}; rerun the same command to resume")
 
 
-def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
-  """Trains, checkpoints and evaluates the configured model; returns the test metrics.
+def _stop_in_epoch(run: _Run, state: TrainState, progress: checkpointing.Progress,
+                   stop: preemption.StopRequest) -> NoReturn:
+  """Checkpoints a stop before the epoch's end (or before its validation) and stops."""
+  # A run resumed before a validation and stopped again during it has this checkpoint.
+  if int(state.step) not in run.checkpoints.manager.all_steps():
+    run.checkpoints.save(int(state.step), state, progress.to_json())
+  _stop(stop, state, run.checkpoints)
 
-  Resumes from the newest usable checkpoint in `workdir`. A stop signal saves a
-  checkpoint after the current step and raises `Preempted`; one that arrives after an
-  epoch's last step, or during its validation, lets the validation finish first so
-  the checkpoint is that epoch's regular one.
-  """
-  # --- Setup: everything that can fail on a bad config fails here, before any output.
-  config_checks.check_config(config)
-  config_checks.check_workdir(config, workdir)
-  data = input_pipeline.load_data(config)
-  config_checks.check_dataset_size(config, len(data["train"]))
+
+def _in_epoch(epoch: int, step_in_epoch: int,
+              host_totals: dict[str, np.ndarray]) -> checkpointing.Progress:
+  """Progress `step_in_epoch` steps into epoch `epoch` (counted from 1)."""
+  return checkpointing.Progress(epoch - 1, step_in_epoch,
+                                {k: v.item() for k, v in host_totals.items()})
+
+
+def _setup(config: Any, workdir: str, data: dict[str, input_pipeline.Split]
+           ) -> tuple[_Run, TrainState]:
+  """The model's initial state, the compiled steps and the run's checkpoints."""
   model = models.create_model(config.model)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
   tx = optimizer(config, steps_per_epoch)
-
   mesh = sharding.make_mesh()
   replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
-  image_shape = data["train"].image_shape
   init_images = (initialisation_images(data["train"], config.augment, config.seed,
                                        jax.random.fold_in(init_key, 1))
                  if model.initialises_from_data else None)
-  state = jax.device_put(create_train_state(init_key, model, image_shape, tx, init_images),
-                         replicated)
-  compiled_train = jax.jit(
-      functools.partial(train_step, **config.augment.device),
-      out_shardings=(replicated, replicated), donate_argnums=(0, 1))
-  compiled_eval = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn))
+  state = jax.device_put(create_train_state(init_key, model, data["train"].image_shape, tx,
+                                            init_images), replicated)
   logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
                config.model.name,
                f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
                steps_per_epoch, config.batch_size, jax.device_count())
+  run = _Run(
+      config=config, workdir=workdir, data=data, steps_per_epoch=steps_per_epoch,
+      replicated=replicated, data_sharding=NamedSharding(mesh, P("data")),
+      augment_key=augment_key,
+      compiled_train=jax.jit(functools.partial(train_step, **config.augment.device),
+                             out_shardings=(replicated, replicated),
+                             donate_argnums=(0, 1)),
+      compiled_eval=jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn)),
+      checkpoints=checkpointing.Checkpoints(workdir,
+                                            max_to_keep=config.checkpoint.max_to_keep))
+  return run, state
 
-  # --- Restore: the newest usable checkpoint, possibly taken mid-epoch.
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints = checkpointing.Checkpoints(workdir,
-                                          max_to_keep=config.checkpoint.max_to_keep)
-  meta = {"epoch": 0, "step_in_epoch": 0, "totals": None}
-  if not config.resume:
-    moved = checkpoints.set_aside()
+
+def _describe(progress: checkpointing.Progress, steps_per_epoch: int) -> str:
+  if progress.step_in_epoch == steps_per_epoch:
+    return f"epoch {progress.epoch + 1} trained, its validation still to do"
+  return (f"epoch {progress.epoch}, {progress.step_in_epoch} steps into the next"
+          if progress.step_in_epoch else f"after epoch {progress.epoch}")
+
+
+def _restore(run: _Run, state: TrainState) -> tuple[TrainState, checkpointing.Progress]:
+  """The newest usable checkpoint (possibly taken mid-epoch) and the run's files."""
+  progress = checkpointing.Progress()
+  if not run.config.resume:
+    moved = run.checkpoints.set_aside()
     if moved:
       logging.warning("config.resume=false: moved existing checkpoints to %s.", moved)
   else:
-    restored = checkpoints.restore_latest(state)
+    restored = run.checkpoints.restore_latest(state)
     if restored:
       state, meta, step = restored
-      logging.info("Resumed from %s at step %d (epoch %d, %d steps into the next).",
-                   checkpoints.directory, step, meta["epoch"], meta["step_in_epoch"])
-  checkpointing.write_config(workdir, config)
+      progress = checkpointing.Progress.from_json(meta)
+      logging.info("Resumed from %s at step %d (%s).", run.checkpoints.directory, step,
+                   _describe(progress, run.steps_per_epoch))
+  checkpointing.write_config(run.workdir, run.config)
   if jax.process_index() == 0:
-    input_pipeline.write_manifest(data, os.path.join(workdir, rundir.MANIFEST_CSV))
-  log = reporting.MetricsLog(workdir, resume_after_epoch=meta["epoch"])
+    input_pipeline.write_manifest(run.data, rundir.path(run.workdir, rundir.MANIFEST_CSV))
+  return state, progress
 
-  # --- Train.
-  throughput = _Throughput((config.num_epochs - meta["epoch"]) * steps_per_epoch
-                           - meta["step_in_epoch"], config.batch_size)
-  with preemption.catch_stop_signals() as stop:
-    for epoch in range(meta["epoch"] + 1, config.num_epochs + 1):
-      epoch_start = time.perf_counter()
-      start_step = meta["step_in_epoch"] if epoch == meta["epoch"] + 1 else 0
-      totals = jax.device_put(meta["totals"] if start_step else init_totals(), replicated)
-      batches = input_pipeline.train_batches(
-          data["train"], config.batch_size, seed=config.seed, epoch=epoch,
-          start_step=start_step, process_index=jax.process_index(),
-          process_count=jax.process_count(),
-          **config.augment.host)
-      for step_in_epoch, batch in enumerate(batches, start=start_step + 1):
-        state, totals = compiled_train(state, totals, sharding.to_global(batch, data_sharding),
-                                       augment_key)
-        throughput.step_done(state)
-        # A stop after an epoch's last step falls through to the end-of-epoch
-        # checkpoint: a mid-epoch one there would share its step number.
-        if step_in_epoch < steps_per_epoch and _stop_after_step(stop, step_in_epoch, config):
-          host_totals = jax.device_get(totals)
-          _check_finite(host_totals)
-          checkpoints.save(int(state.step), state, {
-              "epoch": epoch - 1, "step_in_epoch": step_in_epoch,
-              "totals": {k: v.item() for k, v in host_totals.items()}})
-          _stop(stop, state, checkpoints)
-        if step_in_epoch % config.log_every_steps == 0 or step_in_epoch == steps_per_epoch:
-          host_totals = jax.device_get(totals)
-          _check_finite(host_totals)
-          loss, accuracy = _mean_metrics(host_totals)
-          logging.info("epoch %d/%d step %d/%d | loss %.4f acc %.3f | %s", epoch,
-                       config.num_epochs, step_in_epoch, steps_per_epoch, loss, accuracy,
-                       throughput.summary())
 
-      # --- Validate, log and checkpoint at the end of each epoch.
-      host_totals = jax.device_get(totals)
-      _check_finite(host_totals)
-      train_loss, train_accuracy = _mean_metrics(host_totals)
-      validation = evaluate(compiled_eval, state.params, data["validation"],
-                            config.eval_batch_size, data_sharding)
-      row = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
-             "train_accuracy": train_accuracy, "val_loss": validation["loss"],
-             "val_accuracy": validation["accuracy"],
-             "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
-      log.write(row)
-      logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
-                   epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
-                   row["val_accuracy"])
-      stopping = _stop_anywhere(stop)
-      if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
-          or stopping):
-        checkpoints.save(int(state.step), state,
-                         {"epoch": epoch, "step_in_epoch": 0, "totals": None},
-                         metrics={checkpointing.BEST_METRIC: row["val_accuracy"]})
-      if stopping:
-        _stop(stop, state, checkpoints)
+def _train_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
+                 stop: preemption.StopRequest, throughput: _Throughput
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One epoch's steps from `start`; a stop checkpoints and raises `Preempted`."""
+  config = run.config
+  epoch = start.epoch + 1
+  totals = jax.device_put(start.totals if start.step_in_epoch else init_totals(),
+                          run.replicated)
+  batches = input_pipeline.train_batches(
+      run.data["train"], config.batch_size, seed=config.seed, epoch=epoch,
+      start_step=start.step_in_epoch, process_index=jax.process_index(),
+      process_count=jax.process_count(), **config.augment.host)
+  for step_in_epoch, batch in enumerate(batches, start=start.step_in_epoch + 1):
+    state, totals = run.compiled_train(state, totals,
+                                       sharding.to_global(batch, run.data_sharding),
+                                       run.augment_key)
+    throughput.step_done(state)
+    if _stop_after_step(stop, step_in_epoch, run):
+      _stop_in_epoch(run, state, _in_epoch(epoch, step_in_epoch, _host_totals(totals)),
+                     stop)
+    if (step_in_epoch % config.log_every_steps == 0
+        or step_in_epoch == run.steps_per_epoch or throughput.line_due()):
+      loss, accuracy = _mean_metrics(_host_totals(totals))
+      logging.info("epoch %d/%d step %d/%d | loss %.4f acc %.3f | %s", epoch,
+                   config.num_epochs, step_in_epoch, run.steps_per_epoch, loss, accuracy,
+                   throughput.summary())
+  return state, totals
 
-  logging.info("Final parameters (step %d) sha256 %s", int(state.step),
-               params_digest(state.params))
 
-  # --- Test with the best checkpoint by validation accuracy.
-  checkpoints.wait_until_finished()
-  best = checkpoints.best_step()
-  state, best_meta = checkpoints.restore(best, state)
-  test = evaluate(compiled_eval, state.params, data["test"], config.eval_batch_size,
-                  data_sharding)
-  validation = evaluate(compiled_eval, state.params, data["validation"],
-                        config.eval_batch_size, data_sharding)
-  threshold, val_balanced = metrics.best_threshold(data["validation"].labels,
+def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
+               totals: dict[str, jax.Array], stop: preemption.StopRequest,
+               epoch_start: float) -> None:
+  """Validates, logs and checkpoints the epoch just trained; a stop raises `Preempted`.
+
+  A single process stopped during the validation checkpoints the epoch as still to
+  validate; resumed from there, the run validates it and replaces that checkpoint
+  with the epoch's own (which has the same step).
+  """
+  config = run.config
+  epoch = start.epoch + 1
+  host_totals = _host_totals(totals)
+  validation = run.evaluate(state.params, "validation",
+                            stop if jax.process_count() == 1 else None)
+  if validation is None:
+    _stop_in_epoch(run, state, _in_epoch(epoch, run.steps_per_epoch, host_totals), stop)
+  train_loss, train_accuracy = _mean_metrics(host_totals)
+  row = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
+         "train_accuracy": train_accuracy, "val_loss": validation["loss"],
+         "val_accuracy": validation["accuracy"],
+         "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
+  run.log.write(row)
+  logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
+               epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
+               row["val_accuracy"])
+  stopping = _stop_anywhere(stop)
+  unvalidated = start.step_in_epoch == run.steps_per_epoch
+  if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
+      or stopping or unvalidated):
+    run.checkpoints.save(int(state.step), state, checkpointing.Progress(epoch).to_json(),
+                         metrics={checkpointing.BEST_METRIC: row["val_accuracy"]},
+                         replace=unvalidated)
+  if stopping:
+    _stop(stop, state, run.checkpoints)
+
+
+def _test_accuracies(results: dict[str, Any]) -> str:
+  return (f"test accuracy {results['test_accuracy']:.4f} at threshold 0.5, "
+          f"{results['test_accuracy_at_threshold']:.4f} at the validation-chosen "
+          f"threshold {results['threshold']:.4f} ({results['num_test']} images)")
+
+
+def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
+  """Tests the best checkpoint by validation accuracy; writes and returns the results."""
+  run.checkpoints.wait_until_finished()
+  best = run.checkpoints.best_step()
+  state, best_meta = run.checkpoints.restore(best, state)
+  test = run.evaluate(state.params, "test")
+  validation = run.evaluate(state.params, "validation")
+  threshold, val_balanced = metrics.best_threshold(run.data["validation"].labels,
                                                    validation["p_fake"])
+  test_labels = run.data["test"].labels
+  predictions = np.where(test["p_fake"] >= threshold, classes.FAKE, classes.REAL)
   results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
-             "confusion_matrix": test["confusion_matrix"], "num_test": len(data["test"]),
-             "val_accuracy": validation["accuracy"], "num_validation": len(data["validation"]),
-             "train_accuracy": log.rows[-1]["train_accuracy"] if log.rows else None,
-             "num_train": len(data["train"]), "best_epoch": best_meta["epoch"],
-             "best_step": best}
-  log.close()
-  checkpoints.close()
+             "confusion_matrix": test["confusion_matrix"], "num_test": len(test_labels),
+             "val_accuracy": validation["accuracy"],
+             "num_validation": len(run.data["validation"]),
+             "train_accuracy": run.log.rows[-1]["train_accuracy"] if run.log.rows else None,
+             "num_train": len(run.data["train"]), "best_epoch": best_meta["epoch"],
+             "best_step": best, "threshold": float(threshold),
+             "test_accuracy_at_threshold": metrics.accuracy(test_labels, predictions)}
+  run.log.close()
+  run.checkpoints.close()
   if jax.process_index() == 0:
-    inference.write_threshold(workdir, float(threshold), best, float(val_balanced))
-    outputs = write_outputs(workdir, log.rows, results)
-    logging.info("Test accuracy %.4f (%d images, best epoch %d). Outputs: %s",
-                 results["test_accuracy"], results["num_test"], results["best_epoch"],
-                 ", ".join(outputs))
+    inference.write_threshold(run.workdir, float(threshold), best, float(val_balanced))
+    outputs = write_outputs(run.workdir, run.log.rows, results)
+    logging.info("Best epoch %d: %s. Outputs: %s", results["best_epoch"],
+                 _test_accuracies(results), ", ".join(outputs))
   return results
+
+
+def finished_results(config: Any, workdir: str) -> dict[str, Any] | None:
+  """The saved results of a run of exactly `config` that trained and tested to the end.
+
+  Cross-validation and sweeps rerun finished runs on purpose; with these they load no
+  data and compile nothing. Any other config goes through the loop, which trains what
+  is missing (nothing, if only evaluation settings changed) and tests again.
+  """
+  paths = [rundir.path(workdir, name) for name in (rundir.CONFIG_JSON,
+                                                   rundir.TEST_METRICS_JSON)]
+  try:
+    saved_config, results = (_read_json(path) for path in paths)
+    # A run writes its config first and its results last: older results come from
+    # an earlier run, whose successor stopped before testing.
+    tested_after = os.path.getmtime(paths[1]) >= os.path.getmtime(paths[0])
+  except (OSError, ValueError):
+    return None
+  if not (config.resume and tested_after and "test_accuracy_at_threshold" in results
+          and saved_config == json.loads(config.to_json_best_effort())
+          and checkpointing.newest_progress(workdir)
+          == checkpointing.Progress(config.num_epochs)):
+    return None
+  logging.info("Run complete: %d/%d epochs, best step %d; raise --config.num_epochs to "
+               "train further. Saved results: %s.", config.num_epochs, config.num_epochs,
+               results["best_step"], _test_accuracies(results))
+  return results
+
+
+def _read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+# ----------------------------------------------------------------------------------------
+# The loop.
+# ----------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
+  """Trains, checkpoints and evaluates the configured model; returns the test metrics.
+
+  Resumes from the newest usable checkpoint in `workdir`, and returns a finished run's
+  saved results without training. A stop signal saves a checkpoint and raises
+  `Preempted`: in a single process after the current step (or during validation,
+  which the rerun then does first), in several where they next agree.
+  """
+  # --- Setup: everything that can fail on a bad config fails here, before any output.
+  config_checks.check_config(config)
+  config_checks.check_workdir(config, workdir)
+  results = finished_results(config, workdir)
+  if results is not None:
+    return results
+  data = input_pipeline.load_data(config)
+  config_checks.check_dataset_size(config, len(data["train"]))
+  # Processes other than 0 share the workdir on purpose.
+  with (workdir_lock.hold(workdir) if jax.process_index() == 0
+        else contextlib.nullcontext()):
+    run, state = _setup(config, workdir, data)
+    state, progress = _restore(run, state)
+    run.log = reporting.MetricsLog(workdir, resume_after_epoch=progress.epoch)
+    throughput = _Throughput((config.num_epochs - progress.epoch) * run.steps_per_epoch
+                             - progress.step_in_epoch, config.batch_size)
+    with preemption.catch_stop_signals(_stop_plan(config)) as stop:
+      for epoch in range(progress.epoch + 1, config.num_epochs + 1):
+        epoch_start = time.perf_counter()
+        start = progress if epoch == progress.epoch + 1 else checkpointing.Progress(epoch - 1)
+        state, totals = _train_epoch(run, state, start, stop, throughput)
+        _end_epoch(run, state, start, totals, stop, epoch_start)
+    logging.info("Final parameters (step %d) sha256 %s", int(state.step),
+                 params_digest(state.params))
+    return _final_test(run, state)
 
 
 def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:

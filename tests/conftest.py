@@ -61,6 +61,15 @@ def learned_run(tmp_path_factory, data_dir):
   return workdir, results
 
 
+@pytest.fixture(scope="session")
+def finished_tiny_run(tmp_path_factory, data_dir):
+  """(workdir, results) of one uninterrupted run of the tiny config, shared by the
+  session; tests must not write into it."""
+  workdir = str(tmp_path_factory.mktemp("finished_tiny_run"))
+  results = train.train_and_evaluate(make_tiny_config(data_dir), workdir)
+  return workdir, results
+
+
 def main_command(workdir, data_dir, *extra) -> list[str]:
   """A main.py run of a tiny config: 64 training images, 4 steps per epoch."""
   return [sys.executable, "main.py", "--config", "configs/default.py:tiny", "--workdir",

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -20,6 +21,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax import train
+from fakeface_jax import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,14 +94,14 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_dir,
   assert final_params_digest(str(workdir)) == uninterrupted_digest
 
 
-def send_stop_after_step(monkeypatch, stop_step):
-  """Makes the train loop receive SIGTERM right after global step `stop_step`."""
+def send_stop_after_step(monkeypatch, stop_step, stop_signal=signal.SIGTERM):
+  """Makes the train loop receive `stop_signal` right after global step `stop_step`."""
   step_done = train._Throughput.step_done  # pylint: disable=protected-access
 
   def step_done_then_stop(self, state):
     step_done(self, state)
     if int(state.step) == stop_step:
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), stop_signal)
 
   monkeypatch.setattr(train._Throughput, "step_done",  # pylint: disable=protected-access
                       step_done_then_stop)
@@ -116,40 +118,54 @@ def send_stop_during_first_validation(monkeypatch):
   monkeypatch.setattr(train, "evaluate", stop_then_evaluate)
 
 
-# The tiny config has 4 steps per epoch. A stop after an epoch's last step (or during
-# its validation) must not leave a mid-epoch checkpoint with the number the epoch's own
-# checkpoint then needs; a rerun once crashed on exactly that.
-@pytest.mark.parametrize("when, saved_meta", [
-    ("after step 2", {"epoch": 0, "step_in_epoch": 2}),
-    ("after step 4", {"epoch": 1, "step_in_epoch": 0}),
-    ("during validation", {"epoch": 1, "step_in_epoch": 0}),
+# The tiny config has 4 steps per epoch. A single process stops at the next step, also
+# after an epoch's last step or during its validation, without finishing the validation:
+# that checkpoint says the epoch is still to validate (step_in_epoch 4), and the rerun
+# validates it and replaces the checkpoint with the epoch's own of the same step
+# number (a rerun once crashed on saving that step twice).
+@pytest.mark.parametrize("when, stop_signal, saved_meta", [
+    ("after step 2", signal.SIGTERM, {"epoch": 0, "step_in_epoch": 2}),
+    ("after step 4", signal.SIGINT, {"epoch": 0, "step_in_epoch": 4}),
+    ("during validation", signal.SIGTERM, {"epoch": 0, "step_in_epoch": 4}),
 ])
-def test_stop_anywhere_in_an_epoch_resumes_to_identical_parameters(
-    tiny_config, tmp_path, monkeypatch, when, saved_meta):
-  train.train_and_evaluate(tiny_config, str(tmp_path / "uninterrupted"))
+def test_stop_anywhere_in_an_epoch_checkpoints_that_step_and_resumes_to_identical_parameters(
+    tiny_config, tmp_path, monkeypatch, caplog, finished_tiny_run, when, stop_signal,
+    saved_meta):
   if when == "during validation":
     send_stop_during_first_validation(monkeypatch)
   else:
-    send_stop_after_step(monkeypatch, int(when.split()[-1]))
+    send_stop_after_step(monkeypatch, int(when.split()[-1]), stop_signal)
   workdir = str(tmp_path / "stopped")
-  with pytest.raises(train.Preempted, match="stopped by SIGTERM at step"):
+  name = signal.Signals(stop_signal).name
+  with pytest.raises(train.Preempted, match=f"stopped by {name} at step"):
     train.train_and_evaluate(tiny_config, workdir)
+  assert (f"stop requested ({name}): stopping after this step with a checkpoint"
+          in caplog.text)
   directory = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   [step] = [d for d in os.listdir(directory) if d.isdigit()]
+  assert int(step) == saved_meta["step_in_epoch"]  # Epoch 1's step the signal followed.
   with open(os.path.join(directory, step, "meta", "metadata")) as f:
     meta = json.load(f)
   assert {k: meta[k] for k in saved_meta} == saved_meta
+  # The stop did not wait for the validation: no epoch was logged.
+  assert (tmp_path / "stopped" / rundir.METRICS_JSONL).read_text() == ""
   monkeypatch.undo()
+  if when == "during validation":  # Resumed, and stopped again before validating.
+    send_stop_during_first_validation(monkeypatch)
+    with pytest.raises(train.Preempted, match=f"stopped by {name} at step 4"):
+      train.train_and_evaluate(tiny_config, workdir)
+    monkeypatch.undo()
   train.train_and_evaluate(tiny_config, workdir)
-  assert final_params_digest(workdir) == final_params_digest(str(tmp_path / "uninterrupted"))
+  assert final_params_digest(workdir) == final_params_digest(finished_tiny_run[0])
+  with open(os.path.join(workdir, rundir.METRICS_JSONL)) as f:
+    assert [json.loads(line)["epoch"] for line in f] == [1, 2]
 
 
-def test_same_config_and_seed_give_identical_parameters(tiny_config, tmp_path):
-  digests = []
-  for name in ("a", "b"):
-    train.train_and_evaluate(tiny_config, str(tmp_path / name))
-    digests.append(final_params_digest(str(tmp_path / name)))
-  assert digests[0] == digests[1]
+def test_same_config_and_seed_give_identical_parameters(tiny_config, tmp_path,
+                                                         finished_tiny_run):
+  train.train_and_evaluate(tiny_config, str(tmp_path / "again"))
+  assert (final_params_digest(str(tmp_path / "again"))
+          == final_params_digest(finished_tiny_run[0]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,3 +345,38 @@ def test_workdir_of_a_different_model_is_rejected(tiny_config, tmp_path):
   tiny_config.model.features = (8, 8, 8, 8)
   tiny_config.model.conv_impl = "xla"  # Same parameters: resuming is fine.
   config_checks.check_workdir(tiny_config, workdir)
+
+
+# ---------------------------------------------------------------------------------------
+# The workdir lock.
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_second_training_in_a_busy_workdir_is_refused_in_one_line(tiny_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  with workdir_lock.hold(workdir):
+    with pytest.raises(workdir_lock.WorkdirBusy,
+                       match=f"is in use: pid {os.getpid()} on .* is training in it") as info:
+      train.train_and_evaluate(tiny_config, workdir)
+  assert "\n" not in str(info.value)
+  assert not os.path.exists(os.path.join(workdir, rundir.CHECKPOINTS_DIR))
+
+
+_HOLD_LOCK = ("import sys, time; from fakeface_jax import workdir_lock\n"
+              "with workdir_lock.hold(sys.argv[1]):\n"
+              "  print('locked', flush=True); time.sleep(600)")
+
+
+def test_a_lock_left_by_a_killed_run_does_not_block_the_next(tmp_path):
+  workdir = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, workdir], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline() == "locked\n"
+  with pytest.raises(workdir_lock.WorkdirBusy, match=f"pid {holder.pid} on"):
+    with workdir_lock.hold(workdir):
+      pass
+  holder.kill()
+  holder.communicate()
+  assert os.path.exists(os.path.join(workdir, rundir.LOCK_FILE))
+  with workdir_lock.hold(workdir):
+    pass

@@ -223,3 +223,60 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tiny_config, tmp_path):
   assert again["num_test"] == 40
   steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
   assert steps[-1] == 12
+
+
+class FakeClock:
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_step():
+  clock = FakeClock()
+  throughput = train._Throughput(total_steps=11, batch_size=10, clock=clock)
+  clock.now += 100.0  # The first step compiles.
+  throughput.step_done(None)
+  assert throughput.line_due()  # 100 s without a line.
+  assert throughput.summary() == "compiled"
+  for _ in range(5):
+    clock.now += 2.0
+    throughput.step_done(None)
+    assert not throughput.line_due()
+  clock.now += train.LOG_INTERVAL_S - 10.0
+  assert throughput.line_due()
+  # 5 steps of 10 images in 30 s since the first step ended, 5 steps left: 30 s.
+  assert throughput.summary() == "2 img/s | ETA 0m30s"
+  assert not throughput.line_due()
+
+
+def test_rerunning_a_finished_run_returns_its_saved_results_without_loading_data(
+    finished_tiny_run, tiny_config, monkeypatch, caplog):
+  workdir, results = finished_tiny_run
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished run loaded data or initialised its model")
+
+  monkeypatch.setattr(train.input_pipeline, "load_data", fail)
+  monkeypatch.setattr(train, "_setup", fail)
+  # On absl's logger: earlier tests may have set its verbosity to warnings.
+  with caplog.at_level("INFO", logger="absl"):
+    assert train.train_and_evaluate(tiny_config, workdir) == results
+  assert ("Run complete: 2/2 epochs, best step "
+          f"{results['best_step']}; raise --config.num_epochs to train further") in caplog.text
+  assert "at the validation-chosen threshold" in caplog.text
+
+
+def test_test_metrics_hold_the_accuracy_at_the_validation_chosen_threshold(
+    finished_tiny_run):
+  workdir, results = finished_tiny_run
+  with open(os.path.join(workdir, "test_metrics.json")) as f:
+    saved = json.load(f)
+  with open(os.path.join(workdir, "threshold.json")) as f:
+    threshold = json.load(f)
+  assert saved == results
+  assert results["threshold"] == threshold["threshold"]
+  # An accuracy over the 40 test images, counted at that threshold.
+  correct = results["test_accuracy_at_threshold"] * results["num_test"]
+  assert correct == pytest.approx(round(correct)) and 0 <= correct <= 40
