@@ -508,7 +508,8 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
              "train_accuracy": run.log.rows[-1]["train_accuracy"] if run.log.rows else None,
              "num_train": len(run.data["train"]), "best_epoch": best_meta["epoch"],
              "best_step": best, "threshold": float(threshold),
-             "test_accuracy_at_threshold": metrics.accuracy(test_labels, predictions)}
+             "test_accuracy_at_threshold": metrics.accuracy(test_labels, predictions),
+             "test_roc_auc": metrics.roc_auc(test_labels == classes.FAKE, test["p_fake"])}
   run.log.close()
   run.checkpoints.close()
   if jax.process_index() == 0:
@@ -598,7 +599,9 @@ def write_outputs(workdir: str, rows, results: dict[str, Any]) -> list[str]:
   with open(paths[0], "w") as f:
     json.dump(results, f, indent=2)
   reporting.plot_curves(rows, paths[1])
-  metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2])
+  # Training's matrix is at 0.5 (argmax), as its test_accuracy.
+  metrics.plot_confusion_matrix(np.asarray(results["confusion_matrix"]), paths[2],
+                                split="test", threshold=0.5)
   return paths + [os.path.join(workdir, n) for n in
                   (rundir.METRICS_CSV, rundir.METRICS_JSONL, rundir.TENSORBOARD_DIR,
                    rundir.CHECKPOINTS_DIR, rundir.MANIFEST_CSV)]
