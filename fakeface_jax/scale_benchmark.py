@@ -13,7 +13,7 @@ tree is reused, an interrupted one completed. Then it prepares the tree as the
 `real_vs_fake_140k` dataset and streams one training epoch of it
 (`config.data.cache="stream"`, `input_pipeline.load_data` and `train_batches`, at the
 config's image size and batch size). Each phase runs in a fresh process, so its peak
-resident memory (`ru_maxrss`) is its own. Prints a summary on stderr and one JSON line.
+resident memory (VmHWM) is its own. Prints a summary on stderr and one JSON line.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import concurrent.futures
 import json
 import multiprocessing
 import os
-import resource
 import sys
 import time
 from typing import Any
@@ -182,7 +181,17 @@ def build_tree(root: str, num_images: int, image_size: int, source: str) -> dict
 
 
 def _peak_rss_mb() -> float:
-  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux.
+  """This process's peak resident memory since it started (VmHWM).
+
+  Not `ru_maxrss`: Linux carries that over from the parent through fork and exec, so a
+  child of a large process (pytest with JAX loaded) would report its parent's size.
+  """
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return round(int(line.split()[1]) / 1024, 1)  # kB.
+  raise ScaleBenchmarkError("no VmHWM in /proc/self/status: peak memory is measured on "
+                            "Linux only")
 
 
 def prepare_phase(data_config: Any) -> dict:
