@@ -38,12 +38,13 @@ COMMANDS = {
     "fakeface-analysis": ["-m", "fakeface_jax.analysis"],
     "fakeface-benchmark": ["-m", "fakeface_jax.benchmark"],
     "fakeface-input-benchmark": ["-m", "fakeface_jax.input_benchmark"],
+    "fakeface-scale-benchmark": ["-m", "fakeface_jax.scale_benchmark"],
 }
 # The first flag each tool's help must list.
 FIRST_FLAG = {"fakeface-train": "--config", "fakeface-predict": "--workdir",
               "fakeface-evaluate": "--workdir", "fakeface-sweep": "--sweep",
               "fakeface-analysis": "--config", "fakeface-benchmark": "--model",
-              "fakeface-input-benchmark": "--config"}
+              "fakeface-input-benchmark": "--config", "fakeface-scale-benchmark": "--config"}
 
 
 def run_together(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
@@ -108,6 +109,9 @@ def test_user_mistakes_fail_in_one_error_line_without_traceback(tmp_path):
        "unexpected arguments: extra"),
       (COMMANDS["fakeface-input-benchmark"] + ["--config", "nope.py"], cli.USAGE_ERROR,
        "cannot load --config=nope.py"),
+      (COMMANDS["fakeface-scale-benchmark"] + ["--config", "configs/cnn.py", "--root",
+                                               "configs"], cli.USER_ERROR,
+       "is not empty and holds no scale_tree.json"),
       (["-m", "fakeface_jax.crossval", "--folds", "5"], cli.USAGE_ERROR, "--folds K"),
   ]
   for (args, status, words), proc in zip(cases, run_together([c[0] for c in cases])):
