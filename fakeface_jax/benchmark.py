@@ -2,6 +2,7 @@ r"""Training-throughput benchmark of the studies' models, on the protocol of pee
 
   fakeface-benchmark --model cnn
   fakeface-benchmark --model mlp --compare --peers_python=/tmp/peers/bin/python
+  fakeface-benchmark --predict
 
 Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
@@ -10,6 +11,12 @@ one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step)
 machine's float32 matrix-product ceiling measured in the same run, and the device;
 `--compare` runs the peers' script for Keras and PyTorch in the same run and adds their
 images/s, their GFLOP/s at our step's FLOP count, and our ratio to each.
+
+`--predict` measures inference instead: for every model config, images/s of
+`predict.predict_files` (read and decode JPEG files in threads, then the compiled
+P(fake) in fixed batches), the median of `--repeats` passes over the same files after
+one that compiles. One JSON line per config. Parameters are an initialisation: speed
+does not depend on what was learned.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -26,10 +35,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import flags
+from PIL import Image
 
 from fakeface_jax import cli
+from fakeface_jax import inference
 from fakeface_jax import models
+from fakeface_jax import predict
+from fakeface_jax import preprocessing
+from fakeface_jax import sweep
 from fakeface_jax import train
+from fakeface_jax.data import image_decoding
 
 FLAGS = flags.FLAGS
 
@@ -41,6 +56,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("steps", 0, "Steps per repeat (0: the protocol's 10 for mlp, 20 for cnn).")
   flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
   flags.DEFINE_bool("compare", False, "Also run peers_bench.py for Keras and PyTorch.")
+  flags.DEFINE_bool("predict", False, "Measure predict's images/s of every model config "
+                    "instead of training throughput.")
+  flags.DEFINE_integer("predict_images", 256, "JPEG files per --predict pass.")
   flags.DEFINE_string("peers_python", sys.executable,
                       "Python with TensorFlow/Keras and/or PyTorch for --compare.")
   flags.DEFINE_string("peers_bench", os.path.join(
@@ -54,6 +72,11 @@ PROTOCOL = {
     "cnn": ((128, 128, 3), 32, 20),
 }
 WARMUP_STEPS = 3
+# What --predict measures: the studies' models, the baselines and the detector.
+PREDICT_CONFIGS = ("configs/mlp.py:gray,taper", "configs/cnn.py", "configs/spectral.py",
+                   "configs/cooccurrence.py", "configs/detector.py",
+                   "configs/residual_cnn.py")
+PREDICT_IMAGE_SIZE = 256  # The 140k images' size: each model resizes as it was trained.
 # Side of the square float32 matrix product that measures the machine's GEMM ceiling.
 MATMUL_SIZE = 2048
 
@@ -119,6 +142,41 @@ def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
           "device": jax.devices()[0].device_kind, "device_count": jax.device_count()}
 
 
+def write_jpegs(folder: str, count: int, size: int = PREDICT_IMAGE_SIZE) -> list[str]:
+  """`count` distinct smooth-noise JPEGs (quality 75, as the 140k set) in `folder`."""
+  rng = np.random.default_rng(0)
+  paths = []
+  for i in range(count):
+    coarse = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR)
+    paths.append(os.path.join(folder, f"{i:05d}.jpg"))
+    image.save(paths[-1], quality=75)
+  return paths
+
+
+def benchmark_predict(spec: str, paths: list[str], repeats: int = 3) -> dict:
+  """Images/s of `predict.predict_files` with the model of config `spec`."""
+  config = sweep.load_config(spec)
+  model = models.create_model(config.model)
+  size, gray = config.data.image_size, config.data.grayscale
+  if model.initialises_from_data:  # Its feature statistics need real inputs.
+    init = np.stack([image_decoding.decode_image(pathlib.Path(p).read_bytes(), size, gray)
+                     for p in paths[:16]])
+  else:
+    init = np.zeros((1, size, size, 1 if gray else 3), np.uint8)
+  params = jax.jit(model.init)(jax.random.key(0), preprocessing.rescale(init))["params"]
+  predictor = inference.Predictor(config, params, inference.DEFAULT_THRESHOLD, step=0)
+  predict.predict_files(predictor, paths[:predictor.batch_size])  # Compiles.
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    predict.predict_files(predictor, paths)
+    rates.append(len(paths) / (time.perf_counter() - start))
+  return {"config": spec, "model": config.model.name, "image_size": size,
+          "images": len(paths), "predict_images_per_s": round(float(np.median(rates)), 1),
+          "runs": [round(r, 1) for r in rates], "device": jax.devices()[0].device_kind}
+
+
 def run_peer(framework: str, model: str, python: str, script: str) -> dict | None:
   """The peer's JSON line, or None when that framework is not importable there."""
   proc = subprocess.run([python, script, framework, model], capture_output=True, text=True,
@@ -132,6 +190,12 @@ def run_peer(framework: str, model: str, python: str, script: str) -> dict | Non
 
 def main(argv: list[str]) -> None:
   del argv  # No positional arguments (cli.run checks).
+  if FLAGS.predict:
+    with tempfile.TemporaryDirectory() as folder:
+      paths = write_jpegs(folder, FLAGS.predict_images)
+      for spec in PREDICT_CONFIGS:
+        print(json.dumps(benchmark_predict(spec, paths, FLAGS.repeats)), flush=True)
+    return
   result = benchmark_model(FLAGS.model, FLAGS.conv_impl, FLAGS.steps, FLAGS.repeats)
   if FLAGS.compare:
     for framework in ("keras", "torch"):

@@ -15,3 +15,20 @@ def test_benchmark_reports_rates_flops_and_the_matmul_ceiling():
   assert result["matmul_gflops_per_s"] > 0
   assert result["fraction_of_matmul"] == pytest.approx(
       result["gflops_per_s"] / result["matmul_gflops_per_s"], abs=0.01)
+
+
+def test_predict_benchmark_times_predict_files_over_every_image(tmp_path, monkeypatch):
+  paths = benchmark.write_jpegs(str(tmp_path), 6, size=40)
+  assert len(set(open(p, "rb").read() for p in paths)) == 6  # Distinct files.
+  calls = []
+  real = benchmark.predict.predict_files
+
+  def counted(predictor, files):
+    calls.append(list(files))
+    return real(predictor, files)
+  monkeypatch.setattr(benchmark.predict, "predict_files", counted)
+  result = benchmark.benchmark_predict("configs/default.py:tiny", paths, repeats=2)
+  # One compiling pass over a batch, then the timed passes over all the files.
+  assert calls[1:] == [paths, paths]
+  assert result["images"] == 6 and len(result["runs"]) == 2
+  assert result["predict_images_per_s"] == pytest.approx(sum(result["runs"]) / 2, abs=0.1)
