@@ -6,7 +6,8 @@ Each entry point (`fakeface-train`, `fakeface-predict`, ...) hands its `main` to
   docstring, and exit 0; `--helpfull` stays absl's list of every library's flags.
 - A mistake on the command line (unknown or missing flag, a bad `--config.KEY=VALUE`,
   unexpected or missing arguments) prints `error: ...` on stderr and exits 2.
-- An `errors.UserError` from the command prints `error: ...` and exits 1.
+- An `errors.UserError` from the command prints `error: ...` and exits 1; Ctrl-C
+  outside the train loop (which checkpoints instead) prints one line and exits 130.
 - Anything else is a bug and keeps its traceback.
 
 This module imports no JAX, so that help and usage errors come back quickly.
@@ -34,6 +35,7 @@ FLAGS = flags.FLAGS
 OK = 0
 USER_ERROR = 1
 USAGE_ERROR = 2
+INTERRUPTED = 130  # The shell's status for a process ended by SIGINT (128 + 2).
 
 HELP_ARGS = ("-h", "--help", "-?", "--helpshort")
 # ml_collections reports a bad --config.KEY=VALUE (unknown key with "did you mean", wrong
@@ -145,6 +147,11 @@ def _call(main: Callable[[list[str]], int | None], argv: list[str]) -> int | Non
     fail(e, USER_ERROR)
   except app.UsageError as e:
     fail(e, USAGE_ERROR)
+  except KeyboardInterrupt:
+    # Training's loop turns Ctrl-C into a checkpoint and `Preempted`; this is one that
+    # came while nothing was being trained (preparing data, compiling, testing).
+    fail("interrupted (Ctrl-C) with nothing to save; rerun the same command to start "
+         "or resume", INTERRUPTED)
 
 
 def run(main: Callable[[list[str]], int | None], *, name: str, doc: str,

@@ -183,3 +183,13 @@ def test_tfds_noise_is_dropped_and_other_warnings_kept():
   assert not logger.filter(record("Using custom data configuration: %s", "cfg"))
   assert not logger.filter(record("Variant folder %s has no %s", "/d", "dataset_info.json"))
   assert logger.filter(record("Leaving out %s: %s", "a.jpg", "bad"))
+
+
+def test_ctrl_c_outside_the_train_loop_is_one_line_and_status_130(monkeypatch, capsys):
+  def interrupted(argv):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(cli.cpu_runtime, "reexec_with_huge_pages", lambda: None)
+  with pytest.raises(SystemExit) as exit_info:
+    cli._call(interrupted, ["fakeface-train"])
+  assert exit_info.value.code == cli.INTERRUPTED == 130
+  assert capsys.readouterr().err.startswith("error: interrupted (Ctrl-C) with nothing to save")
