@@ -25,6 +25,7 @@ no saving, so they are not cached either.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -111,11 +112,11 @@ def cache_dir(key: dict[str, Any]) -> str:
   return os.path.join(key["prepared_dir"], CACHE_DIR, digest.hexdigest()[:24])
 
 
-def _feature_fn(model: base.Detector, data_sharding: NamedSharding):
-  """Compiled uint8 images -> features, sharded along the batch."""
-  def features(images):
-    return model.apply({}, preprocessing.rescale(images), method="features")
-  return jax.jit(features, out_shardings=data_sharding)
+@functools.partial(jax.jit, static_argnums=0)
+def _features(model: base.Detector, images: jax.Array) -> jax.Array:
+  """uint8 images -> features; compiled once per model and batch shape, so every role
+  (and the last, padded batch) reuses it."""
+  return model.apply({}, preprocessing.rescale(images), method="features")
 
 
 def compute_features(model: base.Detector, split: Any, batch_size: int,
@@ -126,11 +127,9 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
   the whole batch and writes it, so each host has the cache whatever its filesystem.
   Rows go to a memory-mapped file batch by batch: nothing holds them all in memory.
   """
-  mesh = sharding.make_mesh()
-  data_sharding = NamedSharding(mesh, P("data"))
-  compiled = _feature_fn(model, data_sharding)
-  shape = jax.eval_shape(lambda x: model.apply({}, x, method="features"),
-                         jax.ShapeDtypeStruct((1, *split.image_shape), np.float32)).shape
+  data_sharding = NamedSharding(sharding.make_mesh(), P("data"))
+  shape = jax.eval_shape(functools.partial(_features, model),
+                         jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8)).shape
   out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                   shape=(len(split), shape[-1]))
   start = 0
@@ -138,7 +137,7 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
     images = jax.make_array_from_process_local_data(data_sharding, batch["image"])
-    rows = sharding.gather(compiled(images))[:len(split) - start]
+    rows = sharding.gather(_features(model, images))[:len(split) - start]
     out[start:start + len(rows)] = rows
     start += len(rows)
   out.flush()
