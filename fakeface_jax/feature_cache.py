@@ -53,6 +53,8 @@ KEY_JSON = "key.json"
 # the old code then no longer match any key.
 FEATURES_VERSION = 1
 HOST_DEGRADATIONS = ("jpeg_prob", "downscale_prob")
+# Longest wait between progress lines of a feature pass.
+LOG_INTERVAL_S = 30.0
 
 
 class DamagedCacheError(errors.UserError, OSError):
@@ -132,7 +134,7 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
                          jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8)).shape
   out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                   shape=(len(split), shape[-1]))
-  start = 0
+  start, clock, last_line = 0, time.perf_counter(), time.perf_counter()
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
@@ -140,6 +142,10 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
     rows = sharding.gather(_features(model, images))[:len(split) - start]
     out[start:start + len(rows)] = rows
     start += len(rows)
+    if time.perf_counter() - last_line >= LOG_INTERVAL_S:  # A long pass shows it is alive.
+      last_line = time.perf_counter()
+      logging.info("Features of %d/%d images, %.1f img/s.", start, len(split),
+                   start / (last_line - clock))
   out.flush()
   del out
 

@@ -158,12 +158,12 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   `augmentation` holds `preprocessing.augment`'s keyword arguments; its randomness is
   keyed by the step number, so a resumed run draws what an uninterrupted one would.
   """
-  images = model_inputs(jax.random.fold_in(key, state.step), batch["image"], on_features,
+  inputs = model_inputs(jax.random.fold_in(key, state.step), batch["image"], on_features,
                         augmentation)
   labels = batch["label"]
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, images, train=True)
+    logits = state.apply_fn({"params": params}, inputs, train=True)
     return cross_entropy(logits, labels).mean(), logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
