@@ -3,6 +3,7 @@
 import dataclasses
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import feature_cache
 from fakeface_jax import models
 from fakeface_jax import preprocessing
+from fakeface_jax import rundir
 from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 
@@ -35,7 +37,7 @@ def tiny_detector_config(data_dir, features_cache="auto"):
 
 
 def final_params(workdir):
-  step = checkpointing.usable_steps(workdir)[-1]
+  step = checkpointing.usable_steps(workdir)[0]  # Newest first.
   state = checkpointing.restore_state_here(workdir, step)
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
 
@@ -92,6 +94,20 @@ def test_a_second_run_reads_the_cache_and_computes_nothing(
   results = train.train_and_evaluate(tiny_detector_config(data_dir), str(tmp_path))
   assert results["test_accuracy"] == cached_and_uncached["auto"][0]["test_accuracy"]
   assert cache_dirs(data_dir) == before
+
+
+@pytest.mark.slow
+def test_a_cached_run_resumed_after_its_first_epoch_ends_as_an_uninterrupted_one(
+    cached_and_uncached, data_dir, tmp_path):
+  uninterrupted, finished = cached_and_uncached["auto"]
+  workdir = str(tmp_path / "run")
+  shutil.copytree(finished, workdir)
+  last = checkpointing.usable_steps(workdir)[0]
+  shutil.rmtree(os.path.join(workdir, rundir.CHECKPOINTS_DIR, str(last)))
+  results = train.train_and_evaluate(tiny_detector_config(data_dir), workdir)
+  assert checkpointing.usable_steps(workdir)[0] == last
+  np.testing.assert_array_equal(final_params(workdir), final_params(finished))
+  assert results["test_loss"] == uninterrupted["test_loss"]
 
 
 @pytest.mark.slow
