@@ -57,8 +57,9 @@ HOST_DEGRADATIONS = ("jpeg_prob", "downscale_prob")
 LOG_INTERVAL_S = 30.0
 
 
-class DamagedCacheError(errors.UserError, OSError):
-  """A feature cache folder exists but cannot be read as the key says."""
+class FeatureCacheError(errors.UserError, OSError):
+  """The feature cache cannot be written, or a cache folder cannot be read as its key
+  says."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,10 +167,10 @@ def _read(directory: str, data: dict[str, Any]) -> dict[str, FeatureSplit]:
     try:
       features = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as e:
-      raise DamagedCacheError(f"feature cache {directory} is damaged ({e}); delete it "
+      raise FeatureCacheError(f"feature cache {directory} is damaged ({e}); delete it "
                               "to compute the features again") from e
     if features.ndim != 2 or len(features) != len(split):
-      raise DamagedCacheError(
+      raise FeatureCacheError(
           f"feature cache {directory} holds {features.shape} features for {len(split)} "
           f"{role} images; delete it to compute the features again")
     splits[role] = FeatureSplit(features, split.labels, split.paths, split.difficulty)
@@ -181,7 +182,12 @@ def _write(directory: str, key: dict[str, Any], model: base.Detector,
   """Computes every role's features into a temporary folder, then renames it into
   place: complete, or not there at all."""
   tmp = f"{directory}.tmp-{jax.process_index()}-{uuid.uuid4().hex[:8]}"
-  os.makedirs(tmp)
+  try:
+    os.makedirs(tmp)
+  except OSError as e:
+    raise FeatureCacheError(f"cannot write the feature cache beside the prepared data "
+                            f"({e}); make it writable or set config.features_cache=off"
+                            ) from e
   written = {}
   for role, split in data.items():
     path = os.path.join(tmp, f"{role}.npy")
@@ -212,6 +218,5 @@ def load_or_compute(config: Any, model: base.Detector,
     logging.info("Features computed once: reading the cache %s.", directory)
   else:
     logging.info("Features computed once: computing them into %s.", directory)
-    os.makedirs(os.path.dirname(directory), exist_ok=True)
     _write(directory, key, model, data, config.eval_batch_size)
   return _read(directory, data)

@@ -172,10 +172,26 @@ def test_a_damaged_cache_is_a_one_line_error(data_dir, tmp_path):
   config = tiny_detector_config(data_dir)
   data = input_pipeline.load_data(config, cache="stream")
   np.save(tmp_path / "train.npy", np.zeros((3, 5), np.float32))
-  with pytest.raises(feature_cache.DamagedCacheError,
+  with pytest.raises(feature_cache.FeatureCacheError,
                      match=rf"^feature cache {tmp_path} holds \(3, 5\) features for 64 "
                            "train images; delete it to compute the features again$"):
     feature_cache._read(str(tmp_path), {"train": data["train"]})  # pylint: disable=protected-access
+
+
+def test_an_unwritable_data_folder_is_a_one_line_error(data_dir, monkeypatch):
+  config = tiny_detector_config(data_dir)
+  config.model.truncation = 3  # A key no test writes.
+  data = input_pipeline.load_data(config, cache="stream")
+
+  def refuse(path):
+    raise PermissionError(13, "Permission denied", path)
+
+  monkeypatch.setattr(os, "makedirs", refuse)
+  with pytest.raises(feature_cache.FeatureCacheError,
+                     match=r"^cannot write the feature cache beside the prepared data "
+                           r"\(\[Errno 13\] Permission denied: '.+'\); make it writable "
+                           r"or set config.features_cache=off$"):
+    feature_cache.load_or_compute(config, models.create_model(config.model), data)
 
 
 @pytest.mark.parametrize("override, reason", [
