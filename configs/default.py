@@ -54,6 +54,10 @@ def full_config() -> ml_collections.ConfigDict:
   # > 0: L2 penalty on kernels, its gradient added before Adam (train.optimizer).
   config.weight_decay = 0.0
   config.log_every_steps = 50
+  # "auto": a model with fixed features (cooccurrence, spectral) computes each image's
+  # features once and trains its head on them, unless an augmentation changes the
+  # images (fakeface_jax/feature_cache.py); "off": features in every step.
+  config.features_cache = "auto"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"

@@ -6,6 +6,9 @@ and DCT residuals by position on the JPEG grid: 23,980 features) with a linear h
 
 On the built-in dataset (no download):
   python main.py --config configs/detector.py --workdir runs/detector
+
+With no augmentation on, each image's features are computed once, cached beside the
+prepared data, and the head trains on them (config.features_cache, README "Configs").
 """
 
 import ml_collections

@@ -14,6 +14,8 @@ from fakeface_jax import rundir
 from fakeface_jax.data import datasets
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
+# feature_cache: "auto" computes fixed features once where nothing changes the images.
+FEATURES_CACHE_MODES = ("auto", "off")
 # Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
 
@@ -32,6 +34,7 @@ def check_config(config: Any) -> None:
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
   _choice("config.model.name", config.model.name, models.MODELS)
   _choice("config.lr_schedule", config.lr_schedule, LR_SCHEDULES)
+  _choice("config.features_cache", config.features_cache, FEATURES_CACHE_MODES)
   try:
     model = models.create_model(config.model)
   except (TypeError, ValueError) as e:

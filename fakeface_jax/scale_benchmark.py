@@ -6,7 +6,7 @@ r"""Scale benchmark: a 100k-image dataset in the 140k layout, prepared and strea
 
 Builds (or reuses) `--root/real_vs_fake/real-vs-fake/{train,valid,test}/{real,fake}/`
 with `--num_images` distinct JPEGs of `--image_size` pixels, split 100:20:20 as the full
-download is: seeded random crops, flips and colour shifts of the images under
+download is: seeded random crops, flips and color shifts of the images under
 `--source`, each keeping its source's class, or procedural faces (`face_generator`)
 where that folder is absent. `scale_tree.json` records the tree's settings: a finished
 tree is reused, an interrupted one completed. Then it prepares the tree as the
@@ -47,13 +47,13 @@ SPLIT_SHARES = (("train", 5 / 7), ("valid", 1 / 7), ("test", 1 / 7))
 CHUNK = 500  # Images per task of the writing pool.
 JPEG_QUALITY = 90
 MIN_CROP = 0.8  # Smallest crop side, as a fraction of the source's.
-MAX_GAIN = 0.05  # Largest per-channel colour gain away from 1.
+MAX_GAIN = 0.05  # Largest per-channel color gain away from 1.
 
 
 def define_flags() -> None:
   """Defines the command line; called by the entry point, not on import."""
   config_flags.DEFINE_config_file("config", None, "Training config file: the streamed "
-                                  "epoch's image size, colour and batch size.",
+                                  "epoch's image size, color and batch size.",
                                   lock_config=True)
   flags.DEFINE_string("root", os.path.join("/tmp", "fakeface_scale"),
                       "Folder of the image tree (built here or reused).")
@@ -100,7 +100,7 @@ def source_files(source: str) -> dict[int, list[str]] | None:
 
 
 def variant(image: Image.Image, size: int, rng: np.random.Generator) -> np.ndarray:
-  """A seeded crop (side MIN_CROP..1, anywhere), flip and colour gain of `image`."""
+  """A seeded crop (side MIN_CROP..1, anywhere), flip and color gain of `image`."""
   width, height = image.size
   side = int(min(width, height) * rng.uniform(MIN_CROP, 1.0))
   left, top = rng.integers(0, width - side + 1), rng.integers(0, height - side + 1)

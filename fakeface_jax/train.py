@@ -30,6 +30,7 @@ from fakeface_jax import checkpointing
 from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax import errors
+from fakeface_jax import feature_cache
 from fakeface_jax import inference
 from fakeface_jax import metrics
 from fakeface_jax import models
@@ -76,20 +77,39 @@ def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
   raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
 
 
-def create_train_state(key: jax.Array, model, image_shape: tuple[int, ...],
+def create_train_state(key: jax.Array, model, input_shape: tuple[int, ...],
                        tx: optax.GradientTransformation,
-                       init_images: jax.Array | None = None) -> TrainState:
-  """Initialises `model` on one all-zero image, or on `init_images` (floats in [0, 1])
-  for a model whose initial parameters depend on the data."""
-  images = jnp.zeros((1, *image_shape), jnp.float32) if init_images is None else init_images
+                       init_inputs: jax.Array | None = None,
+                       on_features: bool = False) -> TrainState:
+  """Initialises `model` on one all-zero input, or on `init_inputs` for a model whose
+  initial parameters depend on the data.
+
+  Inputs are images (floats in [0, 1]), or with `on_features` the model's fixed
+  features: the state then applies only the model's head, whose parameters are all of
+  the model's, so its checkpoints serve the whole model.
+  """
+  inputs = jnp.zeros((1, *input_shape), jnp.float32) if init_inputs is None else init_inputs
+  method = "head" if on_features else None
   # One compiled init instead of dozens of eagerly dispatched ops (seconds on CPU).
-  params = jax.jit(model.init)(key, images)["params"]
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  params = jax.jit(functools.partial(model.init, method=method))(key, inputs)["params"]
+  return TrainState.create(apply_fn=functools.partial(model.apply, method=method),
+                           params=params, tx=tx)
+
+
+def model_inputs(key: jax.Array, inputs: jax.Array, on_features: bool,
+                 augmentation: dict[str, Any]) -> jax.Array:
+  """What the model sees of a batch: uint8 images rescaled to [0, 1] and augmented
+  (`preprocessing.augment`'s keyword arguments), or cached features as they are (a
+  run caches them only when no augmentation is on)."""
+  if on_features:
+    return inputs
+  return preprocessing.augment(key, preprocessing.rescale(inputs), **augmentation)
 
 
 def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed: int,
-                          key: jax.Array) -> jax.Array:
-  """Up to NUM_INIT_IMAGES training images as the train step sees them, in [0, 1].
+                          key: jax.Array, on_features: bool = False) -> jax.Array:
+  """Up to NUM_INIT_IMAGES training images as the train step sees them, in [0, 1]
+  (or, `on_features`, the same images' cached features).
 
   They are the first batch of epoch 0, which training never runs, so the sample is
   seeded and distinct from every training batch, and it goes through the run's host
@@ -101,8 +121,7 @@ def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed
   count = min(NUM_INIT_IMAGES, len(split))
   [batch] = input_pipeline.train_batches(split, count, seed=seed, epoch=0, end_step=1,
                                         **augment_config.host)
-  return preprocessing.augment(key, preprocessing.rescale(batch["image"]),
-                               **augment_config.device)
+  return model_inputs(key, batch["image"], on_features, augment_config.device)
 
 
 def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -132,19 +151,19 @@ def init_totals() -> dict[str, jax.Array]:
 
 
 def train_step(state: TrainState, totals: dict[str, jax.Array],
-               batch: dict[str, jax.Array], key: jax.Array,
+               batch: dict[str, jax.Array], key: jax.Array, on_features: bool = False,
                **augmentation) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Adam step on a batch of uint8 images.
+  """One Adam step on a batch of uint8 images, or `on_features` of their features.
 
   `augmentation` holds `preprocessing.augment`'s keyword arguments; its randomness is
   keyed by the step number, so a resumed run draws what an uninterrupted one would.
   """
-  images = preprocessing.augment(jax.random.fold_in(key, state.step),
-                                 preprocessing.rescale(batch["image"]), **augmentation)
+  inputs = model_inputs(jax.random.fold_in(key, state.step), batch["image"], on_features,
+                        augmentation)
   labels = batch["label"]
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, images, train=True)
+    logits = state.apply_fn({"params": params}, inputs, train=True)
     return cross_entropy(logits, labels).mean(), logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -161,9 +180,12 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   return new_state, totals
 
 
-def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn) -> dict[str, jax.Array]:
-  """Per-example loss and class probabilities of a (possibly padded) batch."""
-  logits = apply_fn({"params": params}, preprocessing.rescale(batch["image"]), train=False)
+def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn,
+              on_features: bool = False) -> dict[str, jax.Array]:
+  """Per-example loss and class probabilities of a (possibly padded) batch of images,
+  or `on_features` of their features."""
+  inputs = batch["image"] if on_features else preprocessing.rescale(batch["image"])
+  logits = apply_fn({"params": params}, inputs, train=False)
   return {"loss": cross_entropy(logits, batch["label"]), "probs": jax.nn.softmax(logits)}
 
 
@@ -361,20 +383,21 @@ def _in_epoch(epoch: int, step_in_epoch: int,
                                 {k: v.item() for k, v in host_totals.items()})
 
 
-def _setup(config: Any, workdir: str, data: dict[str, input_pipeline.Split]
-           ) -> tuple[_Run, TrainState]:
-  """The model's initial state, the compiled steps and the run's checkpoints."""
+def _setup(config: Any, workdir: str, data: dict[str, input_pipeline.Split],
+           on_features: bool) -> tuple[_Run, TrainState]:
+  """The model's initial state, the compiled steps and the run's checkpoints; with
+  `on_features`, `data` holds cached features and the steps train the head on them."""
   model = models.create_model(config.model)
   steps_per_epoch = input_pipeline.steps_per_epoch(len(data["train"]), config.batch_size)
   tx = optimizer(config, steps_per_epoch)
   mesh = sharding.make_mesh()
   replicated = NamedSharding(mesh, P())
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
-  init_images = (initialisation_images(data["train"], config.augment, config.seed,
-                                       jax.random.fold_in(init_key, 1))
+  init_inputs = (initialisation_images(data["train"], config.augment, config.seed,
+                                       jax.random.fold_in(init_key, 1), on_features)
                  if model.initialises_from_data else None)
   state = jax.device_put(create_train_state(init_key, model, data["train"].image_shape, tx,
-                                            init_images), replicated)
+                                            init_inputs, on_features), replicated)
   logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
                config.model.name,
                f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
@@ -383,10 +406,12 @@ def _setup(config: Any, workdir: str, data: dict[str, input_pipeline.Split]
       config=config, workdir=workdir, data=data, steps_per_epoch=steps_per_epoch,
       replicated=replicated, data_sharding=NamedSharding(mesh, P("data")),
       augment_key=augment_key,
-      compiled_train=jax.jit(functools.partial(train_step, **config.augment.device),
+      compiled_train=jax.jit(functools.partial(train_step, on_features=on_features,
+                                               **config.augment.device),
                              out_shardings=(replicated, replicated),
                              donate_argnums=(0, 1)),
-      compiled_eval=jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn)),
+      compiled_eval=jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn,
+                                              on_features=on_features)),
       checkpoints=checkpointing.Checkpoints(workdir,
                                             max_to_keep=config.checkpoint.max_to_keep))
   return run, state
@@ -557,6 +582,21 @@ def _read_json(path: str) -> Any:
 # ----------------------------------------------------------------------------------------
 
 
+def _load_inputs(config: Any) -> tuple[dict[str, Any], bool]:
+  """Each role's images, or, for a model whose features can be computed once, their
+  cached features (`feature_cache`), and which of the two."""
+  model = models.create_model(config.model)
+  reason = feature_cache.why_per_step(config, model)
+  if reason:
+    if model.fixed_features:
+      logging.info("Features computed in every step: %s.", reason)
+    return input_pipeline.load_data(config), False
+  # Images are read only for features missing from the cache, once: streaming them
+  # leaves a cache hit without decoding a single image.
+  data = input_pipeline.load_data(config, cache="stream")
+  return feature_cache.load_or_compute(config, model, data), True
+
+
 def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   """Trains, checkpoints and evaluates the configured model; returns the test metrics.
 
@@ -571,12 +611,12 @@ def train_and_evaluate(config: Any, workdir: str) -> dict[str, Any]:
   results = finished_results(config, workdir)
   if results is not None:
     return results
-  data = input_pipeline.load_data(config)
+  data, on_features = _load_inputs(config)
   config_checks.check_dataset_size(config, len(data["train"]))
   # Processes other than 0 share the workdir on purpose.
   with (workdir_lock.hold(workdir) if jax.process_index() == 0
         else contextlib.nullcontext()):
-    run, state = _setup(config, workdir, data)
+    run, state = _setup(config, workdir, data, on_features)
     state, progress = _restore(run, state)
     run.log = reporting.MetricsLog(workdir, resume_after_epoch=progress.epoch)
     throughput = _Throughput((config.num_epochs - progress.epoch) * run.steps_per_epoch

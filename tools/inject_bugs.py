@@ -78,6 +78,14 @@ BUGS = (
         "config.data.num_folds, config.data.fold = num_folds, fold",
         "config.data.num_folds, config.data.fold = num_folds, 0",
         ("tests/crossval_test.py",)),
+    Bug("feature_cache_key_ignores_feature_settings", "fakeface_jax/feature_cache.py",
+        '"features": model.feature_settings(),',
+        '"features": {},',
+        ("tests/feature_cache_test.py",)),
+    Bug("cached_features_trained_from_the_wrong_rows", "fakeface_jax/feature_cache.py",
+        "    return np.asarray(self.features[positions])",
+        "    return np.asarray(self.features[np.sort(positions)[::-1]])",
+        ("tests/feature_cache_test.py",)),
 )
 
 

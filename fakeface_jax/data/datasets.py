@@ -99,6 +99,11 @@ def prepare(data_config: Any) -> tfds.core.DatasetBuilder:
   return builder
 
 
+def prepared_dir(data_config: Any) -> str:
+  """The folder `prepare` writes the dataset named by `data_config` into."""
+  return BUILDERS[data_config.name](data_config, data_dir(data_config)).data_dir
+
+
 def role_splits(builder: tfds.core.DatasetBuilder) -> dict[str, str]:
   """Maps the roles train/validation/test to the builder's split names that exist."""
   available = set(builder.info.splits.keys())

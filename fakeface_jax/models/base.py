@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 NUM_CLASSES = 2  # Logits for 0 = fake and 1 = real.
 
@@ -20,8 +22,24 @@ class Detector(nn.Module):
   initialises_from_data: ClassVar[bool] = False
   # It pools globally, so it can train on crops smaller than its evaluation images.
   size_agnostic: ClassVar[bool] = False
+  # Its output is `head(features(images))` with `features` free of parameters, so each
+  # image's features can be computed once and the head trained on them (feature_cache).
+  fixed_features: ClassVar[bool] = False
+  # Fields that shape only the head: changing them leaves the features as they were.
+  head_fields: ClassVar[tuple[str, ...]] = ("hidden", "num_classes")
 
   def check_image_size(self, image_size: int) -> None:
     """Raises ValueError saying why `image_size` pixels square is too small, if it is."""
     if image_size < 1:
       raise ValueError("must be positive")
+
+  def features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """Images -> (N, F) features, for a model with `fixed_features`."""
+    raise NotImplementedError(f"{type(self).__name__} has no fixed features")
+
+  def feature_settings(self) -> dict[str, Any]:
+    """The fields its `features` depend on, with the class: what a cache of them is
+    keyed by."""
+    fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+              if f.name not in self.head_fields + ("parent", "name")}
+    return {"model": type(self).__name__, **fields}

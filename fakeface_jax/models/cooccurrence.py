@@ -48,6 +48,7 @@ class CooccurrenceClassifier(base.Detector):
   of validation accuracy. `hidden=()` makes the head logistic regression.
   """
   initialises_from_data: ClassVar[bool] = True
+  fixed_features: ClassVar[bool] = True
   truncation: int = 2
   color_spaces: Sequence[str] = ("rgb",)
   cross_band: bool = False
@@ -95,9 +96,13 @@ class CooccurrenceClassifier(base.Detector):
       features.append(jpeg_domain.dctr_features(pixels, self.jpeg_quality))
     return jnp.concatenate(features, axis=-1)
 
-  @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    features = self.features(images)
+    return self.head(self.features(images), train)
+
+  @nn.compact
+  def head(self, features: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """(N, F) `features` -> (N, 2) logits: every parameter of the model."""
+    del train  # Same in training and evaluation.
     mean = self.param("feature_mean", lambda _: features.mean(0))
     scale = self.param("feature_scale",
                        lambda _: 1.0 / (features.std(0) + FEATURE_STD_FLOOR))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -64,10 +65,20 @@ class SpectralClassifier(base.Detector):
   num_bins: int = 64
   hidden: Sequence[int] = ()
   num_classes: int = base.NUM_CLASSES
+  fixed_features: ClassVar[bool] = True
+
+  def features(self, images: jnp.ndarray) -> jnp.ndarray:
+    """The parameter-free part: float images in [0, 1] -> (N, num_bins) spectrum."""
+    return spectrum_features(images * 255.0, self.num_bins)
+
+  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    return self.head(self.features(images), train)
 
   @nn.compact
-  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x = nn.LayerNorm()(spectrum_features(images * 255.0, self.num_bins))
+  def head(self, features: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """(N, num_bins) `features` -> (N, 2) logits: every parameter of the model."""
+    del train  # Same in training and evaluation.
+    x = nn.LayerNorm()(features)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
     return nn.Dense(self.num_classes)(x)

@@ -1,0 +1,222 @@
+"""Features computed once: a model with fixed features trains its head on a cache.
+
+The detector's features (co-occurrence histograms, DCT residuals, a power spectrum) have
+no parameters, so without augmentation every epoch would compute the same features of
+the same images again, at nearly all of a step's cost. With `config.features_cache=auto`
+(the default) such a run computes each selected image's features once, in compiled
+batches sharded over every device of every process (each process decodes and computes
+its slice of each batch), and trains and evaluates the head on them.
+
+The cache lives beside the prepared data, in `<prepared data>/feature_cache/<key>/`
+(one `<role>.npy` per role and `key.json` saying what the key covers), so later runs
+and other workdirs on the same data reuse it. The key hashes the prepared dataset (its
+folder and `dataset_info.json`), each role's files in order, the image size and
+color, the model's feature settings and FEATURES_VERSION: changing any of them makes
+a new key. Arrays are memory-mapped, so a cache larger than memory streams from disk.
+A cache folder only ever appears by renaming a complete one into place, so a run that
+stops while writing leaves a temporary folder that no run reads.
+
+Augmentations change the images from step to step, and so their features: a run with
+any of them computes features in every step, and says why. Host degradations are
+drawn per (seed, epoch, step), so a cache per draw would cost a feature pass per epoch:
+no saving, so they are not cached either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from fakeface_jax import errors
+from fakeface_jax import preprocessing
+from fakeface_jax import sharding
+from fakeface_jax.data import datasets
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.models import base
+
+CACHE_DIR = "feature_cache"
+KEY_JSON = "key.json"
+# Raise it whenever a model's feature code changes what it computes: caches written by
+# the old code then no longer match any key.
+FEATURES_VERSION = 1
+HOST_DEGRADATIONS = ("jpeg_prob", "downscale_prob")
+# Longest wait between progress lines of a feature pass.
+LOG_INTERVAL_S = 30.0
+
+
+class FeatureCacheError(errors.UserError, OSError):
+  """The feature cache cannot be written, or a cache folder cannot be read as its key
+  says."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSplit:
+  """A role's cached features (N, F), in the role's order, with its labels, paths and
+  difficulty groups: batched like an image split, `take` returning features."""
+  features: np.ndarray
+  labels: np.ndarray
+  paths: np.ndarray
+  difficulty: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return self.features.shape[1:]
+
+  def take(self, positions: np.ndarray) -> np.ndarray:
+    return np.asarray(self.features[positions])
+
+
+def why_per_step(config: Any, model: base.Detector) -> str | None:
+  """Why this run must compute features in every step, or None if it can cache them."""
+  if not model.fixed_features:
+    return f"model {config.model.name!r} learns its features"
+  if config.features_cache == "off":
+    return "config.features_cache=off"
+  changing = [f"augment.device.{name}"
+              for name in preprocessing.active_augmentations(**config.augment.device)]
+  changing += [f"augment.host.{name}" for name in HOST_DEGRADATIONS
+               if config.augment.host[name] > 0]
+  if changing:
+    return f"{', '.join(changing)} change the images from step to step"
+  return None
+
+
+def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[str, Any]:
+  """What a cache of this run's features depends on (hashed into its folder's name)."""
+  prepared = datasets.prepared_dir(config.data)
+  with open(os.path.join(prepared, "dataset_info.json"), "rb") as f:
+    dataset_info = hashlib.sha256(f.read()).hexdigest()
+  files = {role: hashlib.sha256("\n".join(map(str, split.paths)).encode()).hexdigest()
+           for role, split in data.items()}
+  return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
+          "role_files_sha256": files, "image_size": config.data.image_size,
+          "grayscale": config.data.grayscale, "features": model.feature_settings(),
+          "features_version": FEATURES_VERSION}
+
+
+def cache_dir(key: dict[str, Any]) -> str:
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=list).encode())
+  return os.path.join(key["prepared_dir"], CACHE_DIR, digest.hexdigest()[:24])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _features(model: base.Detector, images: jax.Array) -> jax.Array:
+  """uint8 images -> features; compiled once per model and batch shape, so every role
+  (and the last, padded batch) reuses it."""
+  return model.apply({}, preprocessing.rescale(images), method="features")
+
+
+def compute_features(model: base.Detector, split: Any, batch_size: int,
+                     path: str) -> None:
+  """Writes the features of every image of `split`, in order, to the .npy `path`.
+
+  Each process decodes and computes its slice of each batch; every process then holds
+  the whole batch and writes it, so each host has the cache whatever its filesystem.
+  Rows go to a memory-mapped file batch by batch: nothing holds them all in memory.
+  """
+  data_sharding = NamedSharding(sharding.make_mesh(), P("data"))
+  shape = jax.eval_shape(functools.partial(_features, model),
+                         jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8)).shape
+  out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                  shape=(len(split), shape[-1]))
+  start, clock, last_line = 0, time.perf_counter(), time.perf_counter()
+  for batch in input_pipeline.eval_batches(split, batch_size,
+                                           process_index=jax.process_index(),
+                                           process_count=jax.process_count()):
+    images = jax.make_array_from_process_local_data(data_sharding, batch["image"])
+    rows = sharding.gather(_features(model, images))[:len(split) - start]
+    out[start:start + len(rows)] = rows
+    start += len(rows)
+    if time.perf_counter() - last_line >= LOG_INTERVAL_S:  # A long pass shows it is alive.
+      last_line = time.perf_counter()
+      logging.info("Features of %d/%d images, %.1f img/s.", start, len(split),
+                   start / (last_line - clock))
+  out.flush()
+  del out
+
+
+def _all_processes(flag: bool) -> bool:
+  """Whether `flag` holds in every process: they must agree on computing, which is
+  collective."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.all(sharding.gather(np.array([flag], np.int32))))
+
+
+def _read(directory: str, data: dict[str, Any]) -> dict[str, FeatureSplit]:
+  """Memory-maps each role's features; a mismatch with the split raises."""
+  splits = {}
+  for role, split in data.items():
+    path = os.path.join(directory, f"{role}.npy")
+    try:
+      features = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+      raise FeatureCacheError(f"feature cache {directory} is damaged ({e}); delete it "
+                              "to compute the features again") from e
+    if features.ndim != 2 or len(features) != len(split):
+      raise FeatureCacheError(
+          f"feature cache {directory} holds {features.shape} features for {len(split)} "
+          f"{role} images; delete it to compute the features again")
+    splits[role] = FeatureSplit(features, split.labels, split.paths, split.difficulty)
+  return splits
+
+
+def _write(directory: str, key: dict[str, Any], model: base.Detector,
+           data: dict[str, Any], batch_size: int) -> None:
+  """Computes every role's features into a temporary folder, then renames it into
+  place: complete, or not there at all."""
+  tmp = f"{directory}.tmp-{jax.process_index()}-{uuid.uuid4().hex[:8]}"
+  try:
+    os.makedirs(tmp)
+  except OSError as e:
+    raise FeatureCacheError(f"cannot write the feature cache beside the prepared data "
+                            f"({e}); make it writable or set config.features_cache=off"
+                            ) from e
+  written = {}
+  for role, split in data.items():
+    path = os.path.join(tmp, f"{role}.npy")
+    same = [r for r, s in written.items() if s is split]
+    start = time.perf_counter()
+    if same:  # Validation and test are often the same examples: compute them once.
+      shutil.copyfile(os.path.join(tmp, f"{same[0]}.npy"), path)
+    else:
+      compute_features(model, split, batch_size, path)
+      logging.info("Features of %d %s images computed in %.1fs.", len(split), role,
+                   time.perf_counter() - start)
+    written[role] = split
+  with open(os.path.join(tmp, KEY_JSON), "w", encoding="utf-8") as f:
+    json.dump(key, f, indent=2, default=list)
+  try:
+    os.rename(tmp, directory)
+  except OSError:  # Another process of the run, or another run, renamed its own first.
+    shutil.rmtree(tmp)
+
+
+def load_or_compute(config: Any, model: base.Detector,
+                    data: dict[str, Any]) -> dict[str, FeatureSplit]:
+  """Each role's features: from the cache for this data and model, or computed and
+  cached first."""
+  key = cache_key(config, model, data)
+  directory = cache_dir(key)
+  if _all_processes(os.path.isdir(directory)):
+    logging.info("Features computed once: reading the cache %s.", directory)
+  else:
+    logging.info("Features computed once: computing them into %s.", directory)
+    _write(directory, key, model, data, config.eval_batch_size)
+  return _read(directory, data)
