@@ -251,6 +251,19 @@ def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_
   assert not throughput.line_due()
 
 
+def test_progress_waits_for_the_device_about_once_a_second(monkeypatch):
+  # Steps are dispatched asynchronously; waits make time-based lines describe finished
+  # steps. At 0.1 s a step, the tracker waits every 10 steps.
+  waits = []
+  monkeypatch.setattr(train.jax, "block_until_ready", waits.append)
+  clock = FakeClock()
+  throughput = train._Throughput(total_steps=100, batch_size=1, clock=clock)
+  for step in range(41):
+    clock.now += 0.1
+    throughput.step_done(step)
+  assert waits == [0, 10, 20, 30, 40]
+
+
 def test_rerunning_a_finished_run_returns_its_saved_results_without_loading_data(
     finished_tiny_run, tiny_config, monkeypatch, caplog):
   workdir, results = finished_tiny_run
