@@ -170,6 +170,11 @@ def run(main: Callable[[list[str]], int | None], *, name: str, doc: str,
     arguments: the positional arguments in the usage line, e.g. "IMAGE_OR_FOLDER...";
       at least one is then required. Empty: none are accepted.
   """
+  # Config files import their siblings as the `configs` package (`from configs import
+  # default`), which `python main.py` in the repository root finds through sys.path[0];
+  # a console script run there must find them too.
+  if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
   before = set(FLAGS)
   define_flags()
   own_flags = [n for n in FLAGS if n not in before and FLAGS[n].name == n]

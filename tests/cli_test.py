@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -193,3 +194,16 @@ def test_ctrl_c_outside_the_train_loop_is_one_line_and_status_130(monkeypatch, c
     cli._call(interrupted, ["fakeface-train"])
   assert exit_info.value.code == cli.INTERRUPTED == 130
   assert capsys.readouterr().err.startswith("error: interrupted (Ctrl-C) with nothing to save")
+
+
+@pytest.mark.skipif(not shutil.which("fakeface-train"),
+                    reason="the console scripts are not installed (pip install -e .)")
+def test_installed_console_script_loads_config_files_that_import_their_siblings(tmp_path):
+  # configs/mlp.py does `from configs import default`; a console script's sys.path[0]
+  # is its bin/ folder, not the repository. A bad batch size fails after the load.
+  proc = subprocess.run([shutil.which("fakeface-train"), "--config", "configs/mlp.py",
+                         "--workdir", str(tmp_path / "run"), "--config.batch_size=0"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, FAKEFACE_NO_REEXEC="1"))
+  assert proc.returncode == cli.USER_ERROR, proc.stderr[-2000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: config.batch_size=0")
