@@ -1,6 +1,7 @@
 """Shared test fixtures: a tiny config that trains in seconds on the built-in dataset."""
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -68,6 +69,18 @@ def finished_tiny_run(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp("finished_tiny_run"))
   results = train.train_and_evaluate(make_tiny_config(data_dir), workdir)
   return workdir, results
+
+
+def run_on_cpu_devices(script: str, devices: int, *args: str) -> subprocess.CompletedProcess:
+  """`python -c script *args` on `devices` CPU devices (the count is fixed before JAX
+  starts, so in a process of its own), from the repository root."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", script, *args], env=env, timeout=300,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
 
 
 def main_command(workdir, data_dir, *extra) -> list[str]:

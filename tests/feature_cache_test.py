@@ -4,8 +4,6 @@ import dataclasses
 import glob
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -15,6 +13,7 @@ import pytest
 from configs import cooccurrence
 from configs import default
 from configs import spectral
+from conftest import run_on_cpu_devices
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import feature_cache
@@ -24,7 +23,6 @@ from fakeface_jax import rundir
 from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_detector_config(data_dir, features_cache="auto"):
@@ -240,12 +238,8 @@ _DEVICE_SCRIPT = textwrap.dedent("""
 def test_one_and_two_devices_compute_the_same_features(tmp_path):
   results = {}
   for devices in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu")
     out = tmp_path / f"features{devices}.npy"
-    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(out)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_on_cpu_devices(_DEVICE_SCRIPT, devices, str(out))
     results[devices] = np.load(out)
   assert results[1].shape[0] == 11
   np.testing.assert_array_equal(results[1], results[2])

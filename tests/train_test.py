@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -14,11 +12,11 @@ import pytest
 
 from configs import default
 from configs import detector
+from conftest import run_on_cpu_devices
 from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import train
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fixed_batch(n=32, size=16, seed=0):
@@ -149,12 +147,8 @@ _DEVICE_SCRIPT = textwrap.dedent("""
 def test_one_and_two_devices_give_the_same_parameters(tmp_path):
   results = {}
   for devices in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu")
     out = tmp_path / f"params{devices}.npy"
-    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, str(out)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_on_cpu_devices(_DEVICE_SCRIPT, devices, str(out))
     assert proc.stdout.split()[0] == str(devices)
     results[devices] = np.load(out)
   np.testing.assert_allclose(results[1], results[2], rtol=1e-5, atol=1e-6)
