@@ -399,8 +399,14 @@ def write_config(workdir: str, config: Any) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
-def read_config(workdir: str) -> dict[str, Any]:
-  """The run's saved config; CheckpointError naming the file if it is missing or damaged."""
+# What to do about a damaged config.json, unless the caller knows better.
+RESTORE_CONFIG_ADVICE = ("it records the run's model and preprocessing: restore it from a "
+                         "copy of the run, or retrain")
+
+
+def read_config(workdir: str, advice: str = RESTORE_CONFIG_ADVICE) -> dict[str, Any]:
+  """The run's saved config, with renamed keys brought up to date; CheckpointError
+  naming the file if it is missing, or damaged (then saying `advice`)."""
   path = os.path.join(workdir, rundir.CONFIG_JSON)
   try:
     with open(path, encoding="utf-8") as f:
@@ -409,12 +415,9 @@ def read_config(workdir: str) -> dict[str, Any]:
     raise CheckpointError(f"{path} is missing: {workdir} is not a run directory written "
                           "by main.py") from e
   except (OSError, ValueError) as e:
-    raise CheckpointError(
-        f"{path} is damaged ({_one_line(e, 80)}); it records the run's model and "
-        "preprocessing: restore it from a copy of the run, or retrain") from e
+    raise CheckpointError(f"{path} is damaged ({_one_line(e, 80)}); {advice}") from e
   if not isinstance(config, dict):
-    raise CheckpointError(f"{path} is damaged (not a JSON object); restore it from a copy "
-                          "of the run, or retrain")
+    raise CheckpointError(f"{path} is damaged (not a JSON object); {advice}")
   model = config.get("model", {})
   for old, new in RENAMED_MODEL_KEYS.items():
     if old in model:

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from fakeface_jax import checkpointing
 from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
@@ -105,13 +106,14 @@ def check_workdir(config: Any, workdir: str) -> None:
   if not (config.resume and has_checkpoints and os.path.exists(saved_config)):
     return
   try:
-    with open(saved_config, encoding="utf-8") as f:
-      saved = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ConfigError(
-        f"{saved_config} is damaged ({' '.join(str(e).split())[:80]}), so the checkpoints "
-        "cannot be checked to be this model's; delete it to resume anyway, or use "
-        "--config.resume=false to set the checkpoints aside and start fresh") from e
+    # The one reader of a run's config: it also renames keys of older runs, which would
+    # otherwise look like a different model here.
+    saved = checkpointing.read_config(
+        workdir, advice="the checkpoints cannot be checked to be this model's; delete it "
+        "to resume anyway, or use --config.resume=false to set the checkpoints aside and "
+        "start fresh")
+  except checkpointing.CheckpointError as e:
+    raise ConfigError(str(e)) from e
   current = json.loads(config.to_json_best_effort())
   for tree in (saved, current):
     tree.get("model", {}).pop("conv_impl", None)  # Same parameters whatever the impl.

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from configs import detector
 from conftest import main_command
 from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
@@ -345,6 +346,20 @@ def test_workdir_of_a_different_model_is_rejected(tiny_config, tmp_path):
   tiny_config.model.features = (8, 8, 8, 8)
   tiny_config.model.conv_impl = "xla"  # Same parameters: resuming is fine.
   config_checks.check_workdir(tiny_config, workdir)
+
+
+def test_a_run_saved_before_a_key_was_renamed_is_still_this_model(tmp_path):
+  # Detector runs saved before "color" was the one spelling have model.colour_spaces.
+  config = detector.get_config()
+  workdir = tmp_path / "run"
+  (workdir / rundir.CHECKPOINTS_DIR / "10").mkdir(parents=True)
+  saved = json.loads(config.to_json_best_effort())
+  saved["model"]["colour_spaces"] = saved["model"].pop("color_spaces")
+  (workdir / rundir.CONFIG_JSON).write_text(json.dumps(saved))
+  config_checks.check_workdir(config, str(workdir))
+  config.model.color_spaces = ("rgb", "ycbcr")
+  with pytest.raises(config_checks.ConfigError, match="holds checkpoints of a different model"):
+    config_checks.check_workdir(config, str(workdir))
 
 
 # ---------------------------------------------------------------------------------------
