@@ -76,3 +76,9 @@ def test_learning_curve_grid_has_three_seeds_below_2k_and_reads_valid_for_test()
   assert (config.data.image_size, config.model.jpeg_quality) == (224, 90)
   with pytest.raises(ValueError, match="unknown \\['imagenet'\\]"):
     sweep.load_config("configs/sweeps/learning_curve.py:imagenet")
+
+
+def test_learning_curve_one_seed_keeps_every_size_with_seed_0_only():
+  grid = sweep.load_config("configs/sweeps/learning_curve.py:140k,cnn,one_seed")
+  assert [(r["curve"]["train_size"], r["curve"]["seed"]) for r in grid.runs] == [
+      (250, 0), (500, 0), (1000, 0), ("all", 0)]
