@@ -30,6 +30,20 @@ def _choice(kind: str, value: str, choices) -> None:
     raise ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}")
 
 
+def _check_grid_kept(config: Any, model: Any) -> None:
+  """Refuses device augmentations that move pixels off the JPEG grid whose tables the
+  model reads: the train step cannot tell the model that the grid moved."""
+  device = config.augment.device
+  moving = {"rotation_degrees": device.rotation_degrees > 0, "crop_size": device.crop_size,
+            "crop_min_scale": device.crop_min_scale < 1.0}
+  moved = [name for name, on in moving.items() if on]
+  if model.reads_jpeg_tables and moved:
+    raise ConfigError(
+        f"config.augment.device.{moved[0]} moves pixels off the JPEG grid whose tables "
+        f"model {config.model.name!r} reads (config.model.jpeg_features); use the host "
+        "augmentations (config.augment.host), which keep each image's tables")
+
+
 def check_config(config: Any) -> None:
   """Validates everything that can be validated without reading data."""
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
@@ -57,6 +71,7 @@ def check_config(config: Any) -> None:
     raise ConfigError(
         f"config.augment.device.crop_size={crop} needs a model that pools globally "
         f"({', '.join(agnostic)}) and at most config.data.image_size={size}")
+  _check_grid_kept(config, model)
   host = config.augment.host
   if host.downscale_prob and not 0 < host.downscale_min_factor < 1:
     raise ConfigError(f"config.augment.host.downscale_min_factor must be in (0, 1), got "

@@ -51,7 +51,7 @@ CACHE_DIR = "feature_cache"
 KEY_JSON = "key.json"
 # Raise it whenever a model's feature code changes what it computes: caches written by
 # the old code then no longer match any key.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: JPEG features read each image's own tables.
 HOST_DEGRADATIONS = ("jpeg_prob", "downscale_prob")
 # Longest wait between progress lines of a feature pass.
 LOG_INTERVAL_S = 30.0
@@ -65,11 +65,13 @@ class FeatureCacheError(errors.UserError, OSError):
 @dataclasses.dataclass(frozen=True)
 class FeatureSplit:
   """A role's cached features (N, F), in the role's order, with its labels, paths and
-  difficulty groups: batched like an image split, `take` returning features."""
+  difficulty groups: batched like an image split, `take` returning features. The
+  images they were computed from (`images`, a split) still say what each file was."""
   features: np.ndarray
   labels: np.ndarray
   paths: np.ndarray
   difficulty: np.ndarray
+  images: Any
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -80,6 +82,12 @@ class FeatureSplit:
 
   def take(self, positions: np.ndarray) -> np.ndarray:
     return np.asarray(self.features[positions])
+
+  def take_tables(self, positions: np.ndarray) -> None:
+    del positions  # The features were computed with them.
+
+  def take_formats(self, positions: np.ndarray) -> list[Any] | None:
+    return self.images.take_formats(positions)
 
 
 def why_per_step(config: Any, model: base.Detector) -> str | None:
@@ -116,10 +124,12 @@ def cache_dir(key: dict[str, Any]) -> str:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _features(model: base.Detector, images: jax.Array) -> jax.Array:
-  """uint8 images -> features; compiled once per model and batch shape, so every role
-  (and the last, padded batch) reuses it."""
-  return model.apply({}, preprocessing.rescale(images), method="features")
+def _features(model: base.Detector, images: jax.Array,
+              jpeg_tables: jax.Array | None) -> jax.Array:
+  """uint8 images and their JPEG tables -> features; compiled once per model and batch
+  shape, so every role (and the last, padded batch) reuses it."""
+  return model.apply({}, preprocessing.rescale(images), **model.table_inputs(jpeg_tables),
+                     method="features")
 
 
 def compute_features(model: base.Detector, split: Any, batch_size: int,
@@ -132,15 +142,18 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
   """
   data_sharding = NamedSharding(sharding.make_mesh(), P("data"))
   shape = jax.eval_shape(functools.partial(_features, model),
-                         jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8)).shape
+                         jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8),
+                         None).shape
   out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                   shape=(len(split), shape[-1]))
   start, clock, last_line = 0, time.perf_counter(), time.perf_counter()
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
-    images = jax.make_array_from_process_local_data(data_sharding, batch["image"])
-    rows = sharding.gather(_features(model, images))[:len(split) - start]
+    inputs = sharding.to_global({k: v for k, v in batch.items()
+                                 if k in ("image", "jpeg_tables")}, data_sharding)
+    rows = sharding.gather(_features(model, inputs["image"], inputs.get("jpeg_tables"))
+                           )[:len(split) - start]
     out[start:start + len(rows)] = rows
     start += len(rows)
     if time.perf_counter() - last_line >= LOG_INTERVAL_S:  # A long pass shows it is alive.
@@ -173,7 +186,7 @@ def _read(directory: str, data: dict[str, Any]) -> dict[str, FeatureSplit]:
       raise FeatureCacheError(
           f"feature cache {directory} holds {features.shape} features for {len(split)} "
           f"{role} images; delete it to compute the features again")
-    splits[role] = FeatureSplit(features, split.labels, split.paths, split.difficulty)
+    splits[role] = FeatureSplit(features, split.labels, split.paths, split.difficulty, split)
   return splits
 
 

@@ -2,8 +2,10 @@
 
 `load_run(workdir)` reads the run's saved `config.json` (image size, gray or color,
 model) and restores parameters from one of its checkpoints, so a caller has no way to
-feed the model differently from training. `Predictor.p_fake` runs compiled, fixed-size
-batches (the last one padded), so any number of images compiles exactly once.
+feed the model differently from training. `Predictor.score` runs compiled, fixed-size
+batches (the last one padded), so any number of images compiles exactly once; besides
+P(fake) it gives each image's distance from the training images in the model's own
+embedding (`domain`), which predict's warnings read.
 """
 
 from __future__ import annotations
@@ -12,20 +14,21 @@ import concurrent.futures
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
 from fakeface_jax import checkpointing
+from fakeface_jax import domain
 from fakeface_jax import models
 from fakeface_jax import preprocessing
 from fakeface_jax import rundir
 from fakeface_jax.data import image_decoding
+from fakeface_jax.data import jpeg_tables
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -38,15 +41,22 @@ class Predictor:
   threshold: float
   step: int
   batch_size: int = 64
+  # What the run was trained on; None for a run trained before it was recorded.
+  training_domain: domain.TrainingDomain | None = None
 
   def __post_init__(self):
-    model = models.create_model(self.config.model)
+    self.model = models.create_model(self.config.model)
 
-    def p_fake(params, images):
-      logits = model.apply({"params": params}, preprocessing.rescale(images), train=False)
-      return jax.nn.softmax(logits)[:, 0]
+    def score(params, images, jpeg_tables, mean, scale):
+      logits, embedding = domain.with_embedding(lambda: self.model.apply(
+          {"params": params}, preprocessing.rescale(images), train=False,
+          **self.model.table_inputs(jpeg_tables)))
+      return jax.nn.softmax(logits)[:, 0], domain.distances(embedding, mean, scale)
 
-    self._p_fake = jax.jit(p_fake)
+    self._score = jax.jit(score)
+    known = self.training_domain
+    self._mean = np.zeros(1, np.float32) if known is None else known.embedding_mean
+    self._scale = np.ones(1, np.float32) if known is None else known.embedding_scale
 
   @property
   def image_size(self) -> int:
@@ -56,21 +66,46 @@ class Predictor:
   def grayscale(self) -> bool:
     return self.config.data.grayscale
 
-  def p_fake(self, images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, S, S, C) as the run's pipeline makes them -> P(fake), shape (N,)."""
-    out = []
+  def score(self, images: np.ndarray, jpeg_tables: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 images (N, S, S, C) as the run's pipeline makes them, and their JPEG tables
+    (N, 2, 8, 8) (`ImageFormat.grid_tables`; None: the model's fallback for every image)
+    -> P(fake) (N,), and each image's embedding distance from the training images (N,)
+    if the run recorded them (`domain.distances`), else None."""
+    p_fake, distance = [np.zeros((0,), np.float32)], [np.zeros((0,), np.float32)]
     for start in range(0, len(images), self.batch_size):
       batch = images[start:start + self.batch_size]
-      padded = np.zeros((self.batch_size, *images.shape[1:]), images.dtype)
-      padded[:len(batch)] = batch
-      out.append(np.asarray(self._p_fake(self.params, jnp.asarray(padded)))[:len(batch)])
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+      tables = (None if jpeg_tables is None else
+                _padded(jpeg_tables[start:start + self.batch_size], self.batch_size))
+      out = self._score(self.params, _padded(batch, self.batch_size), tables, self._mean,
+                        self._scale)
+      p_fake.append(np.asarray(out[0])[:len(batch)])
+      distance.append(np.asarray(out[1])[:len(batch)])
+    return (np.concatenate(p_fake),
+            None if self.training_domain is None else np.concatenate(distance))
+
+  def p_fake(self, images: np.ndarray, jpeg_tables: np.ndarray | None = None) -> np.ndarray:
+    """P(fake) of `score`."""
+    return self.score(images, jpeg_tables)[0]
+
+  def warnings(self, image_format: image_decoding.ImageFormat,
+               distance: float | None) -> list[str]:
+    """`domain.image_warnings` of one image for this run."""
+    return domain.image_warnings(self.training_domain, image_format, distance,
+                                 self.image_size, self.model.reads_jpeg_tables)
 
   def is_fake(self, p_fake: np.ndarray) -> np.ndarray:
     return p_fake >= self.threshold
 
-  def decode(self, data: bytes) -> np.ndarray:
-    return image_decoding.decode_image(data, self.image_size, self.grayscale)
+  def decode(self, data: bytes) -> tuple[np.ndarray, image_decoding.ImageFormat]:
+    return image_decoding.decode_with_format(data, self.image_size, self.grayscale)
+
+
+def _padded(batch: np.ndarray, size: int) -> np.ndarray:
+  """`batch` with zero rows appended up to `size`: one compiled shape for every batch."""
+  padded = np.zeros((size, *batch.shape[1:]), batch.dtype)
+  padded[:len(batch)] = batch
+  return padded
 
 
 def _checkpoint_step(workdir: str, checkpoint: str) -> int:
@@ -129,7 +164,8 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
   config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
   step = _checkpoint_step(workdir, checkpoint)
   state = checkpointing.restore_state_here(workdir, step)
-  return Predictor(config, state["params"], _read_threshold(workdir, step), step, batch_size)
+  return Predictor(config, state["params"], _read_threshold(workdir, step), step, batch_size,
+                   domain.read(workdir))
 
 
 def write_threshold(workdir: str, threshold: float, checkpoint_step: int,
@@ -159,9 +195,22 @@ def find_images(paths: Iterable[str]) -> list[str]:
   return found
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodedFiles:
+  """Files decoded for a Predictor: images (N, S, S, C), each one's JPEG tables aligned
+  with its pixels (N, 2, 8, 8), and per file its `ImageFormat` and error (None where
+  it decoded; its image is then zeros and its format None)."""
+  images: np.ndarray
+  jpeg_tables: np.ndarray
+  formats: list[image_decoding.ImageFormat | None]
+  errors: list[str | None]
+
+
 def decode_files(predictor: Predictor, paths: Sequence[str],
-                 num_threads: int | None = None) -> tuple[np.ndarray, list[str | None]]:
-  """Decodes files in threads (PIL releases the GIL); returns images and per-file errors.
+                 transform: Callable[[bytes], bytes] | None = None,
+                 num_threads: int | None = None) -> DecodedFiles:
+  """Decodes files in threads (PIL releases the GIL), after `transform` of each file's
+  bytes if given (evaluate's format shifts).
 
   A file that cannot be read or decoded gets an error message and a zero image, so one
   bad file never stops the rest.
@@ -169,18 +218,22 @@ def decode_files(predictor: Predictor, paths: Sequence[str],
   def load(path):
     try:
       with open(path, "rb") as f:
-        return predictor.decode(f.read()), None
+        data = f.read()
+      return predictor.decode(transform(data) if transform else data), None
     except Exception as e:  # pylint: disable=broad-except
       # Any failure to read or decode (PIL raises many types) is this file's error.
       return None, f"{type(e).__name__}: {' '.join(str(e).split())}"
 
   channels = 1 if predictor.grayscale else 3
-  images = np.zeros((len(paths), predictor.image_size, predictor.image_size, channels),
-                    np.uint8)
-  errors: list[str | None] = []
+  size = predictor.image_size
+  images = np.zeros((len(paths), size, size, channels), np.uint8)
+  tables = np.zeros((len(paths), *jpeg_tables.NO_TABLES.shape), jpeg_tables.TABLES_DTYPE)
+  formats, errors = [], []
   with concurrent.futures.ThreadPoolExecutor(num_threads or os.cpu_count()) as pool:
-    for i, (image, error) in enumerate(pool.map(load, paths)):
-      if image is not None:
-        images[i] = image
+    for i, (decoded, error) in enumerate(pool.map(load, paths)):
+      if decoded is not None:
+        images[i], image_format = decoded
+        tables[i] = image_format.grid_tables(size)
+      formats.append(None if decoded is None else decoded[1])
       errors.append(error)
-  return images, errors
+  return DecodedFiles(images, tables, formats, errors)

@@ -3,11 +3,20 @@ r"""Predicts fake or real for image files and folders with a trained run.
   fakeface-predict --workdir runs/default photo.jpg dir/ > preds.csv
   fakeface-predict --workdir runs/default --format json --output preds.jsonl dir/
 
-Writes one row per file (to stdout unless --output): `path,p_fake,prediction,error`,
+Writes one row per file (to stdout unless --output), with the columns
+  path,p_fake,prediction,warnings,format,width,height,jpeg_quality,jpeg_grid,
+  feature_distance,error
 p_fake with 6 decimals. `prediction` is `fake` when p_fake >= the run's decision
-threshold (chosen on its validation split, else 0.5). A file that cannot be read, or
-does not exist, gets its error and empty fields; the other files go on, and the exit
-status is then `SOME_FILES_FAILED` (3). A summary line goes to stderr.
+threshold (chosen on its validation split, else 0.5). `warnings` lists, separated by
+`;`, why the prediction has no basis in the training data (`domain.WARNINGS`):
+upscaled, size, format, mode, jpeg_quality, jpeg_grid, features. The file's own
+`format`, `width` and `height`, its JPEG quality (estimated from its quantization
+tables), `jpeg_grid` (`aligned`: read on its own 8x8 grid with its own tables; `moved`:
+a JPEG resized to the model's input; `none`: not a JPEG), and `feature_distance`, its
+distance from the training images in the model's embedding (the cut-off is in
+WORKDIR/training_domain.json). A file that cannot be read, or does not exist, gets its
+error and empty fields; the other files go on, and the exit status is then
+`SOME_FILES_FAILED` (3). A summary line goes to stderr.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from absl import flags
 from absl import logging
@@ -23,6 +33,7 @@ from absl import logging
 from fakeface_jax import cli
 from fakeface_jax import errors
 from fakeface_jax import inference
+from fakeface_jax.data import image_decoding
 
 FLAGS = flags.FLAGS
 
@@ -38,19 +49,35 @@ def define_flags() -> None:
   flags.DEFINE_enum("format", "csv", ["csv", "json"], "Output format.")
   flags.DEFINE_integer("batch_size", 64, "Images per compiled batch.")
 
-COLUMNS = ("path", "p_fake", "prediction", "error")
+COLUMNS = ("path", "p_fake", "prediction", "warnings", "format", "width", "height",
+           "jpeg_quality", "jpeg_grid", "feature_distance", "error")
 
 
-def predict_files(predictor: inference.Predictor, paths: list[str]) -> list[dict]:
-  """One row per path, in order; rows of unreadable files carry only path and error."""
-  images, errors = inference.decode_files(predictor, paths)
-  ok = [i for i, error in enumerate(errors) if error is None]
-  p_fake = predictor.p_fake(images[ok])
-  rows = [{"path": path, "p_fake": None, "prediction": None, "error": error}
-          for path, error in zip(paths, errors)]
-  for i, p in zip(ok, p_fake):
-    rows[i].update(p_fake=float(p),
-                   prediction="fake" if predictor.is_fake(p) else "real")
+def _grid(image_format: image_decoding.ImageFormat, image_size: int) -> str:
+  if image_format.jpeg_quality is None:
+    return "none"
+  return "aligned" if image_format.grid_tables(image_size).any() else "moved"
+
+
+def predict_files(predictor: inference.Predictor, paths: list[str],
+                  transform: Callable[[bytes], bytes] | None = None) -> list[dict]:
+  """One row per path, in order (COLUMNS); rows of unreadable files carry only path and
+  error. `transform` changes each file's bytes before decoding (evaluate's shifts)."""
+  files = inference.decode_files(predictor, paths, transform)
+  ok = [i for i, error in enumerate(files.errors) if error is None]
+  p_fake, distance = predictor.score(files.images[ok], files.jpeg_tables[ok])
+  rows = [dict.fromkeys(COLUMNS) | {"path": path, "error": error}
+          for path, error in zip(paths, files.errors)]
+  for k, (i, p) in enumerate(zip(ok, p_fake)):
+    image_format = files.formats[i]
+    d = None if distance is None else float(distance[k])
+    rows[i].update(
+        p_fake=float(p), prediction="fake" if predictor.is_fake(p) else "real",
+        warnings=";".join(predictor.warnings(image_format, d)),
+        format=image_format.format, width=image_format.width, height=image_format.height,
+        jpeg_quality=image_format.jpeg_quality,
+        jpeg_grid=_grid(image_format, predictor.image_size),
+        feature_distance=None if d is None else round(d, 4))
   return rows
 
 
@@ -94,10 +121,15 @@ def main(argv: list[str]) -> int:
   seconds = time.perf_counter() - start
   fake = sum(r["prediction"] == "fake" for r in rows)
   failed = sum(r["error"] is not None for r in rows)
+  warned = sum(bool(r["warnings"]) for r in rows)
   print(f"{len(rows)} files: {fake} fake, {len(rows) - fake - failed} real, {failed} "
-        f"unreadable (threshold {predictor.threshold:.3f}, checkpoint step "
-        f"{predictor.step}) in {seconds:.1f}s -> "
+        f"unreadable, {warned} with warnings (threshold {predictor.threshold:.3f}, "
+        f"checkpoint step {predictor.step}) in {seconds:.1f}s -> "
         f"{'stdout' if FLAGS.output == '-' else FLAGS.output}", file=sys.stderr)
+  if predictor.training_domain is None:
+    print(f"note: {FLAGS.workdir} records no description of its training data (trained "
+          "before it was recorded): only the 'upscaled' warning is checked; retrain the "
+          "run to get every warning", file=sys.stderr)
   return SOME_FILES_FAILED if failed else cli.OK
 
 

@@ -19,6 +19,7 @@ TEST_METRICS_JSON = "test_metrics.json"  # The best checkpoint's test metrics.
 CURVES_PNG = "curves.png"                # Loss and accuracy curves.
 CONFUSION_PNG = "confusion_matrix.png"   # The test confusion matrix.
 THRESHOLD_JSON = "threshold.json"        # Decision threshold chosen on validation.
+DOMAIN_JSON = "training_domain.json"     # What it trained on, for predict's warnings.
 MANIFEST_CSV = "data_files.csv"          # Which files went into which role.
 LOCK_FILE = "train.lock"                 # Held while a process trains in the workdir.
 # Written by the other entry points.

@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 from fakeface_jax import checkpointing
 from fakeface_jax import classes
 from fakeface_jax import config_checks
+from fakeface_jax import domain
 from fakeface_jax import errors
 from fakeface_jax import feature_cache
 from fakeface_jax import inference
@@ -80,20 +81,38 @@ def learning_rate_schedule(config: Any, steps_per_epoch: int) -> optax.Schedule:
 def create_train_state(key: jax.Array, model, input_shape: tuple[int, ...],
                        tx: optax.GradientTransformation,
                        init_inputs: jax.Array | None = None,
-                       on_features: bool = False) -> TrainState:
-  """Initialises `model` on one all-zero input, or on `init_inputs` for a model whose
-  initial parameters depend on the data.
+                       on_features: bool = False,
+                       init_tables: jax.Array | None = None) -> TrainState:
+  """Initialises `model` on one all-zero input, or on `init_inputs` (and their JPEG
+  tables, `init_tables`) for a model whose initial parameters depend on the data.
 
   Inputs are images (floats in [0, 1]), or with `on_features` the model's fixed
   features: the state then applies only the model's head, whose parameters are all of
-  the model's, so its checkpoints serve the whole model.
+  the model's, so its checkpoints serve the whole model. The state's `apply_fn` takes
+  each image's JPEG tables as `jpeg_tables` and hands them to a model that reads them.
   """
   inputs = jnp.zeros((1, *input_shape), jnp.float32) if init_inputs is None else init_inputs
   method = "head" if on_features else None
+  # Cached features were computed with the tables already.
+  tables = model.table_inputs(init_tables) if not on_features else {}
   # One compiled init instead of dozens of eagerly dispatched ops (seconds on CPU).
-  params = jax.jit(functools.partial(model.init, method=method))(key, inputs)["params"]
-  return TrainState.create(apply_fn=functools.partial(model.apply, method=method),
-                           params=params, tx=tx)
+  params = jax.jit(functools.partial(model.init, method=method))(key, inputs,
+                                                                  **tables)["params"]
+  return TrainState.create(apply_fn=model_apply_fn(model, on_features), params=params,
+                           tx=tx)
+
+
+def model_apply_fn(model, on_features: bool = False):
+  """`model.apply` as the train and eval steps call it: `(variables, inputs, *, train,
+  jpeg_tables=None)`, the tables handed on only to a model that reads them (and not
+  to the head of cached features, which were computed with them)."""
+  method = "head" if on_features else None
+
+  def apply_fn(variables, inputs, *, train, jpeg_tables=None):
+    tables = model.table_inputs(jpeg_tables) if not on_features else {}
+    return model.apply(variables, inputs, train=train, method=method, **tables)
+
+  return apply_fn
 
 
 def model_inputs(key: jax.Array, inputs: jax.Array, on_features: bool,
@@ -107,9 +126,10 @@ def model_inputs(key: jax.Array, inputs: jax.Array, on_features: bool,
 
 
 def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed: int,
-                          key: jax.Array, on_features: bool = False) -> jax.Array:
+                          key: jax.Array, on_features: bool = False
+                          ) -> tuple[jax.Array, np.ndarray | None]:
   """Up to NUM_INIT_IMAGES training images as the train step sees them, in [0, 1]
-  (or, `on_features`, the same images' cached features).
+  (or, `on_features`, the same images' cached features), and their JPEG tables.
 
   They are the first batch of epoch 0, which training never runs, so the sample is
   seeded and distinct from every training batch, and it goes through the run's host
@@ -121,7 +141,8 @@ def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed
   count = min(NUM_INIT_IMAGES, len(split))
   [batch] = input_pipeline.train_batches(split, count, seed=seed, epoch=0, end_step=1,
                                         **augment_config.host)
-  return model_inputs(key, batch["image"], on_features, augment_config.device)
+  return (model_inputs(key, batch["image"], on_features, augment_config.device),
+          batch.get("jpeg_tables"))
 
 
 def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -163,7 +184,8 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   labels = batch["label"]
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, inputs, train=True)
+    logits = state.apply_fn({"params": params}, inputs, train=True,
+                            jpeg_tables=batch.get("jpeg_tables"))
     return cross_entropy(logits, labels).mean(), logits
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -185,8 +207,18 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, apply_fn,
   """Per-example loss and class probabilities of a (possibly padded) batch of images,
   or `on_features` of their features."""
   inputs = batch["image"] if on_features else preprocessing.rescale(batch["image"])
-  logits = apply_fn({"params": params}, inputs, train=False)
+  logits = apply_fn({"params": params}, inputs, train=False,
+                    jpeg_tables=batch.get("jpeg_tables"))
   return {"loss": cross_entropy(logits, batch["label"]), "probs": jax.nn.softmax(logits)}
+
+
+def embed_step(params: Any, batch: dict[str, jax.Array], *, apply_fn,
+               on_features: bool = False) -> jax.Array:
+  """The model's embedding (`domain.with_embedding`) of a batch of images, or
+  `on_features` of their features."""
+  inputs = batch["image"] if on_features else preprocessing.rescale(batch["image"])
+  return domain.with_embedding(lambda: apply_fn(
+      {"params": params}, inputs, train=False, jpeg_tables=batch.get("jpeg_tables")))[1]
 
 
 # ----------------------------------------------------------------------------------------
@@ -417,11 +449,13 @@ def _setup(config: Any, workdir: str, data: dict[str, input_pipeline.Split],
   mesh = sharding.make_mesh()
   replicated = NamedSharding(mesh, P())
   init_key, augment_key = jax.random.split(jax.random.key(config.seed))
-  init_inputs = (initialisation_images(data["train"], config.augment, config.seed,
-                                       jax.random.fold_in(init_key, 1), on_features)
-                 if model.initialises_from_data else None)
+  init_inputs, init_tables = (
+      initialisation_images(data["train"], config.augment, config.seed,
+                            jax.random.fold_in(init_key, 1), on_features)
+      if model.initialises_from_data else (None, None))
   state = jax.device_put(create_train_state(init_key, model, data["train"].image_shape, tx,
-                                            init_inputs, on_features), replicated)
+                                            init_inputs, on_features, init_tables),
+                         replicated)
   logging.info("Model %s: %s parameters; %d steps per epoch of %d images on %d device(s).",
                config.model.name,
                f"{sum(x.size for x in jax.tree.leaves(state.params)):,}",
@@ -539,6 +573,44 @@ def _test_accuracies(results: dict[str, Any]) -> str:
           f"threshold {results['threshold']:.4f} ({results['num_test']} images)")
 
 
+def _embeddings(compiled_embed, params: Any, split: input_pipeline.Split,
+                positions: np.ndarray, batch_size: int) -> np.ndarray:
+  """Embeddings of `split`'s images at `positions`, in fixed-size (padded) batches."""
+  out = []
+  for start in range(0, len(positions), batch_size):
+    chunk = positions[start:start + batch_size]
+    padded = np.resize(chunk, batch_size)  # Repeats the chunk: one compiled shape.
+    batch = input_pipeline.batch_of(split.take(padded), split.take_tables(padded))
+    out.append(np.asarray(compiled_embed(params, batch))[:len(chunk)])
+  return np.concatenate(out)
+
+
+def _describe_training_data(run: _Run, state: TrainState) -> None:
+  """Records what the model was trained on (`domain.TrainingDomain`), for `predict`'s
+  warnings: on process 0, with its own copy of the (replicated) parameters."""
+  train_split, validation = run.data["train"], run.data["validation"]
+  formats = train_split.take_formats(np.arange(len(train_split)))
+  if formats is None:  # Arrays made in memory: nothing to describe.
+    return
+  params = jax.tree.map(lambda x: x.addressable_data(0), state.params)
+  compiled_embed = jax.jit(functools.partial(
+      embed_step, apply_fn=state.apply_fn,
+      on_features=isinstance(train_split, feature_cache.FeatureSplit)))
+  sample = np.sort(np.random.default_rng(run.config.seed).permutation(len(train_split))[
+      :domain.MAX_DESCRIBED_IMAGES])
+  batch_size = run.config.eval_batch_size
+  described = domain.describe(
+      formats, run.config.data.image_size,
+      _embeddings(compiled_embed, params, train_split, sample, batch_size),
+      _embeddings(compiled_embed, params, validation, np.arange(len(validation)),
+                  batch_size))
+  domain.write(run.workdir, described)
+  logging.info("Training data described for predict's warnings: %s, sides %d-%d px, "
+               "JPEG qualities %s; feature distance cut-off %.2f.",
+               "/".join(described.formats), described.min_side, described.max_side,
+               described.jpeg_qualities, described.distance_cutoff)
+
+
 def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
   """Tests the best checkpoint by validation accuracy; writes and returns the results."""
   run.checkpoints.wait_until_finished()
@@ -563,6 +635,7 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
   run.checkpoints.close()
   if jax.process_index() == 0:
     inference.write_threshold(run.workdir, float(threshold), best, float(val_balanced))
+    _describe_training_data(run, state)
     outputs = write_outputs(run.workdir, run.log.rows, results)
     logging.info("Best epoch %d: %s. Outputs: %s", results["best_epoch"],
                  _test_accuracies(results), ", ".join(outputs))

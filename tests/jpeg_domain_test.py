@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakeface_jax.data import jpeg_tables
 from fakeface_jax.models import jpeg_domain
 from fakeface_jax.models import texture
 
@@ -15,6 +16,11 @@ def _encode_decode(image: np.ndarray, quality: int) -> np.ndarray:
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
   return np.asarray(Image.open(buffer))
+
+
+def _on_grid(quality: int, num_images: int = 1):
+  """Tables and has_grid of images all read on their grid at `quality`."""
+  return jpeg_domain.image_tables(None, num_images, quality)
 
 
 def _photo_like_image(seed: int, size: int = 64) -> np.ndarray:
@@ -31,11 +37,11 @@ def test_quantization_tables_are_the_ones_pil_writes(quality):
   Image.fromarray(_photo_like_image(0)).save(buffer, format="JPEG", quality=quality)
   tables = Image.open(buffer).quantization
   np.testing.assert_array_equal(np.reshape(tables[0], (8, 8)),
-                                jpeg_domain.quantization_table(quality))
+                                jpeg_tables.quantization_table(quality))
   np.testing.assert_array_equal(np.reshape(tables[1], (8, 8)),
-                                jpeg_domain.quantization_table(quality, chroma=True))
+                                jpeg_tables.quantization_table(quality, chroma=True))
   with pytest.raises(ValueError, match=r"JPEG quality must be in \[1, 100\]"):
-    jpeg_domain.quantization_table(0)
+    jpeg_tables.quantization_table(0)
 
 
 def test_block_dct_is_orthonormal_and_puts_a_flat_block_in_dc():
@@ -49,8 +55,8 @@ def test_block_dct_is_orthonormal_and_puts_a_flat_block_in_dc():
 
 def _distance_to_integers(images: np.ndarray, quality: int) -> list[float]:
   y, cb, cr = texture.ycbcr(jnp.asarray(images, jnp.float32))
-  luminance = jpeg_domain.quantization_table(quality)
-  chrominance = jpeg_domain.quantization_table(quality, chroma=True)
+  luminance = jpeg_tables.quantization_table(quality)
+  chrominance = jpeg_tables.quantization_table(quality, chroma=True)
   planes = [(y - 128.0, luminance), (jpeg_domain.subsample_2x2(cb), chrominance),
             (jpeg_domain.subsample_2x2(cr), chrominance)]
   distances = []
@@ -100,13 +106,13 @@ def test_coefficient_cooccurrences_by_hand():
 
 def test_jpeg_features_shape_and_refusals():
   images = jnp.asarray(_encode_decode(_photo_like_image(2), 75)[None], jnp.float32)
-  features = jpeg_domain.jpeg_features(images, quality=75)
+  features = jpeg_domain.jpeg_features(images, _on_grid(75)[0])
   assert features.shape == (1, 3 * 64 * (9 + 6 * 25))
   assert bool(jnp.all(jnp.isfinite(features)))
   with pytest.raises(ValueError, match="RGB images of at least 16x16"):
-    jpeg_domain.jpeg_features(jnp.zeros((1, 64, 64, 1)), quality=75)
+    jpeg_domain.jpeg_features(jnp.zeros((1, 64, 64, 1)), _on_grid(75)[0])
   with pytest.raises(ValueError, match="RGB images of at least 16x16"):
-    jpeg_domain.jpeg_features(jnp.zeros((1, 8, 64, 3)), quality=75)
+    jpeg_domain.jpeg_features(jnp.zeros((1, 8, 64, 3)), _on_grid(75)[0])
 
 
 def test_sliding_block_dct_on_the_grid_is_the_block_dct():
@@ -118,19 +124,18 @@ def test_sliding_block_dct_on_the_grid_is_the_block_dct():
 
 
 def test_dctr_step_follows_the_quality():
-  assert jpeg_domain.dctr_step(75) == 4.0
-  assert jpeg_domain.dctr_step(25) == 16.0
-  assert jpeg_domain.dctr_step(95) == pytest.approx(0.8)
+  np.testing.assert_allclose(jpeg_domain.dctr_step(jnp.array([75, 25, 95])),
+                             [4.0, 16.0, 0.8], rtol=1e-6)
 
 
 def test_dctr_features_of_a_flat_image_fill_only_the_zero_bin():
-  features = np.asarray(jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 3)), quality=75))
+  features = np.asarray(jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 3)), *_on_grid(75)))
   assert features.shape == (1, 64 * 64 * 5)
   per_histogram = features.reshape(64 * 64, 5)
   np.testing.assert_allclose(per_histogram[:, 0], np.log(1 + texture.LOG_EPS), atol=1e-6)
   np.testing.assert_allclose(per_histogram[:, 1:], np.log(texture.LOG_EPS), atol=1e-6)
   with pytest.raises(ValueError, match="DCTR features need RGB images of at least 16x16"):
-    jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 1)), quality=75)
+    jpeg_domain.dctr_features(jnp.zeros((1, 24, 24, 1)), *_on_grid(75))
 
 
 def test_dctr_counts_a_single_basis_pattern_at_its_grid_position():
@@ -140,7 +145,7 @@ def test_dctr_counts_a_single_basis_pattern_at_its_grid_position():
   block = np.outer(d[0], d[1]) * 40.0
   image = np.zeros((1, 16, 16, 3), np.float32)
   image[0, :8, :8] = block[..., None]
-  features = np.asarray(jpeg_domain.dctr_features(jnp.asarray(image), quality=75))
+  features = np.asarray(jpeg_domain.dctr_features(jnp.asarray(image), *_on_grid(75)))
   per_basis = features.reshape(64, 8, 8, 5)
   # 9x9 positions -> one full 8x8 grid of phases (1 block each): phase (0, 0) saw it.
   assert per_basis[1, 0, 0, 4] == pytest.approx(np.log(1 + texture.LOG_EPS), abs=1e-6)

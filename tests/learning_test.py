@@ -89,12 +89,12 @@ def test_training_and_inference_feed_the_model_identical_arrays(learned_run, tes
   workdir, _ = learned_run
   split, _, encoded = test_images
   predictor = inference.load_run(workdir)
-  decoded = np.stack([predictor.decode(data) for data in encoded])
+  decoded = np.stack([predictor.decode(data)[0] for data in encoded])
   np.testing.assert_array_equal(decoded, split.images)
   # The training loop's own evaluation (train.eval_step) and the predictor, same weights.
   mesh = sharding.make_mesh()
   compiled_eval = jax.jit(lambda params, batch: train.eval_step(
-      params, batch, apply_fn=models.create_model(predictor.config.model).apply))
+      params, batch, apply_fn=train.model_apply_fn(predictor.model)))
   trained = train.evaluate(compiled_eval, predictor.params, split, 16,
                            NamedSharding(mesh, P("data")))
   np.testing.assert_allclose(predictor.p_fake(decoded), trained["p_fake"], atol=1e-6)

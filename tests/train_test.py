@@ -88,12 +88,12 @@ def test_weight_decay_is_an_l2_penalty_on_kernels_only():
 def test_data_dependent_models_initialise_on_augmented_training_images(tiny_config):
   data = train.input_pipeline.load_data(tiny_config)
   key = jax.random.key(0)
-  images = train.initialisation_images(data["train"], tiny_config.augment, 3, key)
+  images, _ = train.initialisation_images(data["train"], tiny_config.augment, 3, key)
   assert images.shape == (min(train.NUM_INIT_IMAGES, len(data["train"])),
                           *data["train"].image_shape)
   assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
   np.testing.assert_array_equal(
-      images, train.initialisation_images(data["train"], tiny_config.augment, 3, key))
+      images, train.initialisation_images(data["train"], tiny_config.augment, 3, key)[0])
 
   def high_frequency_energy(batch):
     return float(jnp.mean(jnp.diff(batch, axis=2) ** 2))
@@ -104,7 +104,7 @@ def test_data_dependent_models_initialise_on_augmented_training_images(tiny_conf
                          ("device", {"blur_prob": 1.0, "blur_max_sigma": 3.0})):
     augment = tiny_config.augment.copy_and_resolve_references()
     augment[where].update(setting)
-    degraded = train.initialisation_images(data["train"], augment, 3, key)
+    degraded, _ = train.initialisation_images(data["train"], augment, 3, key)
     assert high_frequency_energy(degraded) < 0.8 * high_frequency_energy(images), setting
 
 

@@ -27,6 +27,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
+from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import selection
 
 CACHE_MODES = ("auto", "memory", "stream")
@@ -35,11 +36,14 @@ CACHE_MODES = ("auto", "memory", "stream")
 @dataclasses.dataclass(frozen=True)
 class ArraySplit:
   """A split decoded into memory: uint8 images (N, S, S, C), int32 labels (N,) with
-  0 = fake and 1 = real, each image's path and its difficulty group ("none" if none)."""
+  0 = fake and 1 = real, each image's path and its difficulty group ("none" if none),
+  and what each file was (`image_decoding.ImageFormat`; None for arrays made in
+  memory, whose models then fall back to their configured JPEG quality)."""
   images: np.ndarray
   labels: np.ndarray
   paths: np.ndarray | None = None
   difficulty: np.ndarray | None = None
+  formats: Sequence[image_decoding.ImageFormat] | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -50,6 +54,15 @@ class ArraySplit:
 
   def take(self, positions: np.ndarray) -> np.ndarray:
     return self.images[positions]
+
+  def take_tables(self, positions: np.ndarray) -> np.ndarray | None:
+    """The images' JPEG tables whose grid lines up with their pixels (N, 2, 8, 8)."""
+    if self.formats is None:
+      return None
+    return np.stack([self.formats[p].grid_tables(self.images.shape[1]) for p in positions])
+
+  def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat] | None:
+    return None if self.formats is None else [self.formats[p] for p in positions]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +95,15 @@ class StreamedSplit:
                                               self.grayscale)
     return images
 
+  def take_tables(self, positions: np.ndarray) -> np.ndarray:
+    """The images' JPEG tables whose grid lines up with their pixels (N, 2, 8, 8)."""
+    return np.stack([f.grid_tables(self.image_size) for f in self.take_formats(positions)])
+
+  def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
+    """What the files were, from their headers (no decoding)."""
+    return [image_decoding.read_header(self.source[int(self.indices[p])]["image"])
+            for p in positions]
+
 
 Split = ArraySplit | StreamedSplit
 
@@ -97,18 +119,20 @@ def load_split(source, image_size: int, grayscale: bool,
 
   def decode(i):
     record = source[int(indices[i])]
-    return image_decoding.decode_image(record["image"], image_size, grayscale), record
+    return (*image_decoding.decode_with_format(record["image"], image_size, grayscale),
+            record)
 
   decoded = (grain.MapDataset.range(len(indices)).map(decode)
              .to_iter_dataset(grain.ReadOptions(num_threads=os.cpu_count() or 1)))
   channels = 1 if grayscale else 3
   images = np.empty((len(indices), image_size, image_size, channels), np.uint8)
-  fields = []
-  for i, (image, record) in enumerate(decoded):
+  fields, formats = [], []
+  for i, (image, image_format, record) in enumerate(decoded):
     images[i] = image
+    formats.append(image_format)
     fields.append(selection.record_fields(record))
   meta = selection.metadata_arrays(fields)
-  return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"])
+  return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"], formats)
 
 
 def _process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
@@ -132,9 +156,11 @@ def _prefetched(make_batch, steps: range) -> Iterator[dict[str, np.ndarray]]:
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads)))
 
 
-def _degrade_some(images: np.ndarray, local: slice, rng: np.random.Generator,
-                  batch_size: int, prob: float, draw_settings, degrade) -> None:
-  """Degrades, in place, this process's images that a draw with probability `prob` picks.
+def _degrade_some(images: np.ndarray, tables: np.ndarray | None, local: slice,
+                  rng: np.random.Generator, batch_size: int, prob: float, draw_settings,
+                  degrade, tables_after) -> None:
+  """Degrades, in place, this process's images that a draw with probability `prob` picks,
+  and sets their JPEG tables to `tables_after(setting)`.
 
   Both draws (which positions, then `draw_settings(rng, batch_size)`: one setting each)
   cover the whole global batch, so any process count degrades each global position
@@ -143,7 +169,17 @@ def _degrade_some(images: np.ndarray, local: slice, rng: np.random.Generator,
   apply = rng.random(batch_size) < prob
   settings = draw_settings(rng, batch_size)
   for i in np.flatnonzero(apply[local]):
-    images[i] = degrade(images[i:i + 1], settings[local][i].item())[0]
+    setting = settings[local][i].item()
+    images[i] = degrade(images[i:i + 1], setting)[0]
+    if tables is not None:
+      tables[i] = tables_after(setting)
+
+
+def batch_of(images: np.ndarray, tables: np.ndarray | None,
+           **fields: np.ndarray) -> dict[str, np.ndarray]:
+  """A batch's arrays: "image", "jpeg_tables" where the split has them, and `fields`."""
+  tables = {} if tables is None else {"jpeg_tables": tables}
+  return {"image": images, **tables, **fields}
 
 
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
@@ -168,19 +204,20 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
 
   def make_batch(step):
     positions = np.sort(order[step * batch_size:(step + 1) * batch_size])
-    images = data.take(positions[local])
+    images, tables = data.take(positions[local]), data.take_tables(positions[local])
     if downscale_prob > 0:
       # A stream of its own: adding it leaves the JPEG draws of existing runs unchanged.
-      _degrade_some(images, local, np.random.default_rng([seed, epoch, step, 1]),
+      # Resampling moves the pixels off the JPEG grid.
+      _degrade_some(images, tables, local, np.random.default_rng([seed, epoch, step, 1]),
                     batch_size, downscale_prob,
                     lambda rng, n: rng.uniform(downscale_min_factor, 1.0, n),
-                    degradations.downscale)
+                    degradations.downscale, lambda _: jpeg_tables.NO_TABLES)
     if jpeg_prob > 0:
-      _degrade_some(images, local, np.random.default_rng([seed, epoch, step]),
+      _degrade_some(images, tables, local, np.random.default_rng([seed, epoch, step]),
                     batch_size, jpeg_prob,
                     lambda rng, n: rng.integers(jpeg_min_quality, 96, n),
-                    degradations.jpeg)
-    return {"image": images, "label": data.labels[positions[local]]}
+                    degradations.jpeg, jpeg_tables.standard_tables)
+    return batch_of(images, tables, label=data.labels[positions[local]])
 
   if end_step is None:
     end_step = steps_per_epoch(len(data), batch_size)
@@ -196,8 +233,8 @@ def eval_batches(data: Split, batch_size: int, *, process_index: int = 0,
     positions = np.arange(start, start + batch_size)[local]
     mask = positions < len(data)
     positions = np.where(mask, positions, 0)
-    return {"image": data.take(positions), "label": data.labels[positions],
-            "mask": mask.astype(np.float32)}
+    return batch_of(data.take(positions), data.take_tables(positions),
+                  label=data.labels[positions], mask=mask.astype(np.float32))
 
   return _prefetched(make_batch, range(0, len(data), batch_size))
 

@@ -33,6 +33,17 @@ class Detector(nn.Module):
     if image_size < 1:
       raise ValueError("must be positive")
 
+  @property
+  def reads_jpeg_tables(self) -> bool:
+    """Its features read each image's JPEG tables (`data.jpeg_tables`; (N, 2, 8, 8), all
+    zero for an image without a grid): callers pass them as the `jpeg_tables` keyword
+    of `__call__` and `features`."""
+    return False
+
+  def table_inputs(self, jpeg_tables) -> dict[str, Any]:
+    """The keyword arguments that hand `jpeg_tables` to this model, if it reads them."""
+    return {"jpeg_tables": jpeg_tables} if self.reads_jpeg_tables else {}
+
   def features(self, images: jnp.ndarray) -> jnp.ndarray:
     """Images -> (N, F) features, for a model with `fixed_features`."""
     raise NotImplementedError(f"{type(self).__name__} has no fixed features")

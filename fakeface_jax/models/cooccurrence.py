@@ -35,10 +35,11 @@ class CooccurrenceClassifier(base.Detector):
 
   Features, none with parameters: co-occurrences of pixel residuals in each plane of
   `color_spaces` (`texture.cooccurrence_features`), optionally across R, G and B at the
-  same pixel (`cross_band`), and, for images JPEG-encoded at `jpeg_quality`, any of
-  `JPEG_FEATURES`: histograms and co-occurrences of the quantized coefficients
-  (`jpeg_domain.jpeg_features`) or DCT residuals by position on the 8x8 grid
-  (`jpeg_domain.dctr_features`).
+  same pixel (`cross_band`), and any of `JPEG_FEATURES`: histograms and co-occurrences of
+  the quantized coefficients (`jpeg_domain.jpeg_features`) or DCT residuals by position
+  on the 8x8 grid (`jpeg_domain.dctr_features`). These read each image's own
+  quantization tables (`jpeg_tables`, from its file; `reads_jpeg_tables`); an image
+  without them is quantized at `jpeg_quality` and, for DCTR, taken as having no grid.
 
   Each feature is standardised with its mean and standard deviation over the batch the
   model is initialised on (`train.initialisation_images`: training images as the train
@@ -72,32 +73,42 @@ class CooccurrenceClassifier(base.Detector):
                        f"{texture.COLOR_SPACES}")
     super().__post_init__()
 
-  def features(self, images: jnp.ndarray) -> jnp.ndarray:
-    """The parameter-free part: float images in [0, 1] -> (N, F) log-frequencies,
-    computed FEATURE_CHUNK images at a time."""
+  @property
+  def reads_jpeg_tables(self) -> bool:
+    return bool(self.jpeg_features)
+
+  def features(self, images: jnp.ndarray, jpeg_tables: jnp.ndarray | None = None
+               ) -> jnp.ndarray:
+    """The parameter-free part: float images in [0, 1] and their (N, 2, 8, 8) JPEG
+    tables (`base.Detector.features`) -> (N, F) log-frequencies, computed FEATURE_CHUNK
+    images at a time."""
     n = images.shape[0]
+    tables, has_grid = jpeg_domain.image_tables(jpeg_tables, n, self.jpeg_quality or 75)
     if n <= FEATURE_CHUNK:
-      return self.chunk_features(images)
-    padding = ((0, -n % FEATURE_CHUNK),) + ((0, 0),) * (images.ndim - 1)
-    chunks = jnp.pad(images, padding).reshape(-1, FEATURE_CHUNK, *images.shape[1:])
+      return self.chunk_features((images, tables, has_grid))
+    chunks = jax.tree.map(
+        lambda x: jnp.pad(x, ((0, -n % FEATURE_CHUNK),) + ((0, 0),) * (x.ndim - 1))
+        .reshape(-1, FEATURE_CHUNK, *x.shape[1:]), (images, tables, has_grid))
     features = jax.lax.map(self.chunk_features, chunks)
     return features.reshape(-1, features.shape[-1])[:n]
 
-  def chunk_features(self, images: jnp.ndarray) -> jnp.ndarray:
-    """`features` of one chunk, in one piece."""
+  def chunk_features(self, chunk: tuple[jnp.ndarray, ...]) -> jnp.ndarray:
+    """`features` of one chunk (images, tables, has_grid), in one piece."""
+    images, tables, has_grid = chunk
     # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
     # pixel values round to whole numbers.
     pixels = images * 255.0
     features = [texture.cooccurrence_features(pixels, self.truncation,
                                               tuple(self.color_spaces), self.cross_band)]
     if "coefficients" in self.jpeg_features:
-      features.append(jpeg_domain.jpeg_features(pixels, self.jpeg_quality))
+      features.append(jpeg_domain.jpeg_features(pixels, tables))
     if "dctr" in self.jpeg_features:
-      features.append(jpeg_domain.dctr_features(pixels, self.jpeg_quality))
+      features.append(jpeg_domain.dctr_features(pixels, tables, has_grid))
     return jnp.concatenate(features, axis=-1)
 
-  def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    return self.head(self.features(images), train)
+  def __call__(self, images: jnp.ndarray, train: bool = False,
+               jpeg_tables: jnp.ndarray | None = None) -> jnp.ndarray:
+    return self.head(self.features(images, jpeg_tables), train)
 
   @nn.compact
   def head(self, features: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -6,7 +6,10 @@ divided by a quantization table and rounded. Decoding and re-doing the forward t
 on the decoded pixels gives those integers back to within a few hundredths (measured on
 the 140k subset: mean distance to the nearest integer 0.013-0.019), so the coefficients
 the encoder chose can be read from the pixels alone, as long as the block grid starts at
-the top-left corner and the quality is known.
+the top-left corner and the tables are known: each image's own, read from its file
+(`data.jpeg_tables`). An image without them (not a JPEG, or resized so that its grid no
+longer lines up) is quantized with a fallback quality's standard tables, and its DCTR
+histograms are pooled over the grid positions, since it has no grid to place them on.
 
 How often each integer occurs at each of the 64 frequencies, and how pairs of
 coefficients co-occur within a block and between neighbouring blocks, describe the image
@@ -25,26 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fakeface_jax.data import jpeg_tables
 from fakeface_jax.models import texture
 
 BLOCK = 8
-# ITU T.81 Annex K tables, which libjpeg (and so PIL) scales for a quality setting.
-BASE_LUMINANCE_TABLE = np.array([
-    [16, 11, 10, 16, 24, 40, 51, 61],
-    [12, 12, 14, 19, 26, 58, 60, 55],
-    [14, 13, 16, 24, 40, 57, 69, 56],
-    [14, 17, 22, 29, 51, 87, 80, 62],
-    [18, 22, 37, 56, 68, 109, 103, 77],
-    [24, 35, 55, 64, 81, 104, 113, 92],
-    [49, 64, 78, 87, 103, 121, 120, 101],
-    [72, 92, 95, 98, 112, 100, 103, 99],
-])
-BASE_CHROMINANCE_TABLE = np.array([
-    [17, 18, 24, 47, 99, 99, 99, 99],
-    [18, 21, 26, 66, 99, 99, 99, 99],
-    [24, 26, 56, 99, 99, 99, 99, 99],
-    [47, 66, 99, 99, 99, 99, 99, 99],
-] + [[99] * 8] * 4)
 # Neighbouring coefficient pairs whose joint histograms are counted, as the axes of an
 # (N, block row, block column, frequency row, frequency column) array along which the
 # neighbour is one step further: the next frequency within a block, and the same
@@ -53,15 +40,6 @@ NEIGHBOURS = {
     "intra_right": (4,), "intra_down": (3,), "intra_diagonal": (3, 4),
     "inter_right": (2,), "inter_down": (1,), "inter_diagonal": (1, 2),
 }
-
-
-def quantization_table(quality: int, chroma: bool = False) -> np.ndarray:
-  """The (8, 8) table libjpeg uses at `quality` (1-100), in natural (not zigzag) order."""
-  if not 1 <= quality <= 100:
-    raise ValueError(f"JPEG quality must be in [1, 100], got {quality}")
-  scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-  base = BASE_CHROMINANCE_TABLE if chroma else BASE_LUMINANCE_TABLE
-  return np.clip((base * scale + 50) // 100, 1, 255)
 
 
 def dct_matrix() -> np.ndarray:
@@ -98,15 +76,39 @@ def _check_rgb_of_two_blocks(images: jax.Array, what: str) -> None:
     raise ValueError(f"{what} need RGB images of at least 16x16, got {images.shape}")
 
 
-def quantized_coefficients(images: jax.Array, quality: int) -> list[jax.Array]:
-  """(N, H, W, 3) RGB pixels in [0, 255] -> the rounded Y, Cb, Cr JPEG coefficients.
+def image_tables(tables: jax.Array | None, num_images: int,
+                 fallback_quality: int) -> tuple[jax.Array, jax.Array]:
+  """Each image's (2, 8, 8) tables, all zero where it has no grid (None: every image
+  has the fallback's) -> float32 (N, 2, 8, 8) tables to quantize with, the standard
+  ones of `fallback_quality` where an image has none, and whether it has a grid (N,)."""
+  fallback = jnp.asarray(jpeg_tables.standard_tables(fallback_quality), jnp.float32)
+  if tables is None:
+    return (jnp.broadcast_to(fallback, (num_images, 2, BLOCK, BLOCK)),
+            jnp.ones((num_images,), bool))
+  tables = jnp.asarray(tables, jnp.float32)
+  has_grid = tables.reshape(num_images, -1).max(-1) > 0
+  return jnp.where(has_grid[:, None, None, None], tables, fallback), has_grid
+
+
+def estimated_quality(luminance: jax.Array) -> jax.Array:
+  """(N, 8, 8) luminance tables -> (N,) nearest libjpeg quality
+  (`jpeg_tables.estimate_quality`, jit-able)."""
+  standard = jnp.asarray(jpeg_tables.STANDARD_LUMINANCE, jnp.float32)
+  distances = jnp.abs(standard[None] - luminance[:, None]).sum(axis=(2, 3))
+  return jnp.asarray(jpeg_tables.QUALITIES)[jnp.argmin(distances, axis=1)]
+
+
+def quantized_coefficients(images: jax.Array, tables: jax.Array) -> list[jax.Array]:
+  """(N, H, W, 3) RGB pixels in [0, 255] and float (N, 2, 8, 8) luminance and
+  chrominance tables (`image_tables`) -> the rounded Y, Cb, Cr JPEG coefficients.
 
   Each is an int32 (N, rows, cols, 8, 8) array. Chroma is subsampled 2x2 first, as
   libjpeg's default encoding (and the 140k subset's) does.
   """
   _check_rgb_of_two_blocks(images, "JPEG features")
   y, cb, cr = texture.ycbcr(images.astype(jnp.float32))
-  luminance, chrominance = quantization_table(quality), quantization_table(quality, True)
+  luminance = tables[:, 0, None, None]
+  chrominance = tables[:, 1, None, None]
   return [jnp.round(block_dct(y - 128.0) / luminance).astype(jnp.int32)] + [
       jnp.round(block_dct(subsample_2x2(c)) / chrominance).astype(jnp.int32)
       for c in (cb, cr)]
@@ -148,16 +150,16 @@ def coefficient_cooccurrences(coefficients: jax.Array, truncation: int) -> jax.A
   return jnp.concatenate(features, axis=-1)
 
 
-def jpeg_features(images: jax.Array, quality: int, histogram_truncation: int = 4,
+def jpeg_features(images: jax.Array, tables: jax.Array, histogram_truncation: int = 4,
                   pair_truncation: int = 2) -> jax.Array:
   """(N, H, W, 3) pixels in [0, 255] -> (N, F) log-frequencies of the JPEG coefficients.
 
   F = 3 planes * 64 frequencies * ((2 * 4 + 1) + 6 * (2 * 2 + 1)**2) = 30,528 with the
-  defaults. `quality` is the encoder's (75 for the 140k subset): with another table the
-  rounded values are not the stored integers and the histograms blur.
+  defaults. `tables` (N, 2, 8, 8) are the encoder's (`image_tables`): with other tables
+  the rounded values are not the stored integers and the histograms blur.
   """
   features = []
-  for coefficients in quantized_coefficients(images, quality):
+  for coefficients in quantized_coefficients(images, tables):
     features.append(coefficient_histograms(coefficients, histogram_truncation))
     features.append(coefficient_cooccurrences(coefficients, pair_truncation))
   return jnp.log(jnp.concatenate(features, axis=-1) + texture.LOG_EPS)
@@ -179,27 +181,33 @@ def sliding_block_dct(plane: jax.Array) -> jax.Array:
   return responses.reshape(*responses.shape[:3], BLOCK * BLOCK)
 
 
-def dctr_step(quality: int) -> float:
-  """DCTR's quantization step for `quality`: 4 at 75, scaled as libjpeg scales its tables
-  (and kept above 0 at quality 100, where the tables are all ones)."""
-  scale = 50 / quality if quality < 50 else 2 - quality / 50
-  return max(8 * scale, 0.25)
+def dctr_step(quality: jax.Array | int) -> jax.Array:
+  """DCTR's quantization step for `quality` (a number or an array of them): 4 at 75,
+  scaled as libjpeg scales its tables (and kept above 0 at quality 100, where the
+  tables are all ones)."""
+  quality = jnp.asarray(quality, jnp.float32)
+  scale = jnp.where(quality < 50, 50 / quality, 2 - quality / 50)
+  return jnp.maximum(8 * scale, 0.25)
 
 
-def dctr_features(images: jax.Array, quality: int, truncation: int = 4) -> jax.Array:
+def dctr_features(images: jax.Array, tables: jax.Array, has_grid: jax.Array,
+                  truncation: int = 4) -> jax.Array:
   """Holub & Fridrich's DCT residuals (DCTR, 2015) of the luma: (N, 64 * 64 * (T + 1)).
 
   The luma is filtered with each of the 64 8x8 DCT basis patterns at every position
-  (not only on the block grid); the magnitudes are divided by `dctr_step(quality)`,
-  rounded and truncated to T, and histogrammed separately for each of the 64 positions
-  relative to the 8x8 grid, where the effect of JPEG's quantization differs.
+  (not only on the block grid); the magnitudes are divided by `dctr_step` of the quality
+  of each image's luminance table (`image_tables`), rounded and truncated to T, and
+  histogrammed separately for each of the 64 positions relative to the 8x8 grid, where
+  the effect of JPEG's quantization differs. An image without a grid (`has_grid` False)
+  gets the histograms of all positions together, the same at each.
   """
   _check_rgb_of_two_blocks(images, "DCTR features")
   luma = texture.ycbcr(images.astype(jnp.float32))[0]
   responses = sliding_block_dct(luma)
   n, h, w, _ = responses.shape
   rows, cols = h // BLOCK, w // BLOCK
-  magnitudes = jnp.abs(responses[:, :rows * BLOCK, :cols * BLOCK]) / dctr_step(quality)
+  step = dctr_step(estimated_quality(tables[:, 0]))[:, None, None, None]
+  magnitudes = jnp.abs(responses[:, :rows * BLOCK, :cols * BLOCK]) / step
   magnitudes = magnitudes.reshape(n, rows, BLOCK, cols, BLOCK, BLOCK * BLOCK)
   # Counts of round(m) >= t for t = 1..T, per grid position and basis pattern, by
   # comparison and sum: no scatter, which is slow on CPU for 4M values per image.
@@ -208,6 +216,8 @@ def dctr_features(images: jax.Array, quality: int, truncation: int = 4) -> jax.A
   total = jnp.full(at_least.shape[:-1] + (1,), rows * cols, jnp.float32)
   cumulative = jnp.concatenate([total, at_least, jnp.zeros_like(total)], axis=-1)
   counts = cumulative[..., :-1] - cumulative[..., 1:]
+  pooled = jnp.broadcast_to(counts.mean(axis=(1, 2), keepdims=True), counts.shape)
+  counts = jnp.where(has_grid[:, None, None, None, None], counts, pooled)
   # (N, phase row, phase column, basis, T + 1) -> basis-major features.
   counts = counts.transpose(0, 3, 1, 2, 4).reshape(n, -1)
   return jnp.log(counts / (rows * cols) + texture.LOG_EPS)
