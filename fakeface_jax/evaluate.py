@@ -2,14 +2,22 @@ r"""Evaluation and robustness reports of a trained run, on a split or any image 
 
   fakeface-evaluate --workdir runs/default                 # test split
   fakeface-evaluate --workdir runs/default --split=validation
-  fakeface-evaluate --workdir runs/default --folder=/photos  # real/ fake/
   fakeface-evaluate --workdir runs/default --robustness
+  fakeface-evaluate --workdir runs/default --folder=/photos --folder=/phone:real \
+      --shifts=clean,q90,halved_q90                       # cross-dataset report
 
-The decision threshold is chosen on the run's validation split (best balanced
-accuracy) for the checkpoint evaluated, as training does for the best checkpoint
-(`threshold.json`, which `predict` uses); the accuracy at 0.5 is printed beside it.
-Reports go to
-`WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
+On a split of the run's dataset, the decision threshold is chosen on the run's
+validation split (best balanced accuracy) for the checkpoint evaluated, as training
+does for the best checkpoint (`threshold.json`, which `predict` uses); the accuracy at
+0.5 is printed beside it, and the count of images `predict` would warn about. Reports
+go to `WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
+
+With --folder (repeatable), the files of each folder are scored as `predict` scores
+them, at the run's threshold, and `cross_dataset` writes one table and one figure,
+`WORKDIR/evaluation/cross_dataset.{json,md,png}`: per folder and shift, accuracy,
+balanced accuracy, AUC, AP, false-positive rate on real images, recall on fakes, the
+share warned about and the silent-error rate. A folder is PATH (real/ and fake/
+subfolders, or itself named real or fake), or PATH:real / PATH:fake.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from absl import logging
 from fakeface_jax import checkpointing
 from fakeface_jax import classes
 from fakeface_jax import cli
+from fakeface_jax import cross_dataset
 from fakeface_jax import inference
 from fakeface_jax import metrics
 from fakeface_jax import reporting
@@ -43,16 +52,25 @@ def define_flags() -> None:
   """Defines the command line; called by the entry points, not on import."""
   flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train.")
   flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
-  flags.DEFINE_string("folder", None, "Evaluate on this image folder (real/ and fake/ "
-                      "subfolders) instead of a split of the run's dataset.")
+  flags.DEFINE_multi_string("folder", [], "Cross-dataset report on these folders instead "
+                            "of a split: PATH (real/ and fake/ subfolders), PATH:real or "
+                            "PATH:fake; repeat the flag for several.")
+  flags.DEFINE_list("shifts", ["clean"], "With --folder: format shifts of every file, "
+                    f"any of {', '.join(cross_dataset.SHIFTS)}.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
   flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
 
 
+def _tables(data) -> np.ndarray | None:
+  """A split's JPEG tables, for every image."""
+  return data.take_tables(np.arange(len(data)))
+
+
 def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
   """The P(fake) threshold with the best balanced accuracy on the validation split."""
-  return metrics.best_threshold(validation.labels, predictor.p_fake(validation.images))
+  return metrics.best_threshold(validation.labels,
+                                predictor.p_fake(validation.images, _tables(validation)))
 
 
 def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
@@ -61,9 +79,13 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
   real = classes.NAMES[classes.REAL]
   groups = np.where(data.labels == classes.FAKE, data.difficulty, real) if has_groups else None
-  p_fake = predictor.p_fake(data.images)
+  p_fake, distance = predictor.score(data.images, _tables(data))
   report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
                                          groups=groups)
+  formats = data.take_formats(np.arange(len(data)))
+  if formats is not None:
+    distance = [None] * len(formats) if distance is None else distance.tolist()
+    report["warned"] = sum(bool(predictor.warnings(f, d)) for f, d in zip(formats, distance))
   # What training reports, beside the figure at the chosen threshold.
   report["accuracy_at_0.5"] = metrics.classification_report(data.labels, p_fake)["accuracy"]
   if has_groups:
@@ -76,10 +98,14 @@ def robustness_report(predictor: inference.Predictor, data, threshold: float,
                       seed: int) -> list[dict[str, Any]]:
   """One row of metrics per degradation of the split's images (at the model's input size)."""
   rows = []
+  own_tables = _tables(data)
   for name, degrade in degradations.DEGRADATIONS.items():
     images = degrade(data.images, seed)
-    report = metrics.classification_report(data.labels, predictor.p_fake(images),
-                                            threshold=threshold)
+    after = degradations.TABLES_AFTER.get(name)
+    tables = own_tables if after is None or own_tables is None else np.broadcast_to(
+        after, own_tables.shape)
+    report = metrics.classification_report(data.labels, predictor.p_fake(images, tables),
+                                           threshold=threshold)
     rows.append({"degradation": name, **{k: report[k] for k in (
         "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece")}})
     logging.info("%-14s accuracy %.4f  AUC %.4f", name, report["accuracy"], report["roc_auc"])
@@ -103,16 +129,8 @@ def write_robustness(rows: list[dict[str, Any]], prefix: str) -> list[str]:
   return paths
 
 
-def load_eval_data(config: ml_collections.ConfigDict, folder: str | None) -> dict:
-  if folder:
-    config = config.copy_and_resolve_references()
-    config.data.name = "image_folder"
-    config.data.manual_dir = os.path.abspath(folder)
-    # Every file of the folder is evaluated: no holdout, no subsets.
-    config.data.test_fraction, config.data.num_folds = 0.0, 0
-    for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class",
-                "fake_difficulties"):
-      config.data[key] = None
+def load_eval_data(config: ml_collections.ConfigDict) -> dict:
+  """Every role of the run's dataset, decoded into memory."""
   return input_pipeline.load_data(config, cache="memory")
 
 
@@ -123,32 +141,48 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
           f"{report['threshold']:.4f}")
 
 
+def cross_dataset_main(predictor: inference.Predictor) -> None:
+  """--folder: the cross-dataset report, printed and written."""
+  folders = [cross_dataset.parse_folder(spec) for spec in FLAGS.folder]
+  rows = cross_dataset.report(predictor, folders, FLAGS.shifts)
+  outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
+  os.makedirs(outdir, exist_ok=True)
+  outputs = cross_dataset.write(rows, os.path.join(outdir, "cross_dataset"))
+  print(open(outputs[1]).read())
+  print(f"threshold {predictor.threshold:.4f} (the run's, chosen on its validation split); "
+        f"wrote {', '.join(outputs)}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
   del argv  # No positional arguments (cli.run checks).
   checkpointing.quiet_orbax_logging()
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  run_data = input_pipeline.load_data(predictor.config, cache="memory")
-  threshold, val_balanced = choose_threshold(predictor, run_data["validation"])
-  data = load_eval_data(predictor.config, FLAGS.folder) if FLAGS.folder else run_data
+  if FLAGS.folder:
+    cross_dataset_main(predictor)
+    return
+  data = load_eval_data(predictor.config)
+  threshold, val_balanced = choose_threshold(predictor, data["validation"])
   role = FLAGS.split if FLAGS.split in data else next(iter(data))
-  name = f"folder_{os.path.basename(os.path.normpath(FLAGS.folder))}" if FLAGS.folder else role
   outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
 
   report = split_report(predictor, data[role], threshold)
-  prefix = os.path.join(outdir, name)
+  prefix = os.path.join(outdir, role)
   with open(prefix + ".json", "w") as f:
     json.dump(report, f, indent=2)
   with open(prefix + ".md", "w") as f:
     f.write(metrics.report_markdown(report))
-  metrics.plot_report(report, prefix + ".png", split=name)
+  metrics.plot_report(report, prefix + ".png", split=role)
   print(metrics.report_markdown(report))
   print(accuracy_line(role, report))
+  if "warned" in report:
+    print(f"{report['warned']} of {report['count']} {role} images would get a warning "
+          "from predict")
   outputs = [prefix + ext for ext in (".json", ".md", ".png")]
   if FLAGS.robustness:
     rows = robustness_report(predictor, data[role], threshold, FLAGS.seed)
     print(reporting.markdown_table(rows))
-    outputs += write_robustness(rows, os.path.join(outdir, f"robustness_{name}"))
+    outputs += write_robustness(rows, os.path.join(outdir, f"robustness_{role}"))
   print(f"threshold {threshold:.4f} (validation balanced accuracy {val_balanced:.4f}); "
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 

@@ -28,6 +28,7 @@ from fakeface_jax import evaluate
 from fakeface_jax import inference
 from fakeface_jax import predict
 from fakeface_jax.data import datasets
+from fakeface_jax.data import input_pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Console script -> how the tests run it without installing.
@@ -167,9 +168,10 @@ def test_p_fake_has_six_decimals_in_both_formats(tmp_path, fmt):
 
 
 def test_evaluate_reports_accuracy_at_half_and_at_the_validation_threshold():
-  split = types.SimpleNamespace(labels=np.array([0, 0, 1, 1]), difficulty=None,
-                                images=np.array([0.9, 0.4, 0.2, 0.1]))
-  predictor = types.SimpleNamespace(p_fake=lambda images: images)
+  # "Images" that are their own P(fake), under a predictor that says so.
+  split = input_pipeline.ArraySplit(images=np.array([0.9, 0.4, 0.2, 0.1]),
+                                    labels=np.array([0, 0, 1, 1]))
+  predictor = types.SimpleNamespace(score=lambda images, tables: (images, None))
   report = evaluate.split_report(predictor, split, threshold=0.3)
   assert report["accuracy_at_0.5"] == 0.75 and report["accuracy"] == 1.0
   assert evaluate.accuracy_line("test", report) == (

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.models import jpeg_domain
 from fakeface_jax.models import texture
@@ -149,3 +150,68 @@ def test_dctr_counts_a_single_basis_pattern_at_its_grid_position():
   per_basis = features.reshape(64, 8, 8, 5)
   # 9x9 positions -> one full 8x8 grid of phases (1 block each): phase (0, 0) saw it.
   assert per_basis[1, 0, 0, 4] == pytest.approx(np.log(1 + texture.LOG_EPS), abs=1e-6)
+
+
+def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("quality", [75, 90])
+def test_each_file_gives_its_own_tables_and_quality(quality):
+  data = _jpeg_bytes(_photo_like_image(5), quality)
+  pixels, image_format = image_decoding.decode_with_format(data, 64, grayscale=False)
+  np.testing.assert_array_equal(image_format.tables, jpeg_tables.standard_tables(quality))
+  assert image_format.jpeg_quality == quality
+  assert (image_format.format, image_format.width, image_format.height) == ("JPEG", 64, 64)
+  np.testing.assert_array_equal(image_format.grid_tables(64), image_format.tables)
+  # Resized on decoding, its grid no longer lines up with the model's pixels.
+  assert not image_format.grid_tables(32).any()
+  assert pixels.shape == (64, 64, 3)
+
+
+def test_quality_of_tables_from_another_encoder_is_the_nearest_standard_one():
+  coarser = np.clip(jpeg_tables.quantization_table(80) + 1, 1, 255)
+  assert jpeg_tables.estimate_quality(coarser) in (78, 79)
+  luminance = jnp.asarray(np.stack([jpeg_tables.quantization_table(q) for q in (30, 75, 99)]),
+                          jnp.float32)
+  np.testing.assert_array_equal(jpeg_domain.estimated_quality(luminance), [30, 75, 99])
+  buffer = io.BytesIO()
+  Image.fromarray(_photo_like_image(6)).save(buffer, format="PNG")
+  png = image_decoding.read_header(buffer.getvalue())
+  assert png.jpeg_quality is None and not png.tables.any()
+
+
+def test_dctr_reads_each_images_own_tables():
+  # Two files of one picture, at 75 and 90, in one batch with their own tables: each
+  # gets the features it gets alone at its quality, not the batch's or a constant's.
+  picture = _photo_like_image(7)
+  images, tables = [], []
+  for quality in (75, 90):
+    pixels, image_format = image_decoding.decode_with_format(
+        _jpeg_bytes(picture, quality), 64, grayscale=False)
+    images.append(pixels)
+    tables.append(image_format.grid_tables(64))
+  batch = jnp.asarray(np.stack(images), jnp.float32)
+  own = np.asarray(jpeg_domain.dctr_features(
+      batch, *jpeg_domain.image_tables(np.stack(tables), 2, 75)))
+  for i, quality in enumerate((75, 90)):
+    alone = np.asarray(jpeg_domain.dctr_features(batch[i:i + 1], *_on_grid(quality)))
+    np.testing.assert_allclose(own[i], alone[0], atol=1e-6)
+  assert not np.allclose(own[1], np.asarray(jpeg_domain.dctr_features(
+      batch[1:], *_on_grid(75)))[0])
+
+
+def test_image_without_a_grid_gets_the_same_histograms_at_every_position():
+  image = jnp.asarray(_photo_like_image(8)[None], jnp.float32)
+  tables, has_grid = jpeg_domain.image_tables(
+      np.zeros((1, 2, 8, 8), jpeg_tables.TABLES_DTYPE), 1, 75)
+  assert not bool(has_grid[0])
+  np.testing.assert_array_equal(tables[0], jpeg_tables.standard_tables(75))
+  per_phase = np.asarray(jpeg_domain.dctr_features(image, tables, has_grid)
+                         ).reshape(64, 64, 5)  # (basis, phase, bin)
+  np.testing.assert_allclose(per_phase, np.broadcast_to(per_phase[:, :1], per_phase.shape),
+                             atol=1e-6)
+  on_grid = np.asarray(jpeg_domain.dctr_features(image, *_on_grid(75))).reshape(64, 64, 5)
+  assert not np.allclose(on_grid, on_grid[:, :1], atol=1e-3)

@@ -20,7 +20,6 @@ from fakeface_jax import classes
 from fakeface_jax import evaluate
 from fakeface_jax import inference
 from fakeface_jax import metrics
-from fakeface_jax import models
 from fakeface_jax import predict
 from fakeface_jax import rundir
 from fakeface_jax import sharding

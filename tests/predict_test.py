@@ -14,6 +14,7 @@ from fakeface_jax import inference
 from fakeface_jax import predict
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
+from fakeface_jax.data import input_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,8 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   by_file = {os.path.relpath(r["path"], folder): r for r in rows}
   ordered = [by_file[os.path.join(classes.NAMES[l], f"{i:04d}.jpg")]
              for i, l in enumerate(labels)]
-  data = evaluate.load_eval_data(predictor.config, str(folder))
-  split = next(iter(data.values()))
+  # The split as training decoded it, scored by evaluate: the same images as the files.
+  split = evaluate.load_eval_data(predictor.config)["test"]
   report = evaluate.split_report(predictor, split, predictor.threshold)
   # The expected figures are counted from predict's rows, not recomputed by the metrics
   # code under test: rows are true classes, columns predicted ones, fake first.
@@ -78,13 +79,15 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   assert report["confusion_matrix"] == counts.tolist()
   assert report["accuracy"] == pytest.approx(np.trace(counts) / len(labels))
   assert report["count"] == len(labels) and counts[0, 0] > counts[0, 1]
+  assert report["warned"] == sum(bool(r["warnings"]) for r in rows)
 
 
 def test_split_report_gives_each_difficulty_then_the_real_images():
-  split = types.SimpleNamespace(labels=np.array([0, 0, 0, 1, 1]),
-                                difficulty=np.array(["hard", "easy", "mid", "none", "none"]),
-                                images=np.array([0.9, 0.2, 0.8, 0.1, 0.7]))
-  predictor = types.SimpleNamespace(p_fake=lambda images: images)
+  # "Images" that are their own P(fake), under a predictor that says so.
+  split = input_pipeline.ArraySplit(
+      images=np.array([0.9, 0.2, 0.8, 0.1, 0.7]), labels=np.array([0, 0, 0, 1, 1]),
+      difficulty=np.array(["hard", "easy", "mid", "none", "none"]))
+  predictor = types.SimpleNamespace(score=lambda images, tables: (images, None))
   report = evaluate.split_report(predictor, split, threshold=0.5)
   assert list(report["groups"].items()) == [
       ("easy", {"count": 1, "accuracy": 0.0}), ("mid", {"count": 1, "accuracy": 1.0}),
@@ -93,7 +96,7 @@ def test_split_report_gives_each_difficulty_then_the_real_images():
 
 def test_robustness_report_has_one_row_per_degradation(run_dir):
   predictor = inference.load_run(run_dir)
-  data = evaluate.load_eval_data(predictor.config, None)
+  data = evaluate.load_eval_data(predictor.config)
   rows = evaluate.robustness_report(predictor, data["test"], predictor.threshold, seed=0)
   assert [r["degradation"] for r in rows] == list(degradations.DEGRADATIONS)
   clean = evaluate.split_report(predictor, data["test"], predictor.threshold)

@@ -1,7 +1,9 @@
 """Image degradations for robustness reports: what happens to images once they are online.
 
 Each degradation maps a uint8 batch (N, H, W, C) to a uint8 batch of the same shape, so
-the model sees them exactly as it sees clean images. All are pure functions of their
+the model sees them exactly as it sees clean images; `TABLES_AFTER` says what each does
+to the images' JPEG grid. `resave` does it to a file instead: its bytes, rescaled and
+re-encoded, as a user's copy of an image would be (evaluate's format shifts). All are pure functions of their
 inputs (and `seed` where randomness is involved): the same call gives the same bytes.
 JPEG goes through PIL because it is a codec, not an array operation; the rest are NumPy.
 """
@@ -13,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+
+from fakeface_jax.data import jpeg_tables
 
 
 def _check_batch(images: np.ndarray) -> np.ndarray:
@@ -92,6 +96,22 @@ def gaussian_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
   return np.clip(np.rint(images + noise), 0, 255).astype(np.uint8)
 
 
+def resave(data: bytes, quality: int, scale: float = 1.0) -> bytes:
+  """An encoded image's bytes -> the same image rescaled by `scale` (antialiased
+  Lanczos) and saved as a JPEG at `quality` (PIL's standard tables, 4:2:0)."""
+  if not 1 <= quality <= 95 or not 0 < scale <= 1:
+    raise ValueError(f"resave needs quality in [1, 95] and scale in (0, 1], got {quality} "
+                     f"and {scale}")
+  with Image.open(io.BytesIO(data)) as image:
+    image = image.convert("RGB")
+    if scale < 1:
+      size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+      image = image.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+  return buffer.getvalue()
+
+
 # name -> fn(images, seed); "clean" is the reference row of every robustness report.
 DEGRADATIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "clean": lambda images, seed: _check_batch(images),
@@ -102,4 +122,12 @@ DEGRADATIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "blur1": lambda images, seed: gaussian_blur(images, 1.0),
     "blur2": lambda images, seed: gaussian_blur(images, 2.0),
     "noise5": lambda images, seed: gaussian_noise(images, 5.0, seed),
+}
+# What a degradation leaves of the images' JPEG grid: tables (2, 8, 8) for all, or None
+# where each image keeps its own (the pixels stay where they were).
+TABLES_AFTER: dict[str, np.ndarray | None] = {
+    "jpeg90": jpeg_tables.standard_tables(90),
+    "jpeg75": jpeg_tables.standard_tables(75),
+    "jpeg50": jpeg_tables.standard_tables(50),
+    "downscale0.5": jpeg_tables.NO_TABLES,
 }

@@ -1,0 +1,143 @@
+"""Cross-dataset report: one trained run scored on several image folders, as files.
+
+Each folder is read the way `predict` reads files (each file's own format, JPEG tables
+and warnings), optionally after a format shift of every file (`SHIFTS`: re-saved at
+JPEG quality 90, or halved and re-saved), and gets one row: accuracy at the run's
+threshold, balanced accuracy, ROC AUC and average precision (with both classes), the
+false-positive rate on real images, recall on fakes, the share of images warned about,
+and the silent-error rate: images predicted wrongly without a warning, over all images,
+which is what a user who trusts unwarned predictions gets wrong.
+
+A folder is named as PATH (with real/ and fake/ subfolders, or itself named real or
+fake) or PATH:real / PATH:fake for a folder of one class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from fakeface_jax import classes
+from fakeface_jax import errors
+from fakeface_jax import inference
+from fakeface_jax import metrics
+from fakeface_jax import predict
+from fakeface_jax import reporting
+from fakeface_jax.data import degradations
+
+# name -> what it does to each file's bytes (None: the file as it is).
+SHIFTS: dict[str, Callable[[bytes], bytes] | None] = {
+    "clean": None,
+    "q90": functools.partial(degradations.resave, quality=90),
+    "halved_q90": functools.partial(degradations.resave, quality=90, scale=0.5),
+}
+COLUMNS = ("folder", "shift", "images", "real", "fake", "accuracy", "balanced_accuracy",
+           "roc_auc", "average_precision", "real_false_positive_rate", "fake_recall",
+           "warned", "silent_error_rate", "unreadable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+  """A folder of labelled images: its name in the report and each file with its label."""
+  name: str
+  paths: list[str]
+  labels: np.ndarray
+
+
+def parse_folder(spec: str) -> Folder:
+  """PATH, PATH:real or PATH:fake -> its image files and labels; UserError if the class
+  of its images cannot be told or it holds none."""
+  path, _, label_name = spec.rpartition(":")
+  if label_name not in classes.NAMES:
+    path, label_name = spec, ""
+  path = os.path.normpath(path)
+  if not os.path.isdir(path):
+    raise errors.UserError(f"folder {path} does not exist")
+  base = os.path.basename(path)
+  if not label_name and base in classes.NAMES:
+    label_name = base
+  if label_name:
+    parts = {label_name: path}
+  elif all(os.path.isdir(os.path.join(path, name)) for name in classes.NAMES):
+    parts = {name: os.path.join(path, name) for name in classes.NAMES}
+  else:
+    raise errors.UserError(
+        f"cannot tell the class of the images in {path}: give it real/ and fake/ "
+        f"subfolders, or name it {path}:real or {path}:fake")
+  paths, labels = [], []
+  for name, folder in parts.items():
+    found = inference.find_images([folder])
+    paths += found
+    labels += [classes.NAMES.index(name)] * len(found)
+  if not paths:
+    raise errors.UserError(f"no image files in {path}")
+  return Folder(f"{base}:{label_name}" if label_name else base, paths, np.asarray(labels))
+
+
+def _share(mask: np.ndarray) -> float:
+  return float(mask.mean()) if len(mask) else float("nan")
+
+
+def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> dict[str, Any]:
+  """The report's row of one folder under one shift (COLUMNS)."""
+  rows = predict.predict_files(predictor, folder.paths, SHIFTS[shift])
+  ok = np.array([r["error"] is None for r in rows])
+  labels = folder.labels[ok]
+  p_fake = np.array([r["p_fake"] for r in rows if r["error"] is None], np.float64)
+  predicted = np.where(predictor.is_fake(p_fake), classes.FAKE, classes.REAL)
+  warned = np.array([bool(r["warnings"]) for r in rows if r["error"] is None], bool)
+  is_fake, is_real = labels == classes.FAKE, labels == classes.REAL
+  wrong = predicted != labels
+  return {
+      "folder": folder.name, "shift": shift, "images": int(ok.sum()),
+      "real": int(is_real.sum()), "fake": int(is_fake.sum()),
+      "accuracy": metrics.accuracy(labels, predicted),
+      "balanced_accuracy": metrics.balanced_accuracy(labels, predicted),
+      "roc_auc": metrics.roc_auc(is_fake, p_fake),
+      "average_precision": (metrics.average_precision(is_fake, p_fake)
+                            if is_real.any() else float("nan")),
+      "real_false_positive_rate": _share(predicted[is_real] == classes.FAKE),
+      "fake_recall": _share(predicted[is_fake] == classes.FAKE),
+      "warned": _share(warned),
+      "silent_error_rate": _share(wrong & ~warned),
+      "unreadable": int((~ok).sum()),
+  }
+
+
+def report(predictor: inference.Predictor, folders: Sequence[Folder],
+           shifts: Sequence[str] = ("clean",)) -> list[dict[str, Any]]:
+  """One row per folder and shift, folders in the order given."""
+  unknown = [s for s in shifts if s not in SHIFTS]
+  if unknown:
+    raise errors.UserError(f"unknown shift {unknown[0]!r}; choose from {', '.join(SHIFTS)}")
+  return [folder_row(predictor, folder, shift) for folder in folders for shift in shifts]
+
+
+def _cell(value: Any) -> Any:
+  # NaN (a metric a one-class folder does not have) reads as "-" in the table.
+  return "-" if isinstance(value, float) and np.isnan(value) else value
+
+
+def write(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+  """prefix.{json,md,png}: the rows, a Markdown table, and a figure of accuracy,
+  warned share and silent-error rate per folder and shift."""
+  paths = [prefix + ext for ext in (".json", ".md", ".png")]
+  with open(paths[0], "w") as f:
+    json.dump([{k: None if _cell(v) == "-" else v for k, v in row.items()} for row in rows],
+              f, indent=2)
+  with open(paths[1], "w") as f:
+    f.write(reporting.markdown_table([{k: _cell(v) for k, v in row.items()} for row in rows]))
+  labels = [f"{r['folder']} ({r['shift']})" for r in rows]
+  reporting.plot_bars(labels, {
+      "balanced accuracy": [r["balanced_accuracy"] for r in rows],
+      "warned": [r["warned"] for r in rows],
+      "silent errors": [r["silent_error_rate"] for r in rows]},
+      paths[2], title="Cross-dataset report: balanced accuracy, warned share, silent errors",
+      chance=0.5)
+  return paths
