@@ -8,8 +8,10 @@ false-positive rate on real images, recall on fakes, the share of images warned 
 and the silent-error rate: images predicted wrongly without a warning, over all images,
 which is what a user who trusts unwarned predictions gets wrong.
 
-A folder is named as PATH (with real/ and fake/ subfolders, or itself named real or
-fake) or PATH:real / PATH:fake for a folder of one class.
+A folder is given as PATH (with real/ and fake/ subfolders, or itself named real or
+fake) or PATH:real / PATH:fake for a folder of one class, optionally prefixed by the
+name its rows get, NAME=PATH; by default the shortest tail of its path that tells it
+apart from the other folders.
 """
 
 from __future__ import annotations
@@ -50,9 +52,30 @@ class Folder:
   labels: np.ndarray
 
 
+def parse_folders(specs: Sequence[str]) -> list[Folder]:
+  """Each of `specs` (`parse_folder`), unnamed ones named by the shortest tail of their
+  path that no other folder's path ends with."""
+  folders = [parse_folder(spec) for spec in specs]
+  named = [spec.partition("=")[1] for spec in specs]
+  tails = [os.path.normpath(f.name).split(os.sep) for f in folders]
+  for i, folder in enumerate(folders):
+    if named[i]:
+      continue
+    for length in range(1, len(tails[i]) + 1):
+      tail = tails[i][-length:]
+      if all(other[-length:] != tail for j, other in enumerate(tails) if j != i):
+        break
+    label = specs[i].rpartition(":")[2]
+    folders[i] = dataclasses.replace(
+        folder, name="/".join(tail) + (f":{label}" if label in classes.NAMES else ""))
+  return folders
+
+
 def parse_folder(spec: str) -> Folder:
-  """PATH, PATH:real or PATH:fake -> its image files and labels; UserError if the class
-  of its images cannot be told or it holds none."""
+  """[NAME=]PATH[:real|:fake] -> its image files and labels, named NAME or (until
+  `parse_folders` shortens it) its path; UserError if the class of its images cannot be
+  told or it holds none."""
+  name, _, spec = spec.rpartition("=")
   path, _, label_name = spec.rpartition(":")
   if label_name not in classes.NAMES:
     path, label_name = spec, ""
@@ -71,13 +94,13 @@ def parse_folder(spec: str) -> Folder:
         f"cannot tell the class of the images in {path}: give it real/ and fake/ "
         f"subfolders, or name it {path}:real or {path}:fake")
   paths, labels = [], []
-  for name, folder in parts.items():
-    found = inference.find_images([folder])
+  for class_name, class_folder in parts.items():
+    found = inference.find_images([class_folder])
     paths += found
-    labels += [classes.NAMES.index(name)] * len(found)
+    labels += [classes.NAMES.index(class_name)] * len(found)
   if not paths:
     raise errors.UserError(f"no image files in {path}")
-  return Folder(f"{base}:{label_name}" if label_name else base, paths, np.asarray(labels))
+  return Folder(name or path, paths, np.asarray(labels))
 
 
 def _share(mask: np.ndarray) -> float:

@@ -53,8 +53,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train.")
   flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
   flags.DEFINE_multi_string("folder", [], "Cross-dataset report on these folders instead "
-                            "of a split: PATH (real/ and fake/ subfolders), PATH:real or "
-                            "PATH:fake; repeat the flag for several.")
+                            "of a split: [NAME=]PATH (real/ and fake/ subfolders), "
+                            "PATH:real or PATH:fake; repeat the flag for several.")
   flags.DEFINE_list("shifts", ["clean"], "With --folder: format shifts of every file, "
                     f"any of {', '.join(cross_dataset.SHIFTS)}.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
@@ -143,12 +143,13 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
 
 def cross_dataset_main(predictor: inference.Predictor) -> None:
   """--folder: the cross-dataset report, printed and written."""
-  folders = [cross_dataset.parse_folder(spec) for spec in FLAGS.folder]
+  folders = cross_dataset.parse_folders(FLAGS.folder)
   rows = cross_dataset.report(predictor, folders, FLAGS.shifts)
   outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
   outputs = cross_dataset.write(rows, os.path.join(outdir, "cross_dataset"))
-  print(open(outputs[1]).read())
+  with open(outputs[1], encoding="utf-8") as f:
+    print(f.read())
   print(f"threshold {predictor.threshold:.4f} (the run's, chosen on its validation split); "
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 

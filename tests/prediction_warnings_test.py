@@ -126,10 +126,9 @@ def test_predict_writes_format_columns_and_warnings(predictor, tmp_path):
 
 
 def test_cross_dataset_report_with_real_only_and_fake_only_folders(predictor, test_folder):
-  folders = [cross_dataset.parse_folder(str(test_folder)),
-             cross_dataset.parse_folder(f"{test_folder / 'real'}"),
-             cross_dataset.parse_folder(f"{test_folder / 'fake'}:fake")]
-  assert [f.name for f in folders] == ["test_split", "real:real", "fake:fake"]
+  folders = cross_dataset.parse_folders(
+      [str(test_folder), str(test_folder / "real"), f"{test_folder / 'fake'}:fake"])
+  assert [f.name for f in folders] == ["test_split", "real", "fake:fake"]
   rows = cross_dataset.report(predictor, folders, ["clean", "halved_q90"])
   assert [(r["folder"], r["shift"]) for r in rows] == [
       (f.name, s) for f in folders for s in ("clean", "halved_q90")]
@@ -155,12 +154,25 @@ def test_cross_dataset_report_with_real_only_and_fake_only_folders(predictor, te
 
 
 def test_cross_dataset_report_writes_table_and_figure(predictor, test_folder, tmp_path):
-  rows = cross_dataset.report(predictor, [cross_dataset.parse_folder(
-      f"{test_folder / 'real'}:real")])
+  rows = cross_dataset.report(predictor, cross_dataset.parse_folders(
+      [f"photos={test_folder / 'real'}:real"]))
+  assert rows[0]["folder"] == "photos"
   paths = cross_dataset.write(rows, str(tmp_path / "cross_dataset"))
   assert all(os.path.getsize(p) > 0 for p in paths)
   table = open(paths[1]).read()
   assert "silent_error_rate" in table and "| - |" in table  # AUC of one class: "-".
+
+
+def test_folders_are_named_by_the_shortest_tail_that_tells_them_apart(tmp_path):
+  for parent in ("a", "b"):
+    for name in classes.NAMES:
+      (tmp_path / parent / "valid" / name).mkdir(parents=True)
+      Image.new("RGB", (8, 8)).save(tmp_path / parent / "valid" / name / "x.png")
+  folders = cross_dataset.parse_folders(
+      [str(tmp_path / "a" / "valid"), str(tmp_path / "b" / "valid"),
+       f"{tmp_path / 'b' / 'valid' / 'real'}:real"])
+  assert [f.name for f in folders] == ["a/valid", "b/valid", "real:real"]
+  assert list(folders[2].labels) == [classes.REAL]
 
 
 def test_folder_of_unknown_class_is_refused_in_one_line(tmp_path):
