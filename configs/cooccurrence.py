@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.truncation = 2
   config.model.color_spaces = ("rgb",)
   config.model.cross_band = False
-  # JPEG-aware features (models.JPEG_FEATURES) for images encoded at jpeg_quality.
+  # JPEG-aware features (models.JPEG_FEATURES) read each file's own quantization tables;
+  # jpeg_quality is the one assumed for images without them (not JPEGs, or resized).
   config.model.jpeg_quality = 0
   config.model.jpeg_features = ()
   config.model.hidden = ()

@@ -83,8 +83,9 @@ class FeatureSplit:
   def take(self, positions: np.ndarray) -> np.ndarray:
     return np.asarray(self.features[positions])
 
-  def take_tables(self, positions: np.ndarray) -> None:
-    del positions  # The features were computed with them.
+  def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, None]:
+    # No tables: the features were computed with them.
+    return self.take(positions), None
 
   def take_formats(self, positions: np.ndarray) -> list[Any] | None:
     return self.images.take_formats(positions)

@@ -580,7 +580,7 @@ def _embeddings(compiled_embed, params: Any, split: input_pipeline.Split,
   for start in range(0, len(positions), batch_size):
     chunk = positions[start:start + batch_size]
     padded = np.resize(chunk, batch_size)  # Repeats the chunk: one compiled shape.
-    batch = input_pipeline.batch_of(split.take(padded), split.take_tables(padded))
+    batch = input_pipeline.batch_of(*split.take_batch(padded))
     out.append(np.asarray(compiled_embed(params, batch))[:len(chunk)])
   return np.concatenate(out)
 

@@ -64,6 +64,10 @@ class ArraySplit:
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat] | None:
     return None if self.formats is None else [self.formats[p] for p in positions]
 
+  def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images and their JPEG tables (what a batch holds)."""
+    return self.take(positions), self.take_tables(positions)
+
 
 @dataclasses.dataclass(frozen=True)
 class StreamedSplit:
@@ -88,16 +92,19 @@ class StreamedSplit:
     return (self.image_size, self.image_size, 1 if self.grayscale else 3)
 
   def take(self, positions: np.ndarray) -> np.ndarray:
+    return self.take_batch(positions)[0]
+
+  def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The images and their JPEG tables (what a batch holds), each record read once."""
     images = np.empty((len(positions), *self.image_shape), np.uint8)
+    tables = np.empty((len(positions), *jpeg_tables.NO_TABLES.shape),
+                      jpeg_tables.TABLES_DTYPE)
     for i, position in enumerate(positions):
       record = self.source[int(self.indices[position])]
-      images[i] = image_decoding.decode_image(record["image"], self.image_size,
-                                              self.grayscale)
-    return images
-
-  def take_tables(self, positions: np.ndarray) -> np.ndarray:
-    """The images' JPEG tables whose grid lines up with their pixels (N, 2, 8, 8)."""
-    return np.stack([f.grid_tables(self.image_size) for f in self.take_formats(positions)])
+      images[i], image_format = image_decoding.decode_with_format(
+          record["image"], self.image_size, self.grayscale)
+      tables[i] = image_format.grid_tables(self.image_size)
+    return images, tables
 
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
     """What the files were, from their headers (no decoding)."""
@@ -204,7 +211,7 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
 
   def make_batch(step):
     positions = np.sort(order[step * batch_size:(step + 1) * batch_size])
-    images, tables = data.take(positions[local]), data.take_tables(positions[local])
+    images, tables = data.take_batch(positions[local])
     if downscale_prob > 0:
       # A stream of its own: adding it leaves the JPEG draws of existing runs unchanged.
       # Resampling moves the pixels off the JPEG grid.
@@ -233,8 +240,8 @@ def eval_batches(data: Split, batch_size: int, *, process_index: int = 0,
     positions = np.arange(start, start + batch_size)[local]
     mask = positions < len(data)
     positions = np.where(mask, positions, 0)
-    return batch_of(data.take(positions), data.take_tables(positions),
-                  label=data.labels[positions], mask=mask.astype(np.float32))
+    return batch_of(*data.take_batch(positions), label=data.labels[positions],
+                    mask=mask.astype(np.float32))
 
   return _prefetched(make_batch, range(0, len(data), batch_size))
 
