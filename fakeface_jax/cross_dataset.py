@@ -4,8 +4,8 @@ Each folder is read the way `predict` reads files (each file's own format, JPEG 
 and warnings), optionally after a format shift of every file (`SHIFTS`: re-saved at
 JPEG quality 90, or halved and re-saved), and gets one row: accuracy at the run's
 threshold, balanced accuracy, ROC AUC and average precision (with both classes), the
-false-positive rate on real images, recall on fakes, the share of images warned about,
-and the silent-error rate: images predicted wrongly without a warning, over all images,
+false-positive rate on real images, recall on fakes, the share of images warned about
+(and how often each warning fired), and the silent-error rate: images predicted wrongly without a warning, over all images,
 which is what a user who trusts unwarned predictions gets wrong.
 
 A folder is given as PATH (with real/ and fake/ subfolders, or itself named real or
@@ -16,6 +16,7 @@ apart from the other folders.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -41,7 +42,7 @@ SHIFTS: dict[str, Callable[[bytes], bytes] | None] = {
 }
 COLUMNS = ("folder", "shift", "images", "real", "fake", "accuracy", "balanced_accuracy",
            "roc_auc", "average_precision", "real_false_positive_rate", "fake_recall",
-           "warned", "silent_error_rate", "unreadable")
+           "warned", "silent_error_rate", "warnings", "unreadable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,8 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> di
   p_fake = np.array([r["p_fake"] for r in rows if r["error"] is None], np.float64)
   predicted = np.where(predictor.is_fake(p_fake), classes.FAKE, classes.REAL)
   warned = np.array([bool(r["warnings"]) for r in rows if r["error"] is None], bool)
+  causes = collections.Counter(cause for r in rows if r["warnings"]
+                               for cause in r["warnings"].split(";"))
   is_fake, is_real = labels == classes.FAKE, labels == classes.REAL
   wrong = predicted != labels
   return {
@@ -129,6 +132,7 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> di
       "fake_recall": _share(predicted[is_fake] == classes.FAKE),
       "warned": _share(warned),
       "silent_error_rate": _share(wrong & ~warned),
+      "warnings": " ".join(f"{cause}:{n}" for cause, n in causes.most_common()),
       "unreadable": int((~ok).sum()),
   }
 
