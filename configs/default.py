@@ -83,6 +83,9 @@ def full_config() -> ml_collections.ConfigDict:
   # checkpoint and the threshold are not chosen on the test images; 0: test validates.
   config.data.validation_fraction = 0.0
   config.data.split_seed = 0
+  # Several datasets in one run (data/mixture.py): name -> a dict of config.data keys
+  # for that source (name, manual_dir, ...) and its sampling `weight`. Empty: one dataset.
+  config.data.mixture = ml_collections.ConfigDict()
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.difficulty = 0.5  # 0: obvious generator traces, 1: very subtle.
   config.data.synthetic.seed = 0

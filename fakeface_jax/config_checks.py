@@ -7,12 +7,14 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from fakeface_jax import checkpointing
 from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.data import datasets
+from fakeface_jax.data import mixture
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 # feature_cache: "auto" computes fixed features once where nothing changes the images.
@@ -44,9 +46,26 @@ def _check_grid_kept(config: Any, model: Any) -> None:
         "augmentations (config.augment.host), which keep each image's tables")
 
 
+def _check_mixture(data_config: Any) -> None:
+  """Each source of a data mixture: a known dataset, config.data keys, sound weights."""
+  names = mixture.source_names(data_config)
+  for name in names:
+    unknown = mixture.unknown_keys(data_config, name)
+    if unknown:
+      raise ConfigError(f"config.data.mixture.{name}.{unknown[0]} is not a config.data key "
+                        f"(nor one of {', '.join(mixture.MIXTURE_ONLY_KEYS)})")
+    _choice(f"config.data.mixture.{name}.name",
+            data_config.mixture[name].get("name", data_config.name), datasets.BUILDERS)
+  raw = mixture.raw_weights(data_config)
+  if names and (np.any(raw < 0) or not raw.sum() > 0):
+    raise ConfigError(f"config.data.mixture weights must be non-negative with a positive "
+                      f"sum, got {dict(zip(names, raw.tolist()))}")
+
+
 def check_config(config: Any) -> None:
   """Validates everything that can be validated without reading data."""
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
+  _check_mixture(config.data)
   _choice("config.model.name", config.model.name, models.MODELS)
   _choice("config.lr_schedule", config.lr_schedule, LR_SCHEDULES)
   _choice("config.features_cache", config.features_cache, FEATURES_CACHE_MODES)

@@ -44,6 +44,7 @@ from fakeface_jax import rundir
 from fakeface_jax.data import degradations
 from fakeface_jax.data import folders
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
 
 FLAGS = flags.FLAGS
 
@@ -82,6 +83,9 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   p_fake, distance = predictor.score(data.images, _tables(data))
   report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
                                          groups=groups)
+  per_source = mixture.per_source_metrics(data, p_fake, threshold)
+  if per_source is not None:
+    report["sources"] = per_source
   formats = data.take_formats(np.arange(len(data)))
   if formats is not None:
     distance = [None] * len(formats) if distance is None else distance.tolist()

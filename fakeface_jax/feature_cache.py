@@ -44,6 +44,7 @@ from fakeface_jax import errors
 from fakeface_jax import preprocessing
 from fakeface_jax import sharding
 from fakeface_jax.data import datasets
+from fakeface_jax.data import mixture
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.models import base
 
@@ -97,6 +98,8 @@ def why_per_step(config: Any, model: base.Detector) -> str | None:
     return f"model {config.model.name!r} learns its features"
   if config.features_cache == "off":
     return "config.features_cache=off"
+  if mixture.source_names(config.data):
+    return "a data mixture's features are not cached"
   changing = [f"augment.device.{name}"
               for name in preprocessing.active_augmentations(**config.augment.device)]
   changing += [f"augment.host.{name}" for name in HOST_DEGRADATIONS

@@ -177,6 +177,12 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| group | count | accuracy |", "|---|---|---|"]
     lines += [f"| {g} | {v['count']} | {v['accuracy']:.4f} |"
               for g, v in report["groups"].items()]
+  if "sources" in report:
+    lines += ["", "| source | count | accuracy | balanced_accuracy | roc_auc |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {name} | {v['count']} | {v['accuracy']:.4f} | "
+              f"{v['balanced_accuracy']:.4f} | {v['roc_auc']:.4f} |"
+              for name, v in report["sources"].items()]
   return "\n".join(lines) + "\n"
 
 

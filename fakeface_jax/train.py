@@ -42,6 +42,7 @@ from fakeface_jax import rundir
 from fakeface_jax import sharding
 from fakeface_jax import workdir_lock
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
 
 TrainState = train_state.TrainState
 NO_NONFINITE_STEP = np.iinfo(np.int32).max
@@ -553,9 +554,9 @@ def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
          "val_accuracy": validation["accuracy"],
          "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
   run.log.write(row)
-  logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f",
+  logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
                epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
-               row["val_accuracy"])
+               row["val_accuracy"], _per_source_text(run.data["validation"], validation))
   stopping = _stop_anywhere(stop)
   unvalidated = start.step_in_epoch == run.steps_per_epoch
   if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
@@ -565,6 +566,16 @@ def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
                          replace=unvalidated)
   if stopping:
     _stop(stop, state, run.checkpoints)
+
+
+def _per_source_text(split: input_pipeline.Split, evaluated: dict[str, Any],
+                     threshold: float = 0.5) -> str:
+  """" (source acc A, ...)" for a data mixture's split, else ""."""
+  per_source = mixture.per_source_metrics(split, evaluated["p_fake"], threshold)
+  if per_source is None:
+    return ""
+  return " (" + ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in per_source.items()
+                          ) + ")"
 
 
 def _test_accuracies(results: dict[str, Any]) -> str:
@@ -631,6 +642,12 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
              "best_step": best, "threshold": float(threshold),
              "test_accuracy_at_threshold": metrics.accuracy(test_labels, predictions),
              "test_roc_auc": metrics.roc_auc(test_labels == classes.FAKE, test["p_fake"])}
+  for role, evaluated in (("test", test), ("validation", validation)):
+    per_source = mixture.per_source_metrics(run.data[role], evaluated["p_fake"], threshold)
+    if per_source is not None:
+      results[f"{role}_per_source"] = per_source
+      logging.info("%s per source, at the validation threshold:%s", role,
+                   _per_source_text(run.data[role], evaluated, threshold))
   run.log.close()
   run.checkpoints.close()
   if jax.process_index() == 0:

@@ -28,6 +28,7 @@ from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import mixture
 from fakeface_jax.data import selection
 
 CACHE_MODES = ("auto", "memory", "stream")
@@ -112,7 +113,7 @@ class StreamedSplit:
             for p in positions]
 
 
-Split = ArraySplit | StreamedSplit
+Split = ArraySplit | StreamedSplit | mixture.MixedSplit
 
 
 def load_split(source, image_size: int, grayscale: bool,
@@ -189,6 +190,14 @@ def batch_of(images: np.ndarray, tables: np.ndarray | None,
   return {"image": images, **tables, **fields}
 
 
+def epoch_order(data: Split, seed: int, epoch: int) -> np.ndarray:
+  """The positions of one epoch, in training order: a seeded permutation, or for a data
+  mixture its weighted draw (`mixture.MixedSplit.epoch_order`)."""
+  if isinstance(data, mixture.MixedSplit):
+    return data.epoch_order(seed, epoch)
+  return np.random.default_rng([seed, epoch]).permutation(len(data))
+
+
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                   start_step: int = 0, end_step: int | None = None,
                   process_index: int = 0, process_count: int = 1,
@@ -206,7 +215,7 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
   brings it back to size (`degradations.downscale`); `jpeg_prob` > 0 re-encodes it as
   JPEG at a quality in [jpeg_min_quality, 95].
   """
-  order = np.random.default_rng([seed, epoch]).permutation(len(data))
+  order = epoch_order(data, seed, epoch)
   local = _process_slice(batch_size, process_index, process_count)
 
   def make_batch(step):
@@ -267,6 +276,9 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
   if cache not in CACHE_MODES:
     raise config_checks.ConfigError(
         f"config.data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+  names = mixture.source_names(config.data)
+  if names:
+    return _load_mixture(config, names, cache)
   builder = datasets.prepare(config.data)
   selected = selection.select_examples(config, builder)
   size, gray = config.data.image_size, config.data.grayscale
@@ -294,6 +306,17 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
                  "Loaded" if cache == "memory" else "Streaming", role, len(data[role]),
                  shape, split, time.perf_counter() - start)
   return data
+
+
+def _load_mixture(config: Any, names: list[str], cache: str) -> dict[str, Split]:
+  """Each role's images of every source of `config.data.mixture`, end to end."""
+  per_source = [load_data(mixture.source_config(config, name), cache) for name in names]
+  weights = mixture.weights(config.data)
+  for name, data, weight in zip(names, per_source, weights):
+    logging.info("Mixture source %s (weight %.3f): %s.", name, weight,
+                 ", ".join(f"{len(split)} {role}" for role, split in data.items()))
+  return {role: mixture.MixedSplit([data[role] for data in per_source], names, weights)
+          for role in per_source[0]}
 
 
 def write_manifest(data: dict[str, Split], path: str) -> None:
