@@ -44,8 +44,8 @@ from fakeface_jax import errors
 from fakeface_jax import preprocessing
 from fakeface_jax import sharding
 from fakeface_jax.data import datasets
-from fakeface_jax.data import mixture
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
 from fakeface_jax.models import base
 
 CACHE_DIR = "feature_cache"

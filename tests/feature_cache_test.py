@@ -24,7 +24,6 @@ from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 
 
-
 def tiny_detector_config(data_dir, features_cache="auto"):
   """configs/cooccurrence.py (fixed features, no augmentation) on the tiny data."""
   config = default.shrink_to_tiny(cooccurrence.get_config())

@@ -18,7 +18,6 @@ from fakeface_jax import models
 from fakeface_jax import train
 
 
-
 def fixed_batch(n=32, size=16, seed=0):
   rng = np.random.default_rng(seed)
   return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
