@@ -104,11 +104,26 @@ def full_config() -> ml_collections.ConfigDict:
   # train step (preprocessing.augment).
   config.augment = ml_collections.ConfigDict()
   config.augment.host = ml_collections.ConfigDict()
-  config.augment.host.jpeg_prob = 0.0  # JPEG re-encoding at a quality in [min, 95].
+  # Host degradations apply in the order images meet them online: downscale, blur,
+  # noise, JPEG. Each is drawn from a random stream of its own, so turning one on leaves
+  # the others' draws as they were. All of them on (JPEG over a wide quality range, some
+  # downscaling, blur, noise) give both classes the same resolution, compression, blur
+  # and noise, so that file format cannot carry the label (fakeface_jax/format_probe.py
+  # checks that on a run's batches).
+  config.augment.host.jpeg_prob = 0.0  # JPEG re-encoding at a quality in [min, max].
   config.augment.host.jpeg_min_quality = 30
-  # Shrink and re-enlarge (degradations.downscale), on the host, before any JPEG.
+  config.augment.host.jpeg_max_quality = 95  # At most 95: PIL's highest useful quality.
+  # Shrink and re-enlarge (degradations.downscale) by a factor in [min_factor, 1): the
+  # image loses its JPEG grid (its tables become none, until a JPEG re-encode).
   config.augment.host.downscale_prob = 0.0
   config.augment.host.downscale_min_factor = 0.5
+  # Gaussian blur with a sigma in [0.1, max] pixels, and Gaussian noise with a sigma in
+  # [0, max] (0-255 units). Both keep each image's JPEG tables (the grid stays where it
+  # was) unless a JPEG re-encode follows and sets its own.
+  config.augment.host.blur_prob = 0.0
+  config.augment.host.blur_max_sigma = 1.5
+  config.augment.host.noise_prob = 0.0
+  config.augment.host.noise_max_sigma = 5.0
   config.augment.device = ml_collections.ConfigDict()
   config.augment.device.flip = True
   config.augment.device.rotation_degrees = 0.0

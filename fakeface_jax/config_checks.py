@@ -21,6 +21,8 @@ LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 FEATURES_CACHE_MODES = ("auto", "off")
 # Settings that fix the shapes of a run's checkpoints: a workdir resumes only its own.
 CHECKPOINT_SHAPING_KEYS = ("model", "data.image_size", "data.grayscale")
+# The probability of each host augmentation (config.augment.host), in the order applied.
+HOST_DEGRADATIONS = ("downscale_prob", "blur_prob", "noise_prob", "jpeg_prob")
 
 
 class ConfigError(errors.UserError, ValueError):
@@ -62,6 +64,26 @@ def _check_mixture(data_config: Any) -> None:
                       f"sum, got {dict(zip(names, raw.tolist()))}")
 
 
+def _check_host_augmentations(host: Any) -> None:
+  """Probabilities in [0, 1]; the ranges that a degradation draws from, where it is on."""
+  for name in HOST_DEGRADATIONS:
+    if not 0 <= host[name] <= 1:
+      raise ConfigError(f"config.augment.host.{name} must be in [0, 1], got {host[name]}")
+  if host.downscale_prob and not 0 < host.downscale_min_factor < 1:
+    raise ConfigError(f"config.augment.host.downscale_min_factor must be in (0, 1), got "
+                      f"{host.downscale_min_factor}")
+  if host.jpeg_prob and not 1 <= host.jpeg_min_quality <= host.jpeg_max_quality <= 95:
+    raise ConfigError(
+        "config.augment.host needs 1 <= jpeg_min_quality <= jpeg_max_quality <= 95, got "
+        f"{host.jpeg_min_quality} and {host.jpeg_max_quality}")
+  if host.blur_prob and not host.blur_max_sigma >= 0.1:
+    raise ConfigError(f"config.augment.host.blur_max_sigma must be at least 0.1 (sigmas "
+                      f"are drawn from [0.1, max]), got {host.blur_max_sigma}")
+  if host.noise_prob and not host.noise_max_sigma > 0:
+    raise ConfigError(f"config.augment.host.noise_max_sigma must be positive, got "
+                      f"{host.noise_max_sigma}")
+
+
 def check_config(config: Any) -> None:
   """Validates everything that can be validated without reading data."""
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
@@ -91,10 +113,7 @@ def check_config(config: Any) -> None:
         f"config.augment.device.crop_size={crop} needs a model that pools globally "
         f"({', '.join(agnostic)}) and at most config.data.image_size={size}")
   _check_grid_kept(config, model)
-  host = config.augment.host
-  if host.downscale_prob and not 0 < host.downscale_min_factor < 1:
-    raise ConfigError(f"config.augment.host.downscale_min_factor must be in (0, 1), got "
-                      f"{host.downscale_min_factor}")
+  _check_host_augmentations(config.augment.host)
   data = config.data
   for name in ("test_fraction", "validation_fraction"):
     if not 0 <= data[name] < 1:

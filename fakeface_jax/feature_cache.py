@@ -40,6 +40,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fakeface_jax import config_checks
 from fakeface_jax import errors
 from fakeface_jax import preprocessing
 from fakeface_jax import sharding
@@ -53,7 +54,6 @@ KEY_JSON = "key.json"
 # Raise it whenever a model's feature code changes what it computes: caches written by
 # the old code then no longer match any key.
 FEATURES_VERSION = 2  # 2: JPEG features read each image's own tables.
-HOST_DEGRADATIONS = ("jpeg_prob", "downscale_prob")
 # Longest wait between progress lines of a feature pass.
 LOG_INTERVAL_S = 30.0
 
@@ -102,7 +102,7 @@ def why_per_step(config: Any, model: base.Detector) -> str | None:
     return "a data mixture's features are not cached"
   changing = [f"augment.device.{name}"
               for name in preprocessing.active_augmentations(**config.augment.device)]
-  changing += [f"augment.host.{name}" for name in HOST_DEGRADATIONS
+  changing += [f"augment.host.{name}" for name in config_checks.HOST_DEGRADATIONS
                if config.augment.host[name] > 0]
   if changing:
     return f"{', '.join(changing)} change the images from step to step"

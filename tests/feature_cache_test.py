@@ -197,6 +197,8 @@ def test_an_unwritable_data_folder_is_a_one_line_error(data_dir, monkeypatch):
     ({"augment.device.flip": True}, "augment.device.flip change the images from step to step"),
     ({"augment.host.jpeg_prob": 0.5, "augment.device.blur_prob": 0.1},
      "augment.device.blur_prob, augment.host.jpeg_prob change the images from step to step"),
+    ({"augment.host.noise_prob": 0.5, "augment.host.blur_prob": 0.5},
+     "augment.host.blur_prob, augment.host.noise_prob change the images from step to step"),
     ({"model.name": "cnn"}, "model 'cnn' learns its features"),
 ])
 def test_features_are_cached_only_when_nothing_changes_the_images(data_dir, override,

@@ -65,7 +65,11 @@ def test_unknown_cache_mode_is_a_config_error(tiny_config):
 
 
 @pytest.mark.parametrize("kwargs", [dict(jpeg_prob=0.5, jpeg_min_quality=30),
-                                    dict(downscale_prob=0.5, downscale_min_factor=0.4)])
+                                    dict(jpeg_prob=0.5, jpeg_min_quality=30,
+                                         jpeg_max_quality=60),
+                                    dict(downscale_prob=0.5, downscale_min_factor=0.4),
+                                    dict(blur_prob=0.5, blur_max_sigma=2.0),
+                                    dict(noise_prob=0.5, noise_max_sigma=8.0)])
 def test_host_augmentations_are_seeded_and_per_global_position(kwargs):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)

@@ -15,8 +15,8 @@ import csv
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import grain
 import numpy as np
@@ -168,19 +168,64 @@ def _degrade_some(images: np.ndarray, tables: np.ndarray | None, local: slice,
                   rng: np.random.Generator, batch_size: int, prob: float, draw_settings,
                   degrade, tables_after) -> None:
   """Degrades, in place, this process's images that a draw with probability `prob` picks,
-  and sets their JPEG tables to `tables_after(setting)`.
+  and sets their JPEG tables to `tables_after(setting)` (None: each keeps its own).
 
-  Both draws (which positions, then `draw_settings(rng, batch_size)`: one setting each)
-  cover the whole global batch, so any process count degrades each global position
-  alike; `degrade(batch, setting)` is one of `degradations`' functions.
+  Both draws (which positions, then `draw_settings(rng, batch_size)`: one setting, or
+  one row of settings, each) cover the whole global batch, so any process count
+  degrades each global position alike; `degrade(batch, setting)` applies one of
+  `degradations`' functions.
   """
   apply = rng.random(batch_size) < prob
   settings = draw_settings(rng, batch_size)
   for i in np.flatnonzero(apply[local]):
-    setting = settings[local][i].item()
+    setting = settings[local][i].tolist()
     images[i] = degrade(images[i:i + 1], setting)[0]
-    if tables is not None:
+    if tables is not None and tables_after is not None:
       tables[i] = tables_after(setting)
+
+
+class HostDegradation(NamedTuple):
+  """One host degradation of `train_batches`, drawn from [seed, epoch, step, *stream]."""
+  stream: tuple[int, ...]
+  prob: float
+  draw_settings: Callable[[np.random.Generator, int], np.ndarray]
+  degrade: Callable[[np.ndarray, Any], np.ndarray]
+  tables_after: Callable[[Any], np.ndarray] | None
+
+
+def host_degradations(*, jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
+                      jpeg_max_quality: int = 95, downscale_prob: float = 0.0,
+                      downscale_min_factor: float = 0.5, blur_prob: float = 0.0,
+                      blur_max_sigma: float = 1.5, noise_prob: float = 0.0,
+                      noise_max_sigma: float = 5.0) -> list[HostDegradation]:
+  """The host degradations that are on (probability > 0), in the order images meet them
+  online: downscale, blur, noise, then JPEG re-encoding.
+
+  Each draws from a random stream of its own, so turning one on leaves the draws of the
+  others, and of existing configs, unchanged (JPEG's, the oldest, has no suffix).
+  Tables: resampling moves the pixels off the JPEG grid (none); blur and noise change
+  values, not positions, so an image keeps the grid and tables it had, unless a
+  re-encode, which comes after them, gives it the standard tables of its quality.
+  """
+  def noise_settings(rng, n):  # Each image's sigma and the seed of its noise.
+    return np.stack([rng.uniform(0.0, noise_max_sigma, n), rng.integers(0, 2**31, n)],
+                    axis=1)
+
+  def noise(batch, setting):
+    return degradations.gaussian_noise(batch, setting[0], int(setting[1]))
+
+  steps = [
+      HostDegradation((1,), downscale_prob,
+                      lambda rng, n: rng.uniform(downscale_min_factor, 1.0, n),
+                      degradations.downscale, lambda _: jpeg_tables.NO_TABLES),
+      HostDegradation((2,), blur_prob, lambda rng, n: rng.uniform(0.1, blur_max_sigma, n),
+                      degradations.gaussian_blur, None),
+      HostDegradation((3,), noise_prob, noise_settings, noise, None),
+      HostDegradation((), jpeg_prob,
+                      lambda rng, n: rng.integers(jpeg_min_quality, jpeg_max_quality + 1, n),
+                      degradations.jpeg, jpeg_tables.standard_tables),
+  ]
+  return [step for step in steps if step.prob > 0]
 
 
 def batch_of(images: np.ndarray, tables: np.ndarray | None,
@@ -201,38 +246,33 @@ def epoch_order(data: Split, seed: int, epoch: int) -> np.ndarray:
 def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
                   start_step: int = 0, end_step: int | None = None,
                   process_index: int = 0, process_count: int = 1,
-                  jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
-                  downscale_prob: float = 0.0,
-                  downscale_min_factor: float = 0.5) -> Iterator[dict[str, np.ndarray]]:
+                  **host: float) -> Iterator[dict[str, np.ndarray]]:
   """This process's part of each global training batch of one epoch, from `start_step`
   up to `end_step` (by default the epoch's end).
 
   Batch contents are a function of (seed, epoch, step) only: the global batch is fixed
   first and each process takes its contiguous slice, so any process count and any
-  resume point see the same batches. Host-side degradations, each drawn per global
-  position from the same (seed, epoch, step), in the order images meet them online:
+  resume point see the same batches. `host` (config.augment.host, see
+  `host_degradations`) turns on host-side degradations, each drawn per global position
+  from the same (seed, epoch, step), in the order images meet them online:
   `downscale_prob` > 0 shrinks an image by a factor in [downscale_min_factor, 1) and
-  brings it back to size (`degradations.downscale`); `jpeg_prob` > 0 re-encodes it as
-  JPEG at a quality in [jpeg_min_quality, 95].
+  brings it back to size (`degradations.downscale`); `blur_prob` > 0 blurs it with a
+  sigma in [0.1, blur_max_sigma]; `noise_prob` > 0 adds Gaussian noise of a sigma in
+  [0, noise_max_sigma]; `jpeg_prob` > 0 re-encodes it as JPEG at a quality in
+  [jpeg_min_quality, jpeg_max_quality].
   """
   order = epoch_order(data, seed, epoch)
   local = _process_slice(batch_size, process_index, process_count)
+  steps = host_degradations(**host)
 
   def make_batch(step):
     positions = np.sort(order[step * batch_size:(step + 1) * batch_size])
     images, tables = data.take_batch(positions[local])
-    if downscale_prob > 0:
-      # A stream of its own: adding it leaves the JPEG draws of existing runs unchanged.
-      # Resampling moves the pixels off the JPEG grid.
-      _degrade_some(images, tables, local, np.random.default_rng([seed, epoch, step, 1]),
-                    batch_size, downscale_prob,
-                    lambda rng, n: rng.uniform(downscale_min_factor, 1.0, n),
-                    degradations.downscale, lambda _: jpeg_tables.NO_TABLES)
-    if jpeg_prob > 0:
-      _degrade_some(images, tables, local, np.random.default_rng([seed, epoch, step]),
-                    batch_size, jpeg_prob,
-                    lambda rng, n: rng.integers(jpeg_min_quality, 96, n),
-                    degradations.jpeg, jpeg_tables.standard_tables)
+    for degradation in steps:
+      rng = np.random.default_rng([seed, epoch, step, *degradation.stream])
+      _degrade_some(images, tables, local, rng, batch_size, degradation.prob,
+                    degradation.draw_settings, degradation.degrade,
+                    degradation.tables_after)
     return batch_of(images, tables, label=data.labels[positions[local]])
 
   if end_step is None:
