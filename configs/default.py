@@ -132,6 +132,11 @@ def full_config() -> ml_collections.ConfigDict:
   config.augment.device.blur_prob = 0.0
   config.augment.device.blur_max_sigma = 2.0
   config.augment.device.color_jitter = 0.0
+  # Self-blended pseudo-fakes (self_blend.py): this share of the real images of each
+  # batch blended with a perturbed copy of themselves through a mask of these kinds,
+  # and labelled fake. 0: off.
+  config.augment.device.self_blend_share = 0.0
+  config.augment.device.self_blend_kinds = ("face", "eyes", "nose", "mouth", "convex")
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every_epochs = 1

@@ -13,6 +13,7 @@ from fakeface_jax import checkpointing
 from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
+from fakeface_jax import self_blend
 from fakeface_jax.data import datasets
 from fakeface_jax.data import mixture
 
@@ -84,6 +85,17 @@ def _check_host_augmentations(host: Any) -> None:
                       f"{host.noise_max_sigma}")
 
 
+def _check_self_blend(device: Any) -> None:
+  if not 0 <= device.self_blend_share <= 1:
+    raise ConfigError(f"config.augment.device.self_blend_share must be in [0, 1], got "
+                      f"{device.self_blend_share}")
+  unknown = set(device.self_blend_kinds) - set(self_blend.MASK_KINDS)
+  if device.self_blend_share and (unknown or not device.self_blend_kinds):
+    raise ConfigError(f"config.augment.device.self_blend_kinds must be a non-empty subset "
+                      f"of {', '.join(self_blend.MASK_KINDS)}, got "
+                      f"{tuple(device.self_blend_kinds)}")
+
+
 def check_config(config: Any) -> None:
   """Validates everything that can be validated without reading data."""
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
@@ -114,6 +126,7 @@ def check_config(config: Any) -> None:
         f"({', '.join(agnostic)}) and at most config.data.image_size={size}")
   _check_grid_kept(config, model)
   _check_host_augmentations(config.augment.host)
+  _check_self_blend(config.augment.device)
   data = config.data
   for name in ("test_fraction", "validation_fraction"):
     if not 0 <= data[name] < 1:

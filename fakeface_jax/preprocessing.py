@@ -199,11 +199,12 @@ def augment(key: jax.Array, images: jax.Array, *, flip: bool = False,
 def active_augmentations(*, flip: bool = False, rotation_degrees: float = 0.0,
                          crop_size: int = 0, crop_min_scale: float = 1.0,
                          blur_prob: float = 0.0, blur_max_sigma: float = 2.0,
-                         color_jitter: float = 0.0) -> list[str]:
-  """The names of `augment`'s arguments that make it change images: none means it
-  returns them as they are."""
-  del blur_max_sigma  # Only matters with blur_prob.
+                         color_jitter: float = 0.0, self_blend_share: float = 0.0,
+                         self_blend_kinds: tuple[str, ...] = ()) -> list[str]:
+  """The names of the device augmentations (`augment`'s arguments, and the train step's
+  self-blending) that change images: none means the images reach the model as they are."""
+  del blur_max_sigma, self_blend_kinds  # Only matter with blur_prob, self_blend_share.
   active = {"flip": flip, "rotation_degrees": rotation_degrees > 0, "crop_size": crop_size,
             "crop_min_scale": crop_min_scale < 1.0, "blur_prob": blur_prob > 0,
-            "color_jitter": color_jitter > 0}
+            "color_jitter": color_jitter > 0, "self_blend_share": self_blend_share > 0}
   return [name for name, on in active.items() if on]

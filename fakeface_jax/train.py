@@ -39,6 +39,7 @@ from fakeface_jax import preemption
 from fakeface_jax import preprocessing
 from fakeface_jax import reporting
 from fakeface_jax import rundir
+from fakeface_jax import self_blend
 from fakeface_jax import sharding
 from fakeface_jax import workdir_lock
 from fakeface_jax.data import input_pipeline
@@ -49,6 +50,7 @@ NO_NONFINITE_STEP = np.iinfo(np.int32).max
 # Images a data-dependent model is initialised on: enough for stable per-feature
 # statistics, few enough to initialise in seconds.
 NUM_INIT_IMAGES = 256
+SELF_BLEND_STREAM = 7  # fold_in of a step's augmentation key for its self-blending.
 # Longest wait between progress lines, so a slow epoch still shows it is alive.
 LOG_INTERVAL_S = 30.0
 
@@ -116,14 +118,23 @@ def model_apply_fn(model, on_features: bool = False):
   return apply_fn
 
 
-def model_inputs(key: jax.Array, inputs: jax.Array, on_features: bool,
-                 augmentation: dict[str, Any]) -> jax.Array:
-  """What the model sees of a batch: uint8 images rescaled to [0, 1] and augmented
-  (`preprocessing.augment`'s keyword arguments), or cached features as they are (a
-  run caches them only when no augmentation is on)."""
+def model_inputs(key: jax.Array, inputs: jax.Array, labels: jax.Array, on_features: bool,
+                 augmentation: dict[str, Any]) -> tuple[jax.Array, jax.Array]:
+  """What the model sees of a batch, and its labels: uint8 images rescaled to [0, 1],
+  a `self_blend_share` of the real ones made pseudo-fakes (`self_blend`, labelled
+  fake), then augmented (`preprocessing.augment`'s keyword arguments); or cached
+  features as they are (a run caches them only when no augmentation is on)."""
   if on_features:
-    return inputs
-  return preprocessing.augment(key, preprocessing.rescale(inputs), **augmentation)
+    return inputs, labels
+  augmentation = dict(augmentation)
+  share = augmentation.pop("self_blend_share", 0.0)
+  kinds = tuple(augmentation.pop("self_blend_kinds", self_blend.MASK_KINDS))
+  images = preprocessing.rescale(inputs)
+  if share > 0:
+    # A stream of its own: the other augmentations draw what they drew before.
+    images, labels, _ = self_blend.pseudo_fake_batch(
+        jax.random.fold_in(key, SELF_BLEND_STREAM), images, labels, share, kinds)
+  return preprocessing.augment(key, images, **augmentation), labels
 
 
 def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed: int,
@@ -142,8 +153,9 @@ def initialisation_images(split: input_pipeline.Split, augment_config: Any, seed
   count = min(NUM_INIT_IMAGES, len(split))
   [batch] = input_pipeline.train_batches(split, count, seed=seed, epoch=0, end_step=1,
                                         **augment_config.host)
-  return (model_inputs(key, batch["image"], on_features, augment_config.device),
-          batch.get("jpeg_tables"))
+  inputs, _ = model_inputs(key, batch["image"], batch["label"], on_features,
+                           augment_config.device)
+  return inputs, batch.get("jpeg_tables")
 
 
 def optimizer(config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -180,9 +192,8 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   `augmentation` holds `preprocessing.augment`'s keyword arguments; its randomness is
   keyed by the step number, so a resumed run draws what an uninterrupted one would.
   """
-  inputs = model_inputs(jax.random.fold_in(key, state.step), batch["image"], on_features,
-                        augmentation)
-  labels = batch["label"]
+  inputs, labels = model_inputs(jax.random.fold_in(key, state.step), batch["image"],
+                                batch["label"], on_features, augmentation)
 
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, inputs, train=True,

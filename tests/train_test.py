@@ -13,8 +13,10 @@ import pytest
 from configs import default
 from configs import detector
 from conftest import run_on_cpu_devices
+from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax import models
+from fakeface_jax import preprocessing
 from fakeface_jax import train
 
 
@@ -286,3 +288,27 @@ def test_test_metrics_hold_the_accuracy_at_the_validation_chosen_threshold(
   # An accuracy over the 40 test images, counted at that threshold.
   correct = results["test_accuracy_at_threshold"] * results["num_test"]
   assert correct == pytest.approx(round(correct)) and 0 <= correct <= 40
+
+
+def test_self_blending_makes_a_share_of_real_images_fake_in_the_train_step():
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)), jnp.uint8)
+  real = jnp.full((8,), classes.REAL, jnp.int32)
+  key = jax.random.key(0)
+  plain, labels = train.model_inputs(key, images, real, False, {"self_blend_share": 0.0})
+  np.testing.assert_array_equal(plain, preprocessing.rescale(images))
+  np.testing.assert_array_equal(labels, real)
+  blended, labels = jax.jit(lambda k, x, y: train.model_inputs(
+      k, x, y, False, {"self_blend_share": 1.0, "self_blend_kinds": ("face",)}))(
+          key, images, real)
+  np.testing.assert_array_equal(labels, np.full(8, classes.FAKE))
+  changed = np.abs(np.asarray(blended) - np.asarray(plain)).max(axis=(1, 2, 3))
+  assert np.all(changed > 0.01)
+
+
+def test_a_run_with_self_blended_pseudo_fakes_trains(tiny_config, tmp_path):
+  tiny_config.augment.device.self_blend_share = 0.5
+  results = train.train_and_evaluate(tiny_config, str(tmp_path))
+  assert np.isfinite(results["test_loss"])
+  tiny_config.augment.device.self_blend_kinds = ("ears",)
+  with pytest.raises(config_checks.ConfigError, match="self_blend_kinds must be"):
+    config_checks.check_config(tiny_config)
