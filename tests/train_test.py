@@ -18,6 +18,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import preprocessing
 from fakeface_jax import train
+from fakeface_jax.data import jpeg_tables
 
 
 def fixed_batch(n=32, size=16, seed=0):
@@ -312,3 +313,21 @@ def test_a_run_with_self_blended_pseudo_fakes_trains(tiny_config, tmp_path):
   tiny_config.augment.device.self_blend_kinds = ("ears",)
   with pytest.raises(config_checks.ConfigError, match="self_blend_kinds must be"):
     config_checks.check_config(tiny_config)
+
+
+def test_the_train_and_eval_steps_hand_each_images_jpeg_tables_to_a_model_that_reads_them():
+  model = models.create_model(detector.get_config().model)
+  images = jnp.asarray(np.random.default_rng(0).random((2, 32, 32, 3)), jnp.float32)
+  apply_fn = train.model_apply_fn(model)
+  variables = jax.jit(model.init)(jax.random.key(0), images)
+  def logits(quality):
+    tables = np.broadcast_to(jpeg_tables.standard_tables(quality), (2, 2, 8, 8))
+    return apply_fn(variables, images, train=False, jpeg_tables=tables)
+  assert not np.allclose(logits(75), logits(95))
+  # A model that reads no tables takes the same call and ignores them.
+  mlp = models.create_model(default.get_config().model)
+  mlp_variables = mlp.init(jax.random.key(0), images)
+  np.testing.assert_array_equal(
+      train.model_apply_fn(mlp)(mlp_variables, images, train=False,
+                                jpeg_tables=np.zeros((2, 2, 8, 8))),
+      mlp.apply(mlp_variables, images, train=False))

@@ -86,6 +86,19 @@ BUGS = (
         "    return np.asarray(self.features[positions])",
         "    return np.asarray(self.features[np.sort(positions)[::-1]])",
         ("tests/feature_cache_test.py",)),
+    # Added with per-image JPEG tables, prediction warnings and data mixtures.
+    Bug("jpeg_tables_never_reach_the_model", "fakeface_jax/models/base.py",
+        'return {"jpeg_tables": jpeg_tables} if self.reads_jpeg_tables else {}',
+        "return {}",
+        ("tests/train_test.py",)),
+    Bug("feature_warning_ignores_cutoff", "fakeface_jax/domain.py",
+        "if distance is not None and distance > domain.distance_cutoff:",
+        "if distance is not None and distance > 100 * domain.distance_cutoff:",
+        ("tests/prediction_warnings_test.py",)),
+    Bug("mixture_ignores_weights", "fakeface_jax/data/mixture.py",
+        "chosen = rng.choice(len(self.parts), size=len(self), p=self.weights)",
+        "chosen = rng.choice(len(self.parts), size=len(self))",
+        ("tests/mixture_test.py",)),
 )
 
 

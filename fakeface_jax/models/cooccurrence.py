@@ -83,6 +83,7 @@ class CooccurrenceClassifier(base.Detector):
     tables (`base.Detector.features`) -> (N, F) log-frequencies, computed FEATURE_CHUNK
     images at a time."""
     n = images.shape[0]
+    # Without jpeg_features (which require a quality) the tables go unused.
     tables, has_grid = jpeg_domain.image_tables(jpeg_tables, n, self.jpeg_quality or 75)
     if n <= FEATURE_CHUNK:
       return self.chunk_features((images, tables, has_grid))
