@@ -229,7 +229,7 @@ def host_degradations(*, jpeg_prob: float = 0.0, jpeg_min_quality: int = 30,
 
 
 def batch_of(images: np.ndarray, tables: np.ndarray | None,
-           **fields: np.ndarray) -> dict[str, np.ndarray]:
+             **fields: np.ndarray) -> dict[str, np.ndarray]:
   """A batch's arrays: "image", "jpeg_tables" where the split has them, and `fields`."""
   tables = {} if tables is None else {"jpeg_tables": tables}
   return {"image": images, **tables, **fields}
