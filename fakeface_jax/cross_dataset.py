@@ -137,12 +137,17 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> di
   }
 
 
-def report(predictor: inference.Predictor, folders: Sequence[Folder],
-           shifts: Sequence[str] = ("clean",)) -> list[dict[str, Any]]:
-  """One row per folder and shift, folders in the order given."""
+def check_shifts(shifts: Sequence[str]) -> None:
+  """UserError naming the first of `shifts` that is not one of SHIFTS."""
   unknown = [s for s in shifts if s not in SHIFTS]
   if unknown:
     raise errors.UserError(f"unknown shift {unknown[0]!r}; choose from {', '.join(SHIFTS)}")
+
+
+def report(predictor: inference.Predictor, folders: Sequence[Folder],
+           shifts: Sequence[str] = ("clean",)) -> list[dict[str, Any]]:
+  """One row per folder and shift, folders in the order given."""
+  check_shifts(shifts)
   return [folder_row(predictor, folder, shift) for folder in folders for shift in shifts]
 
 

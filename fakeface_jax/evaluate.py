@@ -145,9 +145,9 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
           f"{report['threshold']:.4f}")
 
 
-def cross_dataset_main(predictor: inference.Predictor) -> None:
+def cross_dataset_main(folders: list[cross_dataset.Folder]) -> None:
   """--folder: the cross-dataset report, printed and written."""
-  folders = cross_dataset.parse_folders(FLAGS.folder)
+  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
   rows = cross_dataset.report(predictor, folders, FLAGS.shifts)
   outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
@@ -161,10 +161,11 @@ def cross_dataset_main(predictor: inference.Predictor) -> None:
 def main(argv: list[str]) -> None:
   del argv  # No positional arguments (cli.run checks).
   checkpointing.quiet_orbax_logging()
-  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  if FLAGS.folder:
-    cross_dataset_main(predictor)
+  if FLAGS.folder:  # Folders and shifts are checked before the run is loaded.
+    cross_dataset.check_shifts(FLAGS.shifts)
+    cross_dataset_main(cross_dataset.parse_folders(FLAGS.folder))
     return
+  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
   data = load_eval_data(predictor.config)
   threshold, val_balanced = choose_threshold(predictor, data["validation"])
   role = FLAGS.split if FLAGS.split in data else next(iter(data))
