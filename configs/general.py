@@ -19,8 +19,10 @@ test report each source and the mixture. Point each source at a full download in
       --config.data.mixture.lfw_faceswap.manual_dir=/data/lfw_faceswap
 
 (add --config.data.mixture.NAME.weight=W to reweigh them). The model is the texture
-detector's residual co-occurrences (RGB and across bands) with a one-hidden-layer head:
-no JPEG-domain features, which read the file format this model must not depend on.
+detector's residual co-occurrences (RGB and across bands) with a linear head: no
+JPEG-domain features, which read the file format this model must not depend on. It is
+work in progress: it does not reach the issue's floors yet (docs/results.md, "Towards
+a general detector").
 `configs/detector.py` stays the in-distribution baseline.
 """
 
@@ -35,11 +37,14 @@ def get_config() -> ml_collections.ConfigDict:
   config = cooccurrence.get_config()
   config.batch_size = 64
   config.num_epochs = 8
-  config.learning_rate = 1e-3
+  # Chosen on the sources' validation tenths over two attempts (docs/results.md): this
+  # and the host augmentations below validated at 0.633, where a 256-unit head at 1e-3
+  # under heavier augmentation reached 0.552 in 4 of 8 epochs.
+  config.learning_rate = 1e-2
   config.lr_schedule = "cosine"
   config.weight_decay = 1e-3
   config.model.cross_band = True
-  config.model.hidden = (256,)
+  config.model.hidden = ()
   # One input size for every source; resizing is part of what the augmentations vary.
   config.data.image_size = 224
   config.data.validation_fraction = 0.1
@@ -50,11 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.mixture.lfw_faceswap = {"name": "image_folder", "weight": 1.0,
                                       "manual_dir": f"{SHARED}/lfw_faceswap"}
   host = config.augment.host
-  host.downscale_prob, host.downscale_min_factor = 0.5, 0.5
-  host.blur_prob, host.blur_max_sigma = 0.2, 1.5
-  host.noise_prob, host.noise_max_sigma = 0.2, 4.0
-  # Most images re-encoded at a quality from a wide range, some left as they are.
-  host.jpeg_prob, host.jpeg_min_quality, host.jpeg_max_quality = 0.8, 40, 95
+  host.downscale_prob, host.downscale_min_factor = 0.25, 0.75
+  # Half the images re-encoded at a quality in [70, 95], half left as they are.
+  host.jpeg_prob, host.jpeg_min_quality, host.jpeg_max_quality = 0.5, 70, 95
   config.augment.device.flip = True
   config.augment.device.self_blend_share = 0.25
   return config
