@@ -1,0 +1,28 @@
+"""Every config file builds a config that passes the start-up checks."""
+
+import glob
+import importlib
+import os
+
+import pytest
+
+from configs import general
+from fakeface_jax import config_checks
+
+CONFIG_FILES = sorted(path for path in glob.glob(
+    os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
+                      if not path.endswith("__init__.py"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=os.path.basename)
+def test_config_file_passes_the_config_checks(path):
+  module = importlib.import_module(f"configs.{os.path.basename(path)[:-3]}")
+  config_checks.check_config(module.get_config())
+
+
+def test_the_general_config_mixes_every_shared_training_set():
+  config = general.get_config()
+  assert sorted(config.data.mixture) == ["ciplab", "faces140k", "lfw_faceswap"]
+  assert all(source.manual_dir.startswith("../shared/data/")
+             for source in config.data.mixture.values())
+  assert config.augment.device.self_blend_share > 0 and not config.model.jpeg_features
