@@ -20,6 +20,7 @@ would have. An epoch is as many images as all sources' training images together.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,13 +76,15 @@ class MixedSplit:
   """Several sources' splits of one role, end to end, batched like one split.
 
   Position p belongs to source `np.searchsorted(offsets, p, "right") - 1`; `sources`
-  names each position's source, `weights` are the training draw's probabilities.
+  names each position's source, `weights` are the training draw's probabilities. The
+  concatenated per-position arrays are built once (the batchers read `labels` and the
+  length every step).
   """
   parts: Sequence[Any]
   names: Sequence[str]
   weights: np.ndarray
 
-  @property
+  @functools.cached_property
   def offsets(self) -> np.ndarray:
     return np.cumsum([0] + [len(part) for part in self.parts])
 
@@ -95,20 +98,20 @@ class MixedSplit:
   def _concat(self, field: str) -> np.ndarray:
     return np.concatenate([np.asarray(getattr(part, field)) for part in self.parts])
 
-  @property
+  @functools.cached_property
   def labels(self) -> np.ndarray:
     return self._concat("labels")
 
-  @property
+  @functools.cached_property
   def paths(self) -> np.ndarray:
     return np.concatenate([np.char.add(f"{name}:", np.asarray(part.paths, str))
                            for name, part in zip(self.names, self.parts)])
 
-  @property
+  @functools.cached_property
   def difficulty(self) -> np.ndarray:
     return self._concat("difficulty")
 
-  @property
+  @functools.cached_property
   def sources(self) -> np.ndarray:
     return np.repeat(np.asarray(self.names), [len(part) for part in self.parts])
 
