@@ -567,7 +567,8 @@ def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
   run.log.write(row)
   logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
                epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
-               row["val_accuracy"], _per_source_text(run.data["validation"], validation))
+               row["val_accuracy"], _per_source_text(mixture.per_source_metrics(
+                   run.data["validation"], validation["p_fake"])))
   stopping = _stop_anywhere(stop)
   unvalidated = start.step_in_epoch == run.steps_per_epoch
   if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
@@ -579,10 +580,8 @@ def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
     _stop(stop, state, run.checkpoints)
 
 
-def _per_source_text(split: input_pipeline.Split, evaluated: dict[str, Any],
-                     threshold: float = 0.5) -> str:
-  """" (source acc A, ...)" for a data mixture's split, else ""."""
-  per_source = mixture.per_source_metrics(split, evaluated["p_fake"], threshold)
+def _per_source_text(per_source: dict[str, dict[str, float]] | None) -> str:
+  """" (source acc A, ...)" of `mixture.per_source_metrics`, or "" for one dataset."""
   if per_source is None:
     return ""
   return " (" + ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in per_source.items()
@@ -658,7 +657,7 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
     if per_source is not None:
       results[f"{role}_per_source"] = per_source
       logging.info("%s per source, at the validation threshold:%s", role,
-                   _per_source_text(run.data[role], evaluated, threshold))
+                   _per_source_text(per_source))
   run.log.close()
   run.checkpoints.close()
   if jax.process_index() == 0:
