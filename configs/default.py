@@ -62,6 +62,9 @@ def full_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"
   config.data.image_size = 64
+  # Images at least image_size on each side: a centred crop at native resolution, on the
+  # JPEG grid, instead of a resize (pixel-level traces survive; image_decoding).
+  config.data.native_crop = False
   config.data.grayscale = False
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets

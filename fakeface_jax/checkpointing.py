@@ -50,6 +50,8 @@ COMMIT_TEXT = "Checkpoint commit was successful to "
 METRICS_FILE = os.path.join("metrics", "metrics")
 # config.model keys renamed since runs were saved, so that older runs still load.
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
+# config.data keys added since runs were saved, with the behaviour older runs had.
+ADDED_DATA_KEYS = {"native_crop": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,6 +424,9 @@ def read_config(workdir: str, advice: str = RESTORE_CONFIG_ADVICE) -> dict[str, 
   for old, new in RENAMED_MODEL_KEYS.items():
     if old in model:
       model[new] = model.pop(old)
+  data = config.get("data", {})
+  for key, value in ADDED_DATA_KEYS.items():
+    data.setdefault(key, value)
   return config
 
 

@@ -97,11 +97,12 @@ def distances(embeddings: jax.Array, mean: jax.Array, scale: jax.Array) -> jax.A
   return jnp.mean(jnp.square((embeddings - mean) / scale), axis=-1)
 
 
-def describe(formats: Sequence[image_decoding.ImageFormat], image_size: int,
+def describe(formats: Sequence[image_decoding.ImageFormat], image_size: int, crop: bool,
              train_embeddings: np.ndarray,
              validation_embeddings: np.ndarray) -> TrainingDomain:
-  """The `TrainingDomain` of training images' `formats` and embeddings (a sample is
-  enough), with the distance cut-off calibrated on the validation embeddings."""
+  """The `TrainingDomain` of training images' `formats` (decoded at `image_size`, with
+  `crop` or not) and embeddings (a sample is enough), with the distance cut-off
+  calibrated on the validation embeddings."""
   sides = [side for f in formats for side in (f.width, f.height)]
   qualities = [f.jpeg_quality for f in formats if f.jpeg_quality is not None]
   spread = train_embeddings.std(axis=0)
@@ -113,7 +114,7 @@ def describe(formats: Sequence[image_decoding.ImageFormat], image_size: int,
       formats=sorted({f.format for f in formats}), modes=sorted({f.mode for f in formats}),
       min_side=min(sides), max_side=max(sides),
       jpeg_qualities=[min(qualities), max(qualities)] if qualities else None,
-      grid_share=float(np.mean([f.grid_tables(image_size).any() for f in formats])),
+      grid_share=float(np.mean([f.grid_tables(image_size, crop).any() for f in formats])),
       embedding_mean=mean.astype(np.float32), embedding_scale=scale.astype(np.float32),
       distance_cutoff=float(np.quantile(validation, CUTOFF_QUANTILE)),
       validation_distances={str(q): float(np.quantile(validation, q)) for q in quantiles})
@@ -121,7 +122,7 @@ def describe(formats: Sequence[image_decoding.ImageFormat], image_size: int,
 
 def image_warnings(domain: TrainingDomain | None, image_format: image_decoding.ImageFormat,
                    distance: float | None, image_size: int,
-                   reads_jpeg_tables: bool) -> list[str]:
+                   reads_jpeg_tables: bool, crop: bool = False) -> list[str]:
   """The names of `WARNINGS` that apply to one image (without a domain: only its size)."""
   warned = []
   if min(image_format.width, image_format.height) < image_size:
@@ -140,7 +141,7 @@ def image_warnings(domain: TrainingDomain | None, image_format: image_decoding.I
       and not domain.jpeg_qualities[0] <= quality <= domain.jpeg_qualities[1]):
     warned.append("jpeg_quality")
   if (reads_jpeg_tables and domain.grid_share == 1.0
-      and not image_format.grid_tables(image_size).any()):
+      and not image_format.grid_tables(image_size, crop).any()):
     warned.append("jpeg_grid")
   if distance is not None and distance > domain.distance_cutoff:
     warned.append("features")

@@ -66,6 +66,10 @@ class Predictor:
   def grayscale(self) -> bool:
     return self.config.data.grayscale
 
+  @property
+  def native_crop(self) -> bool:
+    return self.config.data.native_crop
+
   def score(self, images: np.ndarray, jpeg_tables: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 images (N, S, S, C) as the run's pipeline makes them, and their JPEG tables
@@ -92,13 +96,15 @@ class Predictor:
                distance: float | None) -> list[str]:
     """`domain.image_warnings` of one image for this run."""
     return domain.image_warnings(self.training_domain, image_format, distance,
-                                 self.image_size, self.model.reads_jpeg_tables)
+                                 self.image_size, self.model.reads_jpeg_tables,
+                                 self.native_crop)
 
   def is_fake(self, p_fake: np.ndarray) -> np.ndarray:
     return p_fake >= self.threshold
 
   def decode(self, data: bytes) -> tuple[np.ndarray, image_decoding.ImageFormat]:
-    return image_decoding.decode_with_format(data, self.image_size, self.grayscale)
+    return image_decoding.decode_with_format(data, self.image_size, self.grayscale,
+                                             self.native_crop)
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:
@@ -233,7 +239,7 @@ def decode_files(predictor: Predictor, paths: Sequence[str],
     for i, (decoded, error) in enumerate(pool.map(load, paths)):
       if decoded is not None:
         images[i], image_format = decoded
-        tables[i] = image_format.grid_tables(size)
+        tables[i] = image_format.grid_tables(size, predictor.native_crop)
       formats.append(None if decoded is None else decoded[1])
       errors.append(error)
   return DecodedFiles(images, tables, formats, errors)

@@ -53,10 +53,11 @@ COLUMNS = ("path", "p_fake", "prediction", "warnings", "format", "width", "heigh
            "jpeg_quality", "jpeg_grid", "feature_distance", "error")
 
 
-def _grid(image_format: image_decoding.ImageFormat, image_size: int) -> str:
+def _grid(image_format: image_decoding.ImageFormat, predictor: inference.Predictor) -> str:
   if image_format.jpeg_quality is None:
     return "none"
-  return "aligned" if image_format.grid_tables(image_size).any() else "moved"
+  tables = image_format.grid_tables(predictor.image_size, predictor.native_crop)
+  return "aligned" if tables.any() else "moved"
 
 
 def predict_files(predictor: inference.Predictor, paths: list[str],
@@ -76,7 +77,7 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
         warnings=";".join(predictor.warnings(image_format, d)),
         format=image_format.format, width=image_format.width, height=image_format.height,
         jpeg_quality=image_format.jpeg_quality,
-        jpeg_grid=_grid(image_format, predictor.image_size),
+        jpeg_grid=_grid(image_format, predictor),
         feature_distance=None if d is None else round(d, 4))
   return rows
 

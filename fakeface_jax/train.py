@@ -616,12 +616,12 @@ def _describe_training_data(run: _Run, state: TrainState) -> None:
   params = jax.tree.map(lambda x: x.addressable_data(0), state.params)
   compiled_embed = jax.jit(functools.partial(
       embed_step, apply_fn=state.apply_fn,
-      on_features=isinstance(train_split, feature_cache.FeatureSplit)))
+      on_features=feature_cache.holds_features(train_split)))
   sample = np.sort(np.random.default_rng(run.config.seed).permutation(len(train_split))[
       :domain.MAX_DESCRIBED_IMAGES])
   batch_size = run.config.eval_batch_size
   described = domain.describe(
-      formats, run.config.data.image_size,
+      formats, run.config.data.image_size, run.config.data.native_crop,
       _embeddings(compiled_embed, params, train_split, sample, batch_size),
       _embeddings(compiled_embed, params, validation, np.arange(len(validation)),
                   batch_size))

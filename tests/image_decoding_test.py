@@ -132,3 +132,27 @@ def test_grayscale_decoding_weights_red_green_blue_as_bt709_luma():
   # and white: 0.2125, 0.7154, 0.0721 of 255, rounded.
   assert {place: int(value[0]) for place, value in gray.items()} == {
       "top_left": 54, "top_right": 182, "bottom_left": 18, "bottom_right": 255}
+
+
+def jpeg_of(height: int, width: int) -> bytes:
+  array = np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="JPEG", quality=80)
+  return buffer.getvalue()
+
+
+def test_native_crop_keeps_the_files_pixels_centred_on_its_jpeg_grid():
+  data = jpeg_of(40, 60)
+  full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+  image, image_format = image_decoding.decode_with_format(data, 24, False, crop=True)
+  # Centring offsets (8, 18) rounded down to the 8-pixel grid: (8, 16).
+  np.testing.assert_array_equal(image, full[8:32, 16:40])
+  np.testing.assert_array_equal(image_format.grid_tables(24, crop=True), image_format.tables)
+  assert not image_format.grid_tables(24).any()  # The same file resized has no grid.
+
+
+def test_native_crop_resizes_an_image_smaller_than_the_input_as_decoding_always_did():
+  data = jpeg_of(20, 40)
+  cropped, image_format = image_decoding.decode_with_format(data, 24, False, crop=True)
+  np.testing.assert_array_equal(cropped, image_decoding.decode_image(data, 24, False))
+  assert not image_format.grid_tables(24, crop=True).any()

@@ -362,6 +362,13 @@ def test_a_run_saved_before_a_key_was_renamed_is_still_this_model(tmp_path):
     config_checks.check_workdir(config, str(workdir))
 
 
+def test_a_run_saved_before_native_crop_existed_reads_as_resizing_its_images(tmp_path):
+  saved = json.loads(detector.get_config().to_json_best_effort())
+  del saved["data"]["native_crop"]
+  (tmp_path / rundir.CONFIG_JSON).write_text(json.dumps(saved))
+  assert checkpointing.read_config(str(tmp_path))["data"]["native_crop"] is False
+
+
 # ---------------------------------------------------------------------------------------
 # The workdir lock.
 # ---------------------------------------------------------------------------------------

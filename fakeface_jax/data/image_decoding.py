@@ -2,7 +2,9 @@
 
 `decode_image` also says what the file was (`ImageFormat`: format, size, mode, JPEG
 quality and quantization tables), which JPEG-aware features and prediction warnings
-read. It either returns an array of exactly (size, size, 1 or 3) uint8 or raises
+read. An image reaches the model's square size by resizing, or with `crop` by a centred
+crop at its native resolution where it is large enough: the crop's offsets are
+multiples of 8, so a JPEG keeps its 8x8 grid and its pixel-level traces. It either returns an array of exactly (size, size, 1 or 3) uint8 or raises
 `ImageDecodeError`, whatever the bytes: PIL raises many exception types on malformed
 input (OSError, SyntaxError, ValueError, struct.error, ...), and callers should need to
 handle only one. A property-based test feeds it arbitrary bytes to hold it to that.
@@ -23,6 +25,8 @@ from fakeface_jax.data import jpeg_tables
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Larger images are refused before decoding: a few header bytes can claim gigapixels.
 MAX_PIXELS = 64 * 1024 * 1024
+# A JPEG's block size: crop offsets that are multiples of it keep the file's grid.
+JPEG_BLOCK = 8
 
 
 class ImageDecodeError(ValueError):
@@ -41,10 +45,17 @@ class ImageFormat:
   jpeg_quality: int | None
   tables: np.ndarray = dataclasses.field(repr=False, compare=False)
 
-  def grid_tables(self, image_size: int) -> np.ndarray:
+  def native(self, image_size: int, crop: bool) -> bool:
+    """Whether decoding keeps the file's own pixels: no resize to (image_size)^2
+    needed, or with `crop` a centred crop of them (`decode_with_format`)."""
+    if crop:
+      return min(self.width, self.height) >= image_size
+    return self.width == self.height == image_size
+
+  def grid_tables(self, image_size: int, crop: bool = False) -> np.ndarray:
     """The tables whose 8x8 grid still lines up with the decoded (image_size)^2 pixels:
-    a JPEG not resized on decoding keeps them; anything else has NO_TABLES."""
-    aligned = self.jpeg_quality is not None and self.width == self.height == image_size
+    a JPEG whose pixels decoding keeps (`native`) has them; anything else NO_TABLES."""
+    aligned = self.jpeg_quality is not None and self.native(image_size, crop)
     return self.tables if aligned else jpeg_tables.NO_TABLES
 
 
@@ -67,18 +78,31 @@ def read_header(data: bytes) -> ImageFormat:
                            f"{' '.join(str(e).split())}") from e
 
 
-def decode_image(data: bytes, image_size: int, grayscale: bool) -> np.ndarray:
+def decode_image(data: bytes, image_size: int, grayscale: bool,
+                 crop: bool = False) -> np.ndarray:
   """Encoded image bytes -> uint8 (image_size, image_size, 1 or 3)."""
-  return decode_with_format(data, image_size, grayscale)[0]
+  return decode_with_format(data, image_size, grayscale, crop)[0]
 
 
-def decode_with_format(data: bytes, image_size: int,
-                       grayscale: bool) -> tuple[np.ndarray, ImageFormat]:
+def _to_size(image: Image.Image, image_size: int, native: bool) -> Image.Image:
+  """An opened image -> RGB (image_size)^2: its centred crop on the JPEG grid where
+  `native`, else resized (JPEG `draft` first lets libjpeg decode at a reduced scale,
+  much faster for large images; the resize is antialiased bilinear)."""
+  if native:
+    top, left = ((side - image_size) // 2 // JPEG_BLOCK * JPEG_BLOCK
+                 for side in (image.height, image.width))
+    return image.convert("RGB").crop((left, top, left + image_size, top + image_size))
+  image.draft("RGB", (image_size, image_size))
+  return image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+
+
+def decode_with_format(data: bytes, image_size: int, grayscale: bool,
+                       crop: bool = False) -> tuple[np.ndarray, ImageFormat]:
   """Encoded image bytes -> uint8 (image_size, image_size, 1 or 3) and its `ImageFormat`.
 
   Any mode (palette, alpha, 16-bit, CMYK, gray) is converted to RGB first, alpha
-  dropped. JPEG `draft` lets libjpeg decode at a reduced scale, which is much faster
-  for large images; the final resize is antialiased bilinear.
+  dropped. With `crop`, an image at least image_size on each side keeps its own pixels
+  (`ImageFormat.native`); smaller ones, and every image without it, are resized.
   """
   try:
     with warnings.catch_warnings():
@@ -89,9 +113,7 @@ def decode_with_format(data: bytes, image_size: int,
           raise ImageDecodeError(f"image of {width}x{height} pixels is larger than the "
                                  f"{MAX_PIXELS:,} pixels allowed")
         image_format = read_format(image)
-        image.draft("RGB", (image_size, image_size))
-        image = image.convert("RGB").resize((image_size, image_size),
-                                            Image.Resampling.BILINEAR)
+        image = _to_size(image, image_size, image_format.native(image_size, crop))
         array = np.asarray(image, dtype=np.uint8)
   except ImageDecodeError:
     raise

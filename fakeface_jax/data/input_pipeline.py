@@ -39,12 +39,14 @@ class ArraySplit:
   """A split decoded into memory: uint8 images (N, S, S, C), int32 labels (N,) with
   0 = fake and 1 = real, each image's path and its difficulty group ("none" if none),
   and what each file was (`image_decoding.ImageFormat`; None for arrays made in
-  memory, whose models then fall back to their configured JPEG quality)."""
+  memory, whose models then fall back to their configured JPEG quality), and whether
+  they were decoded with `image_decoding.decode_with_format`'s native `crop`."""
   images: np.ndarray
   labels: np.ndarray
   paths: np.ndarray | None = None
   difficulty: np.ndarray | None = None
   formats: Sequence[image_decoding.ImageFormat] | None = None
+  crop: bool = False
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -60,7 +62,8 @@ class ArraySplit:
     """The images' JPEG tables whose grid lines up with their pixels (N, 2, 8, 8)."""
     if self.formats is None:
       return None
-    return np.stack([self.formats[p].grid_tables(self.images.shape[1]) for p in positions])
+    return np.stack([self.formats[p].grid_tables(self.images.shape[1], self.crop)
+                     for p in positions])
 
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat] | None:
     return None if self.formats is None else [self.formats[p] for p in positions]
@@ -84,6 +87,7 @@ class StreamedSplit:
   difficulty: np.ndarray
   image_size: int
   grayscale: bool
+  crop: bool = False
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -103,8 +107,8 @@ class StreamedSplit:
     for i, position in enumerate(positions):
       record = self.source[int(self.indices[position])]
       images[i], image_format = image_decoding.decode_with_format(
-          record["image"], self.image_size, self.grayscale)
-      tables[i] = image_format.grid_tables(self.image_size)
+          record["image"], self.image_size, self.grayscale, self.crop)
+      tables[i] = image_format.grid_tables(self.image_size, self.crop)
     return images, tables
 
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
@@ -117,8 +121,9 @@ Split = ArraySplit | StreamedSplit | mixture.MixedSplit
 
 
 def load_split(source, image_size: int, grayscale: bool,
-               indices: Sequence[int] | None = None) -> ArraySplit:
-  """Decodes the records at `indices` (default: all) of a random-access source.
+               indices: Sequence[int] | None = None, crop: bool = False) -> ArraySplit:
+  """Decodes the records at `indices` (default: all) of a random-access source
+  (`crop`: `image_decoding.decode_with_format`'s).
 
   Grain reads and decodes in a thread pool: PIL releases the GIL while decoding, and
   threads start instantly where worker processes would cost seconds each.
@@ -127,7 +132,7 @@ def load_split(source, image_size: int, grayscale: bool,
 
   def decode(i):
     record = source[int(indices[i])]
-    return (*image_decoding.decode_with_format(record["image"], image_size, grayscale),
+    return (*image_decoding.decode_with_format(record["image"], image_size, grayscale, crop),
             record)
 
   decoded = (grain.MapDataset.range(len(indices)).map(decode)
@@ -140,7 +145,7 @@ def load_split(source, image_size: int, grayscale: bool,
     formats.append(image_format)
     fields.append(selection.record_fields(record))
   meta = selection.metadata_arrays(fields)
-  return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"], formats)
+  return ArraySplit(images, meta["label"], meta["path"], meta["difficulty"], formats, crop)
 
 
 def _process_slice(global_batch: int, process_index: int, process_count: int) -> slice:
@@ -321,7 +326,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     return _load_mixture(config, names, cache)
   builder = datasets.prepare(config.data)
   selected = selection.select_examples(config, builder)
-  size, gray = config.data.image_size, config.data.grayscale
+  size, gray, crop = config.data.image_size, config.data.grayscale, config.data.native_crop
   shape = (size, size, 1 if gray else 3)
   if cache == "auto":
     total = sum(len(indices) for _, indices in selected.values())
@@ -337,11 +342,11 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     start = time.perf_counter()
     source = datasets.data_source(builder, split)
     if cache == "memory":
-      data[role] = load_split(source, size, gray, indices)
+      data[role] = load_split(source, size, gray, indices, crop)
     else:
       meta = selection.read_metadata(source, indices)
       data[role] = StreamedSplit(source, np.asarray(indices), meta["label"], meta["path"],
-                                 meta["difficulty"], size, gray)
+                                 meta["difficulty"], size, gray, crop)
     logging.info("%s %s: %d images %s from split %r in %.1fs.",
                  "Loaded" if cache == "memory" else "Streaming", role, len(data[role]),
                  shape, split, time.perf_counter() - start)
