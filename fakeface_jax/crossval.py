@@ -10,6 +10,10 @@ stopped and a finished fold is only evaluated again. Each fold's held-out part i
 reported at the threshold chosen on that fold's validation split, as `evaluate` does;
 set config.data.validation_fraction so that split is not the held-out part itself.
 Writes `WORKDIR/crossval.{json,md,png}`.
+
+A data mixture folds each of its sources that has a training split only (ciplab in
+configs/general.py); the others keep their own splits in every fold, and the summary is
+of the folded sources' held-out images.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from fakeface_jax import rundir
 from fakeface_jax import train
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 # Not a command of its own: cross-validation is a training run with --folds.
@@ -40,22 +45,45 @@ POINTER = ("cross-validation runs as `fakeface-train --folds K` (or `python main
            "K`); see fakeface-train --help")
 
 
+def _own_eval_splits(data_config: ml_collections.ConfigDict) -> list[str]:
+  """The evaluation splits a dataset has of its own (folds would ignore them)."""
+  splits = datasets.role_splits(datasets.prepare(data_config))
+  return sorted({"validation", "test"} & set(splits))
+
+
+def folded_sources(config: ml_collections.ConfigDict) -> list[str]:
+  """The sources of a data mixture that folds apply to: those with a training split
+  only; the others keep their own splits in every fold. Empty for a single dataset."""
+  return [name for name in mixture.source_names(config.data)
+          if not _own_eval_splits(mixture.source_config(config, name).data)]
+
+
 def fold_config(config: ml_collections.ConfigDict, num_folds: int,
                 fold: int) -> ml_collections.ConfigDict:
-  """`config` training on every fold but `fold`, which it holds out as its test split."""
+  """`config` training on every fold but `fold`, which it holds out as its test split
+  (of each of `folded_sources` for a data mixture)."""
   config = config.copy_and_resolve_references()
-  config.data.num_folds, config.data.fold = num_folds, fold
+  folded = folded_sources(config)
+  for data in [config.data.mixture[name] for name in folded] or [config.data]:
+    data.num_folds, data.fold = num_folds, fold
   return config
 
 
 def check_foldable(config: ml_collections.ConfigDict, num_folds: int) -> None:
   """Folds are drawn from a training split; a dataset with its own evaluation splits
-  (the 140k download, the built-in synthetic set) would silently ignore them."""
+  (the 140k download, the built-in synthetic set) would silently ignore them, and a
+  mixture needs at least one source without them."""
   if num_folds < 2:
     raise config_checks.ConfigError(f"--folds must be at least 2, got {num_folds}")
   config_checks.check_config(config)
-  splits = datasets.role_splits(datasets.prepare(config.data))
-  own = sorted({"validation", "test"} & set(splits))
+  if mixture.source_names(config.data):
+    if not folded_sources(config):
+      raise config_checks.ConfigError(
+          "every source of config.data.mixture has its own validation or test split; "
+          "cross-validation folds a source with a training split only (ciplab, a flat "
+          "image folder)")
+    return
+  own = _own_eval_splits(config.data)
   if own:
     raise config_checks.ConfigError(
         f"dataset {config.data.name!r} has its own {' and '.join(own)} split(s); "
@@ -66,8 +94,12 @@ def check_foldable(config: ml_collections.ConfigDict, num_folds: int) -> None:
 def fold_report(fold_dir: str) -> dict[str, Any]:
   """The fold's held-out split at the threshold chosen on its validation split."""
   predictor = inference.load_run(fold_dir)
-  data = input_pipeline.load_data(predictor.config, cache="memory")
-  return evaluate.split_report(predictor, data["test"], predictor.threshold)
+  test = input_pipeline.load_data(predictor.config, cache="memory")["test"]
+  folded = folded_sources(predictor.config)
+  if folded:  # Only the folded sources' held-out images change from fold to fold.
+    keep = [test.names.index(name) for name in folded]
+    test = mixture.MixedSplit([test.parts[k] for k in keep], folded, test.weights[keep])
+  return evaluate.split_report(predictor, test, predictor.threshold)
 
 
 def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:

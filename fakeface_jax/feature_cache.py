@@ -98,8 +98,6 @@ def why_per_step(config: Any, model: base.Detector) -> str | None:
     return f"model {config.model.name!r} learns its features"
   if config.features_cache == "off":
     return "config.features_cache=off"
-  if mixture.source_names(config.data):
-    return "a data mixture's features are not cached"
   changing = [f"augment.device.{name}"
               for name in preprocessing.active_augmentations(**config.augment.device)]
   changing += [f"augment.host.{name}" for name in config_checks.HOST_DEGRADATIONS
@@ -118,6 +116,7 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
            for role, split in data.items()}
   return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
           "role_files_sha256": files, "image_size": config.data.image_size,
+          "native_crop": config.data.native_crop,
           "grayscale": config.data.grayscale, "features": model.feature_settings(),
           "features_version": FEATURES_VERSION}
 
@@ -225,10 +224,25 @@ def _write(directory: str, key: dict[str, Any], model: base.Detector,
     shutil.rmtree(tmp)
 
 
+def holds_features(split: Any) -> bool:
+  """Whether batches of `split` hold cached features (a data mixture's: each source's)."""
+  parts = split.parts if isinstance(split, mixture.MixedSplit) else [split]
+  return all(isinstance(part, FeatureSplit) for part in parts)
+
+
 def load_or_compute(config: Any, model: base.Detector,
-                    data: dict[str, Any]) -> dict[str, FeatureSplit]:
+                    data: dict[str, Any]) -> dict[str, Any]:
   """Each role's features: from the cache for this data and model, or computed and
-  cached first."""
+  cached first. A data mixture's sources are cached one by one, each as a run on it
+  alone would cache it, so runs on any mixture of them share the caches."""
+  names = mixture.source_names(config.data)
+  if names:
+    per_source = [load_or_compute(mixture.source_config(config, name), model,
+                                  {role: split.parts[k] for role, split in data.items()})
+                  for k, name in enumerate(names)]
+    return {role: mixture.MixedSplit([features[role] for features in per_source],
+                                      split.names, split.weights)
+            for role, split in data.items()}
   key = cache_key(config, model, data)
   directory = cache_dir(key)
   if _all_processes(os.path.isdir(directory)):

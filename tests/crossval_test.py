@@ -65,6 +65,25 @@ def test_cross_validation_holds_out_every_image_once_and_resumes(tiny_config, tm
   assert metrics_csv.read_text() == before
 
 
+@pytest.mark.slow
+def test_a_mixture_folds_its_source_without_splits_and_keeps_the_others(tiny_config,
+                                                                      tmp_path):
+  make_ciplab(tmp_path / "download", num_real=16, fakes_per_difficulty=8, size=32)
+  config = ciplab_config(tiny_config, tmp_path / "download")
+  config.data.mixture.ciplab = {"name": "ciplab", "manual_dir": str(tmp_path / "download")}
+  config.data.mixture.synthetic = {"name": "synthetic"}
+  assert crossval.folded_sources(config) == ["ciplab"]
+  workdir = tmp_path / "cv"
+  summary = crossval.cross_validate(config, str(workdir), num_folds=2)
+
+  folds = [manifest_roles(workdir / f"fold_{k}") for k in range(2)]
+  held_out = [{p for p in roles["test"] if p.startswith("ciplab:")} for roles in folds]
+  assert not held_out[0] & held_out[1] and len(held_out[0] | held_out[1]) == 40
+  synthetic = [{p for p in roles["test"] if p.startswith("synthetic:")} for roles in folds]
+  assert synthetic[0] == synthetic[1] and synthetic[0]  # Its own test split, both folds.
+  assert summary["num_images"] == 40  # The summary is of the folded source alone.
+
+
 def test_datasets_with_their_own_splits_and_too_few_folds_are_refused(tiny_config,
                                                                       tmp_path):
   with pytest.raises(config_checks.ConfigError,
@@ -72,6 +91,10 @@ def test_datasets_with_their_own_splits_and_too_few_folds_are_refused(tiny_confi
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=5)
   with pytest.raises(config_checks.ConfigError, match="--folds must be at least 2, got 1"):
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=1)
+  tiny_config.data.mixture.synthetic = {"name": "synthetic"}
+  with pytest.raises(config_checks.ConfigError, match="every source of config.data.mixture "
+                     "has its own validation or test split"):
+    crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=2)
   assert not (tmp_path / "cv").exists()
 
 

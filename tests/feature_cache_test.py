@@ -83,6 +83,26 @@ def test_cached_and_uncached_training_give_the_same_parameters_and_accuracy(
 
 
 @pytest.mark.slow
+def test_a_mixture_trains_on_each_sources_cache_as_it_would_per_step(data_dir, tmp_path):
+  results = {}
+  for mode in ("auto", "off"):
+    config = tiny_detector_config(data_dir, mode)
+    config.data.mixture.easy = {"name": "synthetic", "weight": 3.0}
+    config.data.mixture.hard = {"name": "synthetic",
+                                "synthetic": {"difficulty": 1.0, "seed": 1}}
+    results[mode] = train.train_and_evaluate(config, str(tmp_path / mode))
+  np.testing.assert_allclose(final_params(str(tmp_path / "auto")),
+                             final_params(str(tmp_path / "off")), rtol=1e-4, atol=1e-5)
+  for name in ("easy", "hard"):
+    assert (results["auto"]["test_per_source"][name]["accuracy"]
+            == results["off"]["test_per_source"][name]["accuracy"])
+  data = feature_cache.load_or_compute(config, models.create_model(config.model),
+                                      input_pipeline.load_data(config, cache="stream"))
+  assert feature_cache.holds_features(data["train"])
+  assert data["train"].take_batch(np.arange(3))[0].dtype == np.float32
+
+
+@pytest.mark.slow
 def test_a_second_run_reads_the_cache_and_computes_nothing(
     cached_and_uncached, data_dir, tmp_path, monkeypatch):
   before = cache_dirs(data_dir)

@@ -124,10 +124,12 @@ class MixedSplit:
       yield k, where, positions[where] - self.offsets[k]
 
   def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    images = np.empty((len(positions), *self.image_shape), np.uint8)
-    tables = None
+    """Images (or the parts' cached features, in their dtype) and JPEG tables."""
+    images, tables = None, None
     for k, where, local in self._by_part(positions):
       part_images, part_tables = self.parts[k].take_batch(local)
+      if images is None:
+        images = np.empty((len(positions), *self.image_shape), part_images.dtype)
       images[where] = part_images
       if part_tables is not None:
         if tables is None:
