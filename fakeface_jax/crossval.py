@@ -64,8 +64,9 @@ def fold_config(config: ml_collections.ConfigDict, num_folds: int,
   (of each of `folded_sources` for a data mixture)."""
   config = config.copy_and_resolve_references()
   folded = folded_sources(config)
-  for data in [config.data.mixture[name] for name in folded] or [config.data]:
-    data.num_folds, data.fold = num_folds, fold
+  with config.unlocked():  # A mixture source gains the keys (main.py's config is locked).
+    for data in [config.data.mixture[name] for name in folded] or [config.data]:
+      data.num_folds, data.fold = num_folds, fold
   return config
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from configs import general
 from fakeface_jax import config_checks
+from fakeface_jax import feature_cache
+from fakeface_jax import models
 
 CONFIG_FILES = sorted(path for path in glob.glob(
     os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
@@ -25,4 +27,5 @@ def test_the_general_config_mixes_every_shared_training_set():
   assert sorted(config.data.mixture) == ["ciplab", "faces140k", "lfw_faceswap"]
   assert all(source.manual_dir.startswith("../shared/data/")
              for source in config.data.mixture.values())
-  assert config.augment.device.self_blend_share > 0 and not config.model.jpeg_features
+  # Nothing changes the images between steps, so its features are computed once.
+  assert feature_cache.why_per_step(config, models.create_model(config.model)) is None

@@ -72,6 +72,7 @@ def test_a_mixture_folds_its_source_without_splits_and_keeps_the_others(tiny_con
   config = ciplab_config(tiny_config, tmp_path / "download")
   config.data.mixture.ciplab = {"name": "ciplab", "manual_dir": str(tmp_path / "download")}
   config.data.mixture.synthetic = {"name": "synthetic"}
+  config.lock()  # As main.py's flags leave it.
   assert crossval.folded_sources(config) == ["ciplab"]
   workdir = tmp_path / "cv"
   summary = crossval.cross_validate(config, str(workdir), num_folds=2)
