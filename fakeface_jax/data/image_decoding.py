@@ -4,7 +4,9 @@
 quality and quantization tables), which JPEG-aware features and prediction warnings
 read. An image reaches the model's square size by resizing, or with `crop` by a centred
 crop at its native resolution where it is large enough: the crop's offsets are
-multiples of 8, so a JPEG keeps its 8x8 grid and its pixel-level traces. It either returns an array of exactly (size, size, 1 or 3) uint8 or raises
+multiples of 8, so a JPEG keeps its 8x8 grid and its pixel-level traces.
+
+`decode_image` either returns an array of exactly (size, size, 1 or 3) uint8 or raises
 `ImageDecodeError`, whatever the bytes: PIL raises many exception types on malformed
 input (OSError, SyntaxError, ValueError, struct.error, ...), and callers should need to
 handle only one. A property-based test feeds it arbitrary bytes to hold it to that.
