@@ -60,13 +60,11 @@ def folded_sources(config: ml_collections.ConfigDict) -> list[str]:
 
 def fold_config(config: ml_collections.ConfigDict, num_folds: int,
                 fold: int) -> ml_collections.ConfigDict:
-  """`config` training on every fold but `fold`, which it holds out as its test split
-  (of each of `folded_sources` for a data mixture)."""
+  """`config` training on every fold but `fold`, which it holds out as its test split.
+  A data mixture's sources inherit the keys; those with splits of their own ignore them
+  (`folded_sources`)."""
   config = config.copy_and_resolve_references()
-  folded = folded_sources(config)
-  with config.unlocked():  # A mixture source gains the keys (main.py's config is locked).
-    for data in [config.data.mixture[name] for name in folded] or [config.data]:
-      data.num_folds, data.fold = num_folds, fold
+  config.data.num_folds, config.data.fold = num_folds, fold
   return config
 
 
