@@ -63,7 +63,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
 
 
-def _everything(data) -> tuple[np.ndarray, np.ndarray | None]:
+def _images_and_tables(data) -> tuple[np.ndarray, np.ndarray | None]:
   """A split's images and JPEG tables, every one (a data mixture's too)."""
   return data.take_batch(np.arange(len(data)))
 
@@ -71,7 +71,7 @@ def _everything(data) -> tuple[np.ndarray, np.ndarray | None]:
 def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
   """The P(fake) threshold with the best balanced accuracy on the validation split."""
   return metrics.best_threshold(validation.labels,
-                                predictor.p_fake(*_everything(validation)))
+                                predictor.p_fake(*_images_and_tables(validation)))
 
 
 def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
   real = classes.NAMES[classes.REAL]
   groups = np.where(data.labels == classes.FAKE, data.difficulty, real) if has_groups else None
-  p_fake, distance = predictor.score(*_everything(data))
+  p_fake, distance = predictor.score(*_images_and_tables(data))
   report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
                                          groups=groups)
   per_source = mixture.per_source_metrics(data, p_fake, threshold)
@@ -102,7 +102,7 @@ def robustness_report(predictor: inference.Predictor, data, threshold: float,
                       seed: int) -> list[dict[str, Any]]:
   """One row of metrics per degradation of the split's images (at the model's input size)."""
   rows = []
-  clean, own_tables = _everything(data)
+  clean, own_tables = _images_and_tables(data)
   for name, degrade in degradations.DEGRADATIONS.items():
     images = degrade(clean, seed)
     after = degradations.TABLES_AFTER.get(name)

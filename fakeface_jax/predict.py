@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
 from absl import flags
 from absl import logging
 
@@ -53,10 +54,10 @@ COLUMNS = ("path", "p_fake", "prediction", "warnings", "format", "width", "heigh
            "jpeg_quality", "jpeg_grid", "feature_distance", "error")
 
 
-def _grid(image_format: image_decoding.ImageFormat, predictor: inference.Predictor) -> str:
+def _grid(image_format: image_decoding.ImageFormat, tables: np.ndarray) -> str:
+  """`jpeg_grid` of a file from the tables decoding gave it (`inference.decode_files`)."""
   if image_format.jpeg_quality is None:
     return "none"
-  tables = image_format.grid_tables(predictor.image_size, predictor.native_crop)
   return "aligned" if tables.any() else "moved"
 
 
@@ -77,7 +78,7 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
         warnings=";".join(predictor.warnings(image_format, d)),
         format=image_format.format, width=image_format.width, height=image_format.height,
         jpeg_quality=image_format.jpeg_quality,
-        jpeg_grid=_grid(image_format, predictor),
+        jpeg_grid=_grid(image_format, files.jpeg_tables[i]),
         feature_distance=None if d is None else round(d, 4))
   return rows
 

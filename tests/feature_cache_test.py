@@ -96,6 +96,7 @@ def test_a_mixture_trains_on_each_sources_cache_as_it_would_per_step(data_dir, t
   for name in ("easy", "hard"):
     assert (results["auto"]["test_per_source"][name]["accuracy"]
             == results["off"]["test_per_source"][name]["accuracy"])
+  config.features_cache = "auto"  # The last run's config, as the cached run read it.
   data = feature_cache.load_or_compute(config, models.create_model(config.model),
                                       input_pipeline.load_data(config, cache="stream"))
   assert feature_cache.holds_features(data["train"])
