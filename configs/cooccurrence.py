@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.jpeg_quality = 0
   config.model.jpeg_features = ()
   config.model.hidden = ()
+  # > 1: logits for each (source, class) pair of a data mixture of this many sources.
+  config.model.num_sources = 1
   # Flipping halved the step rate and did not change validation accuracy (0.71-0.74).
   config.augment.device.flip = False
   return config

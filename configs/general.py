@@ -55,6 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.1
   config.model.cross_band = True
   config.model.hidden = ()
+  # Logits for each (source, class) pair: each source's own line between real and fake.
+  config.model.num_sources = 3
   # DCT residuals on each image's own JPEG grid and tables where decoding keeps them
   # (lfw_faceswap at 224 px); the resized ones are read without a grid at this quality.
   config.model.jpeg_features = ("dctr",)

@@ -52,6 +52,8 @@ METRICS_FILE = os.path.join("metrics", "metrics")
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
 ADDED_DATA_KEYS = {"native_crop": False}
+# config.model keys added since runs were saved, by model name, likewise.
+ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,6 +426,8 @@ def read_config(workdir: str, advice: str = RESTORE_CONFIG_ADVICE) -> dict[str, 
   for old, new in RENAMED_MODEL_KEYS.items():
     if old in model:
       model[new] = model.pop(old)
+  for key, value in ADDED_MODEL_KEYS.get(model.get("name"), {}).items():
+    model.setdefault(key, value)
   data = config.get("data", {})
   for key, value in ADDED_DATA_KEYS.items():
     data.setdefault(key, value)

@@ -65,6 +65,16 @@ def _check_mixture(data_config: Any) -> None:
                       f"sum, got {dict(zip(names, raw.tolist()))}")
 
 
+def _check_source_pairs(config: Any) -> None:
+  """A head of (source, class) pairs (config.model.num_sources) needs a mixture of as
+  many sources: each training image's pair is its source's."""
+  pairs = config.model.get("num_sources", 1)
+  sources = len(mixture.source_names(config.data))
+  if pairs > 1 and pairs != sources:
+    raise ConfigError(f"config.model.num_sources={pairs} needs a data mixture of {pairs} "
+                      f"sources; config.data.mixture has {sources}")
+
+
 def _check_host_augmentations(host: Any) -> None:
   """Probabilities in [0, 1]; the ranges that a degradation draws from, where it is on."""
   for name in HOST_DEGRADATIONS:
@@ -107,6 +117,7 @@ def check_config(config: Any) -> None:
     model = models.create_model(config.model)
   except (TypeError, ValueError) as e:
     raise ConfigError(f"config.model does not fit model {config.model.name!r}: {e}") from e
+  _check_source_pairs(config)
   size = config.data.image_size
   try:
     model.check_image_size(size)

@@ -44,6 +44,7 @@ from fakeface_jax import sharding
 from fakeface_jax import workdir_lock
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.models import base
 
 TrainState = train_state.TrainState
 NO_NONFINITE_STEP = np.iinfo(np.int32).max
@@ -198,7 +199,8 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, inputs, train=True,
                             jpeg_tables=batch.get("jpeg_tables"))
-    return cross_entropy(logits, labels).mean(), logits
+    targets = base.pair_labels(labels, batch.get("source"), logits.shape[-1])
+    return cross_entropy(logits, targets).mean(), base.merge_sources(logits)
 
   (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)

@@ -90,6 +90,7 @@ def test_a_mixture_trains_on_each_sources_cache_as_it_would_per_step(data_dir, t
     config.data.mixture.easy = {"name": "synthetic", "weight": 3.0}
     config.data.mixture.hard = {"name": "synthetic",
                                 "synthetic": {"difficulty": 1.0, "seed": 1}}
+    config.model.num_sources = 2  # As configs/general.py: the batches name the sources.
     results[mode] = train.train_and_evaluate(config, str(tmp_path / mode))
   np.testing.assert_allclose(final_params(str(tmp_path / "auto")),
                              final_params(str(tmp_path / "off")), rtol=1e-4, atol=1e-5)

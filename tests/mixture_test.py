@@ -49,6 +49,14 @@ def test_mixed_batches_are_a_function_of_seed_epoch_and_step():
   assert not np.array_equal(whole[0]["image"], other_epoch["image"])
 
 
+def test_mixed_batches_carry_each_images_source_and_single_datasets_none():
+  batch = next(iter(input_pipeline.train_batches(_mixed((0.5, 0.5)), 20, seed=0, epoch=0)))
+  np.testing.assert_array_equal(batch["source"], batch["image"][:, 0, 0, 0] - 1)
+  assert set(batch["source"]) == {0, 1}
+  single = next(iter(input_pipeline.train_batches(_split(10, 1), 10, seed=0, epoch=0)))
+  assert "source" not in single
+
+
 def test_mixed_split_reads_each_source_and_names_it():
   data = _mixed()
   assert len(data) == 100 and list(data.sources[[0, 29, 30, 99]]) == [

@@ -107,6 +107,14 @@ BUGS = (
         "  if folded:  # Only the folded sources'",
         "  if False:  # Only the folded sources'",
         ("tests/crossval_test.py",)),
+    Bug("source_pairs_merged_by_their_largest_logit", "fakeface_jax/models/base.py",
+        "return jax.nn.logsumexp(pairs, axis=1)",
+        "return pairs.max(axis=1)",
+        ("tests/source_pairs_test.py",)),
+    Bug("mixture_batches_name_one_source", "fakeface_jax/data/input_pipeline.py",
+        'return {"source": data.source_indices[positions]}',
+        'return {"source": 0 * data.source_indices[positions]}',
+        ("tests/mixture_test.py", "tests/source_pairs_test.py")),
 )
 
 

@@ -240,6 +240,14 @@ def batch_of(images: np.ndarray, tables: np.ndarray | None,
   return {"image": images, **tables, **fields}
 
 
+def _sources_of(data: Split, positions: np.ndarray) -> dict[str, np.ndarray]:
+  """A mixture's batch field "source": each image's source index (for models whose
+  training logits are (source, class) pairs); nothing for a single dataset."""
+  if isinstance(data, mixture.MixedSplit):
+    return {"source": data.source_indices[positions]}
+  return {}
+
+
 def epoch_order(data: Split, seed: int, epoch: int) -> np.ndarray:
   """The positions of one epoch, in training order: a seeded permutation, or for a data
   mixture its weighted draw (`mixture.MixedSplit.epoch_order`)."""
@@ -278,7 +286,8 @@ def train_batches(data: Split, batch_size: int, *, seed: int, epoch: int,
       _degrade_some(images, tables, local, rng, batch_size, degradation.prob,
                     degradation.draw_settings, degradation.degrade,
                     degradation.tables_after)
-    return batch_of(images, tables, label=data.labels[positions[local]])
+    return batch_of(images, tables, label=data.labels[positions[local]],
+                    **_sources_of(data, positions[local]))
 
   if end_step is None:
     end_step = steps_per_epoch(len(data), batch_size)

@@ -115,6 +115,12 @@ class MixedSplit:
   def sources(self) -> np.ndarray:
     return np.repeat(np.asarray(self.names), [len(part) for part in self.parts])
 
+  @functools.cached_property
+  def source_indices(self) -> np.ndarray:
+    """Each position's source as its index in `names` (int32, as a batch holds it)."""
+    return np.repeat(np.arange(len(self.parts), dtype=np.int32),
+                     [len(part) for part in self.parts])
+
   def _by_part(self, positions: np.ndarray):
     """(part index, where in `positions`, positions within the part) per part used."""
     positions = np.asarray(positions)

@@ -6,13 +6,15 @@ import dataclasses
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 NUM_CLASSES = 2  # Logits for 0 = fake and 1 = real.
 
 
 class Detector(nn.Module):
-  """A model of this project: (N, H, W, C) floats in [0, 1] -> (N, 2) logits.
+  """A model of this project: (N, H, W, C) floats in [0, 1] -> (N, 2) logits (in
+  training, a model may return logits of (source, class) pairs instead: `merge_sources`).
 
   Subclasses override the limits that apply to them and check their own fields in
   `__post_init__` (raising ValueError with a one-line reason), so that a bad config is
@@ -26,7 +28,7 @@ class Detector(nn.Module):
   # image's features can be computed once and the head trained on them (feature_cache).
   fixed_features: ClassVar[bool] = False
   # Fields that shape only the head: changing them leaves the features as they were.
-  head_fields: ClassVar[tuple[str, ...]] = ("hidden", "num_classes")
+  head_fields: ClassVar[tuple[str, ...]] = ("hidden", "num_classes", "num_sources")
 
   def check_image_size(self, image_size: int) -> None:
     """Raises ValueError saying why `image_size` pixels square is too small, if it is."""
@@ -54,3 +56,20 @@ class Detector(nn.Module):
     fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
               if f.name not in self.head_fields + ("parent", "name")}
     return {"model": type(self).__name__, **fields}
+
+
+def merge_sources(logits: jnp.ndarray) -> jnp.ndarray:
+  """(N, S * NUM_CLASSES) logits of (source, class) pairs -> (N, NUM_CLASSES) logits of
+  the classes: p(class) is the sum over sources of p(source, class). (N, NUM_CLASSES)
+  logits pass through."""
+  pairs = logits.reshape(logits.shape[0], -1, NUM_CLASSES)
+  return jax.nn.logsumexp(pairs, axis=1)
+
+
+def pair_labels(labels: jnp.ndarray, sources: jnp.ndarray | None,
+                num_logits: int) -> jnp.ndarray:
+  """Each example's class in `num_logits` training logits: its label, or with logits of
+  (source, class) pairs (`merge_sources`), its pair's index from its source."""
+  if num_logits == NUM_CLASSES:
+    return labels
+  return sources * NUM_CLASSES + labels

@@ -47,6 +47,14 @@ class CooccurrenceClassifier(base.Detector):
   parameters that no gradient reaches, so they stay what the data made them and travel
   with the checkpoint. On the 140k subset this beats LayerNorm per image by 9 points
   of validation accuracy. `hidden=()` makes the head logistic regression.
+
+  With `num_sources` > 1 (a data mixture of that many sources) the head has logits for
+  each (source, class) pair, as if each source's real and fake images were classes of
+  their own: in training it returns all of them and learns each image's pair
+  (`base.pair_labels`), otherwise it returns p(class) summed over the sources
+  (`base.merge_sources`). One linear direction must otherwise separate real from fake in
+  every source at once: on the shared sets' validation tenths the pairs gain 5-9 points
+  (docs/results.md, "Towards a general detector").
   """
   initialises_from_data: ClassVar[bool] = True
   fixed_features: ClassVar[bool] = True
@@ -57,6 +65,7 @@ class CooccurrenceClassifier(base.Detector):
   jpeg_features: Sequence[str] = ()
   hidden: Sequence[int] = ()
   num_classes: int = base.NUM_CLASSES
+  num_sources: int = 1
 
   def __post_init__(self):
     # Checked on construction, so config_checks refuses a bad setting before any data
@@ -67,6 +76,8 @@ class CooccurrenceClassifier(base.Detector):
     if self.jpeg_features and not self.jpeg_quality:
       raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
                        "JPEG-encoded at (75 for the 140k subset)")
+    if self.num_sources < 1:
+      raise ValueError(f"num_sources must be at least 1, got {self.num_sources}")
     unknown = set(self.color_spaces) - set(texture.COLOR_SPACES)
     if unknown:
       raise ValueError(f"unknown color_spaces {sorted(unknown)}; choose from "
@@ -113,8 +124,8 @@ class CooccurrenceClassifier(base.Detector):
 
   @nn.compact
   def head(self, features: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    """(N, F) `features` -> (N, 2) logits: every parameter of the model."""
-    del train  # Same in training and evaluation.
+    """(N, F) `features` -> (N, 2) logits: every parameter of the model. In training
+    with `num_sources` > 1, (N, 2 * num_sources) logits of (source, class) pairs."""
     mean = self.param("feature_mean", lambda _: features.mean(0))
     scale = self.param("feature_scale",
                        lambda _: 1.0 / (features.std(0) + FEATURE_STD_FLOOR))
@@ -122,4 +133,5 @@ class CooccurrenceClassifier(base.Detector):
     x = jnp.clip(x, -FEATURE_CLIP, FEATURE_CLIP)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
+    logits = nn.Dense(self.num_classes * self.num_sources)(x)
+    return logits if train or self.num_sources == 1 else base.merge_sources(logits)
