@@ -32,6 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
   # jpeg_quality is the one assumed for images without them (not JPEGs, or resized).
   config.model.jpeg_quality = 0
   config.model.jpeg_features = ()
+  # Centred squares (fractions of the side) whose features are concatenated.
+  config.model.regions = (1.0,)
   config.model.hidden = ()
   # > 1: logits for each (source, class) pair of a data mixture of this many sources.
   config.model.num_sources = 1

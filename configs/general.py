@@ -54,6 +54,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_schedule = "cosine"
   config.weight_decay = 0.1
   config.model.cross_band = True
+  # Features of the whole image and of its central half (the face) side by side.
+  config.model.regions = (1.0, 0.5)
   config.model.hidden = ()
   # Logits for each (source, class) pair: each source's own line between real and fake.
   config.model.num_sources = 3

@@ -53,7 +53,7 @@ RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
 ADDED_DATA_KEYS = {"native_crop": False}
 # config.model keys added since runs were saved, by model name, likewise.
-ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1}}
+ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1, "regions": [1.0]}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,6 +157,9 @@ def test_the_key_changes_with_the_feature_settings_and_the_data_not_the_head(dat
   config.model.truncation = 3
   assert directory(config) != same
   config.model.truncation = 2
+  config.model.regions = (1.0, 0.5)
+  assert directory(config) != same
+  config.model.regions = (1.0,)
   fewer = dict(data, train=dataclasses.replace(data["train"],
                                                paths=data["train"].paths[:-1]))
   assert directory(config, fewer) != same

@@ -369,14 +369,15 @@ def test_a_run_saved_before_native_crop_existed_reads_as_resizing_its_images(tmp
   assert checkpointing.read_config(str(tmp_path))["data"]["native_crop"] is False
 
 
-def test_a_detector_saved_before_source_pairs_existed_resumes_as_one_source(tmp_path):
+def test_a_detector_saved_before_regions_and_source_pairs_resumes_as_it_was(tmp_path):
   config = detector.get_config()
   workdir = tmp_path / "run"
   (workdir / rundir.CHECKPOINTS_DIR / "10").mkdir(parents=True)
   saved = json.loads(config.to_json_best_effort())
-  del saved["model"]["num_sources"]
+  del saved["model"]["num_sources"], saved["model"]["regions"]
   (workdir / rundir.CONFIG_JSON).write_text(json.dumps(saved))
-  assert checkpointing.read_config(str(workdir))["model"]["num_sources"] == 1
+  model = checkpointing.read_config(str(workdir))["model"]
+  assert model["num_sources"] == 1 and model["regions"] == [1.0]
   config_checks.check_workdir(config, str(workdir))  # The same model: it resumes.
 
 

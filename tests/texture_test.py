@@ -128,3 +128,26 @@ def test_cooccurrence_classifier_is_logistic_regression_on_the_histograms():
   assert sum(p.size for p in jax.tree.leaves(params)) == 2 * num_features + num_features * 2 + 2
 
 
+
+
+def test_centred_regions_start_on_the_jpeg_grid():
+  images = jnp.arange(100 * 100, dtype=jnp.float32).reshape(1, 100, 100, 1)
+  half = cooccurrence.centred(images, 0.5)
+  # 50 pixels centred in 100 would start at 25; the grid moves it to 24.
+  assert half.shape == (1, 50, 50, 1)
+  np.testing.assert_array_equal(half, images[:, 24:74, 24:74])
+  assert cooccurrence.centred(images, 1.0) is images
+
+
+def test_regions_concatenate_the_features_of_each_centred_square():
+  x = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3)) / 255, jnp.float32)
+  settings = {"truncation": 1, "jpeg_quality": 75, "jpeg_features": ("dctr",)}
+  both = models.CooccurrenceClassifier(regions=(1.0, 0.5), **settings)
+  one = models.CooccurrenceClassifier(**settings)
+  features = lambda model, images: jax.jit(
+      lambda y: model.apply({}, y, method="features"))(images)
+  np.testing.assert_allclose(
+      features(both, x),
+      jnp.concatenate([features(one, x), features(one, x[:, 16:48, 16:48])], -1))
+  with pytest.raises(ValueError, match=r"regions must be fractions .* got \(1.0, 1.5\)"):
+    models.CooccurrenceClassifier(regions=(1.0, 1.5))

@@ -86,13 +86,18 @@ def decode_image(data: bytes, image_size: int, grayscale: bool,
   return decode_with_format(data, image_size, grayscale, crop)[0]
 
 
+def grid_offset(side: int, size: int) -> int:
+  """Where a centred `size` of a `side` starts, rounded down onto the 8-pixel JPEG grid,
+  so that a crop there keeps the grid of the whole."""
+  return (side - size) // 2 // JPEG_BLOCK * JPEG_BLOCK
+
+
 def _to_size(image: Image.Image, image_size: int, native: bool) -> Image.Image:
   """An opened image -> RGB (image_size)^2: its centred crop on the JPEG grid where
   `native`, else resized (JPEG `draft` first lets libjpeg decode at a reduced scale,
   much faster for large images; the resize is antialiased bilinear)."""
   if native:
-    top, left = ((side - image_size) // 2 // JPEG_BLOCK * JPEG_BLOCK
-                 for side in (image.height, image.width))
+    top, left = (grid_offset(side, image_size) for side in (image.height, image.width))
     return image.convert("RGB").crop((left, top, left + image_size, top + image_size))
   image.draft("RGB", (image_size, image_size))
   return image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fakeface_jax.data import image_decoding
 from fakeface_jax.models import base
 from fakeface_jax.models import jpeg_domain
 from fakeface_jax.models import texture
@@ -27,6 +28,18 @@ JPEG_FEATURES = ("coefficients", "dctr")
 # chunk of 16 needs about 0.5 GB whatever the batch, where the 256-image initialisation
 # batch in one piece peaked at 8 GB.
 FEATURE_CHUNK = 16
+
+
+def centred(images: jnp.ndarray, fraction: float) -> jnp.ndarray:
+  """The centred square of `fraction` of each side of (N, H, W, C) `images`, at offsets
+  on the JPEG grid (`image_decoding.grid_offset`), so JPEG-domain features still find
+  each block where the file put it."""
+  if fraction == 1.0:
+    return images
+  height, width = images.shape[1:3]
+  size = max(round(min(height, width) * fraction), 1)
+  top, left = (image_decoding.grid_offset(side, size) for side in (height, width))
+  return images[:, top:top + size, left:left + size]
 
 
 class CooccurrenceClassifier(base.Detector):
@@ -48,6 +61,13 @@ class CooccurrenceClassifier(base.Detector):
   with the checkpoint. On the 140k subset this beats LayerNorm per image by 9 points
   of validation accuracy. `hidden=()` makes the head logistic regression.
 
+  `regions` are centred squares, as fractions of the image's side, whose features are
+  concatenated: (1.0, 0.5) adds the central half, where the face of a centred, aligned
+  face photo is, to the whole image. What differs between a face and its surroundings
+  (a swapped face pasted into a real photo) is then within reach of a linear head: on
+  lfw_faceswap's validation tenth it lifts accuracy from 0.86 to 0.95 (docs/results.md,
+  "Towards a general detector").
+
   With `num_sources` > 1 (a data mixture of that many sources) the head has logits for
   each (source, class) pair, as if each source's real and fake images were classes of
   their own: in training it returns all of them and learns each image's pair
@@ -63,6 +83,7 @@ class CooccurrenceClassifier(base.Detector):
   cross_band: bool = False
   jpeg_quality: int = 0
   jpeg_features: Sequence[str] = ()
+  regions: Sequence[float] = (1.0,)
   hidden: Sequence[int] = ()
   num_classes: int = base.NUM_CLASSES
   num_sources: int = 1
@@ -76,6 +97,9 @@ class CooccurrenceClassifier(base.Detector):
     if self.jpeg_features and not self.jpeg_quality:
       raise ValueError("jpeg_features need jpeg_quality: the quality the images were "
                        "JPEG-encoded at (75 for the 140k subset)")
+    if not self.regions or not all(0 < fraction <= 1 for fraction in self.regions):
+      raise ValueError(f"regions must be fractions of the image side in (0, 1], got "
+                       f"{tuple(self.regions)}")
     if self.num_sources < 1:
       raise ValueError(f"num_sources must be at least 1, got {self.num_sources}")
     unknown = set(self.color_spaces) - set(texture.COLOR_SPACES)
@@ -110,6 +134,12 @@ class CooccurrenceClassifier(base.Detector):
     # The pipeline's uint8 -> [0, 1] rescaling is undone exactly: residuals of whole
     # pixel values round to whole numbers.
     pixels = images * 255.0
+    return jnp.concatenate([self.region_features(centred(pixels, fraction), tables, has_grid)
+                            for fraction in self.regions], axis=-1)
+
+  def region_features(self, pixels: jnp.ndarray, tables: jnp.ndarray,
+                      has_grid: jnp.ndarray) -> jnp.ndarray:
+    """The features of one region's pixels (whole numbers in [0, 255])."""
     features = [texture.cooccurrence_features(pixels, self.truncation,
                                               tuple(self.color_spaces), self.cross_band)]
     if "coefficients" in self.jpeg_features:
