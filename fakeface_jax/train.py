@@ -192,6 +192,9 @@ def train_step(state: TrainState, totals: dict[str, jax.Array],
 
   `augmentation` holds `preprocessing.augment`'s keyword arguments; its randomness is
   keyed by the step number, so a resumed run draws what an uninterrupted one would.
+  A model whose training logits are (source, class) pairs learns each image's pair from
+  the batch's "source" (`base.pair_labels`): its training loss is the pairs'
+  cross-entropy, its training accuracy that of the classes summed over the sources.
   """
   inputs, labels = model_inputs(jax.random.fold_in(key, state.step), batch["image"],
                                 batch["label"], on_features, augmentation)
