@@ -15,8 +15,10 @@ from configs import default
 from configs import spectral
 from conftest import run_on_cpu_devices
 from fakeface_jax import checkpointing
+from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax import feature_cache
+from fakeface_jax import inference
 from fakeface_jax import models
 from fakeface_jax import preprocessing
 from fakeface_jax import rundir
@@ -97,6 +99,13 @@ def test_a_mixture_trains_on_each_sources_cache_as_it_would_per_step(data_dir, t
   for name in ("easy", "hard"):
     assert (results["auto"]["test_per_source"][name]["accuracy"]
             == results["off"]["test_per_source"][name]["accuracy"])
+  # A saved pairs model predicts with no source to be told: p(fake) summed over both.
+  predictor = inference.load_run(str(tmp_path / "auto"), "best")
+  images = input_pipeline.load_data(config)["test"].take(np.arange(4))
+  pairs = predictor.model.apply({"params": predictor.params}, preprocessing.rescale(images),
+                                train=True)
+  by_source = jax.nn.softmax(pairs).reshape(4, 2, 2)[:, :, classes.FAKE]
+  np.testing.assert_allclose(predictor.p_fake(images), by_source.sum(1), rtol=1e-4)
   config.features_cache = "auto"  # The last run's config, as the cached run read it.
   data = feature_cache.load_or_compute(config, models.create_model(config.model),
                                       input_pipeline.load_data(config, cache="stream"))
