@@ -35,8 +35,10 @@ format-invariant host augmentations are one flag each:
 
 but on the sources' validation tenths they cost 5 points clean and gained nothing on
 images halved and re-saved at q90 (docs/results.md, "Towards a general detector",
-attempts 3 and 4), so they are off. This does not reach the issue's floors; the figures
-are in docs/results.md. `configs/detector.py` stays the in-distribution baseline.
+attempts 3 and 4), so they are off. Of the issue's floors it reaches lfw_faceswap's
+only (0.96 on `valid`); the 140k subset (0.74), ciplab (0.62 in 5 folds) and images
+halved and re-saved fall short (docs/results.md). `configs/detector.py` stays the
+in-distribution baseline.
 """
 
 import ml_collections
