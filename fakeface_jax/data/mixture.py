@@ -112,14 +112,15 @@ class MixedSplit:
     return self._concat("difficulty")
 
   @functools.cached_property
-  def sources(self) -> np.ndarray:
-    return np.repeat(np.asarray(self.names), [len(part) for part in self.parts])
-
-  @functools.cached_property
   def source_indices(self) -> np.ndarray:
     """Each position's source as its index in `names` (int32, as a batch holds it)."""
     return np.repeat(np.arange(len(self.parts), dtype=np.int32),
                      [len(part) for part in self.parts])
+
+  @functools.cached_property
+  def sources(self) -> np.ndarray:
+    """Each position's source by name."""
+    return np.asarray(self.names)[self.source_indices]
 
   def _by_part(self, positions: np.ndarray):
     """(part index, where in `positions`, positions within the part) per part used."""

@@ -164,4 +164,4 @@ class CooccurrenceClassifier(base.Detector):
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
     logits = nn.Dense(self.num_classes * self.num_sources)(x)
-    return logits if train or self.num_sources == 1 else base.merge_sources(logits)
+    return logits if train else base.merge_sources(logits)
