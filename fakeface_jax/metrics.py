@@ -113,19 +113,38 @@ def expected_calibration_error(labels, p_fake, num_bins: int = 15,
                    zip(curve["accuracy"], curve["confidence"], curve["count"]) if n))
 
 
-def best_threshold(labels, p_fake) -> tuple[float, float]:
+def best_threshold(labels, p_fake, groups=None,
+                   group_weights=None) -> tuple[float, float]:
   """The threshold t (predict fake when p_fake >= t) maximising balanced accuracy.
 
+  With `groups` (each example's group index, e.g. its source in a data mixture) the
+  score is the mean of each group's balanced accuracy weighted by `group_weights`
+  (equal by default), so that a large group does not set everyone's threshold alone.
   Candidates are midpoints between consecutive distinct scores, 0.5 and the ends; ties
-  in balanced accuracy go to the candidate closest to 0.5.
+  in the score go to the candidate closest to 0.5.
   """
   labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
   _check_lengths(labels, p_fake)
+  groups = np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups)
+  _check_lengths(labels, groups)
+  present = np.unique(groups)
+  weights = (np.ones(present.max() + 1 if len(present) else 0) if group_weights is None
+             else np.asarray(group_weights, np.float64))
+  if len(present) and present.max() >= len(weights):
+    raise ValueError(f"group {present.max()} has no weight ({len(weights)} given)")
+  weights = weights[present] / weights[present].sum()
   values = np.unique(p_fake)
   # Just above 1 predicts everything real; p_fake never exceeds 1.
   candidates = np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
-  scores = np.array([balanced_accuracy(labels, np.where(p_fake >= t, classes.FAKE, classes.REAL))
-                     for t in candidates])
+
+  members = [groups == g for g in present]
+
+  def score(t):
+    predictions = np.where(p_fake >= t, classes.FAKE, classes.REAL)
+    return sum(w * balanced_accuracy(labels[m], predictions[m])
+               for m, w in zip(members, weights))
+
+  scores = np.array([score(t) for t in candidates])
   best = np.flatnonzero(scores == scores.max())
   choice = best[np.argmin(np.abs(candidates[best] - 0.5))]
   return float(candidates[choice]), float(scores[choice])

@@ -644,8 +644,9 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
   state, best_meta = run.checkpoints.restore(best, state)
   test = run.evaluate(state.params, "test")
   validation = run.evaluate(state.params, "validation")
-  threshold, val_balanced = metrics.best_threshold(run.data["validation"].labels,
-                                                   validation["p_fake"])
+  threshold, val_balanced = metrics.best_threshold(
+      run.data["validation"].labels, validation["p_fake"],
+      **mixture.threshold_groups(run.data["validation"]))
   test_labels = run.data["test"].labels
   predictions = np.where(test["p_fake"] >= threshold, classes.FAKE, classes.REAL)
   results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],

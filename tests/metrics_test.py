@@ -70,6 +70,45 @@ def test_best_threshold_breaks_ties_towards_one_half():
   assert metrics.best_threshold(labels, p_fake) == (pytest.approx(0.75), 0.75)
 
 
+def _two_sources():
+  """A large source separated at 0.3 and a small one whose reals reach 0.6. Pooled, the
+  large one sets the threshold and the small one's reals are called fake; its fakes
+  spread up to 0.95, so just above 0.6 loses it less than 0.3 loses the small one."""
+  big_labels = np.array([0] * 50 + [1] * 50)
+  big_p = np.r_[np.linspace(0.35, 0.95, 50), np.linspace(0.05, 0.25, 50)]
+  small_labels = np.array([0] * 5 + [1] * 5)
+  small_p = np.r_[np.linspace(0.75, 0.95, 5), np.linspace(0.3, 0.6, 5)]
+  return (np.r_[big_labels, small_labels], np.r_[big_p, small_p],
+          np.r_[np.zeros(100, int), np.ones(10, int)])
+
+
+def _mean_balanced(labels, p_fake, groups, threshold):
+  predictions = np.where(p_fake >= threshold, 0, 1)
+  return np.mean([metrics.balanced_accuracy(labels[groups == g], predictions[groups == g])
+                  for g in (0, 1)])
+
+
+def test_best_threshold_with_groups_maximises_their_mean_balanced_accuracy():
+  labels, p_fake, groups = _two_sources()
+  pooled, _ = metrics.best_threshold(labels, p_fake)
+  threshold, score = metrics.best_threshold(labels, p_fake, groups)
+  assert pooled < 0.35 and 0.6 < threshold < 0.65
+  assert score == pytest.approx(_mean_balanced(labels, p_fake, groups, threshold))
+  assert score > _mean_balanced(labels, p_fake, groups, pooled) + 0.05
+
+
+def test_best_threshold_follows_the_group_weights():
+  labels, p_fake, groups = _two_sources()
+  threshold, _ = metrics.best_threshold(labels, p_fake, groups, group_weights=[100, 1])
+  assert threshold < 0.35
+
+
+def test_best_threshold_refuses_a_group_without_weight():
+  labels, p_fake, groups = _two_sources()
+  with pytest.raises(ValueError, match="group 1 has no weight"):
+    metrics.best_threshold(labels, p_fake, groups, group_weights=[1.0])
+
+
 @pytest.mark.parametrize("fakes_score_higher", [True, False])
 def test_report_counts_fake_as_the_positive_class(fakes_score_higher):
   # Labels: 0 = fake. Every fake scoring above every real is a perfect detector of fakes

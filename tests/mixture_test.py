@@ -6,7 +6,9 @@ import pytest
 
 from conftest import make_tiny_config
 from fakeface_jax import config_checks
+from fakeface_jax import evaluate
 from fakeface_jax import inference
+from fakeface_jax import metrics
 from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
@@ -90,6 +92,23 @@ def test_training_on_a_mixture_reports_each_source(data_dir, tmp_path):
   easy, hard = data["test"].parts
   assert easy.images.shape == hard.images.shape
   assert not np.array_equal(easy.images, hard.images)
+  # The threshold weighs each source's balanced accuracy as the draw weighs the source
+  # (3:1), in training and in evaluate alike.
+  predictor = inference.load_run(str(tmp_path / "run"))
+  validation = data["validation"]
+  p_fake = predictor.p_fake(*validation.take_batch(np.arange(len(validation))))
+  expected = metrics.best_threshold(validation.labels, p_fake,
+                                    validation.source_indices, [0.75, 0.25])
+  assert results["threshold"] == pytest.approx(expected[0])
+  assert evaluate.choose_threshold(predictor, validation) == pytest.approx(expected)
+
+
+def test_a_mixture_thresholds_on_its_sources_and_a_single_dataset_on_its_images():
+  data = _mixed()
+  groups = mixture.threshold_groups(data)
+  np.testing.assert_array_equal(groups["groups"], [0] * 30 + [1] * 70)
+  np.testing.assert_array_equal(groups["group_weights"], [0.8, 0.2])
+  assert mixture.threshold_groups(data.parts[0]) == {}
 
 
 def test_a_resumed_mixture_run_ends_where_an_uninterrupted_one_does(data_dir, tmp_path):

@@ -171,6 +171,16 @@ class MixedSplit:
     return order
 
 
+def threshold_groups(split: Any) -> dict[str, np.ndarray]:
+  """`metrics.best_threshold`'s groups for a split: a mixture's sources, weighted as the
+  training draw weighs them, so the largest validation part does not choose every
+  source's threshold alone (on configs/general.py's, lfw_faceswap's 954 of 1,225
+  images did). A single dataset's split has none."""
+  if not isinstance(split, MixedSplit):
+    return {}
+  return {"groups": split.source_indices, "group_weights": split.weights}
+
+
 def per_source_metrics(split: Any, p_fake: np.ndarray,
                        threshold: float = 0.5) -> dict[str, dict[str, float]] | None:
   """Count, accuracy, balanced accuracy and ROC AUC of each source of a mixed split at
