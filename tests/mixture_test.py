@@ -1,5 +1,7 @@
 """Tests of data mixtures: weighted, deterministic, resumable sampling and per-source reports."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import evaluate
 from fakeface_jax import inference
 from fakeface_jax import metrics
+from fakeface_jax import rundir
 from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
@@ -100,6 +103,10 @@ def test_training_on_a_mixture_reports_each_source(data_dir, tmp_path):
   expected = metrics.best_threshold(validation.labels, p_fake,
                                     validation.source_indices, [0.75, 0.25])
   assert results["threshold"] == pytest.approx(expected[0])
+  with open(tmp_path / "run" / rundir.THRESHOLD_JSON, encoding="utf-8") as f:
+    recorded = json.load(f)
+  assert recorded["balanced_accuracy"] == pytest.approx(expected[1])
+  assert expected[1] != pytest.approx(metrics.best_threshold(validation.labels, p_fake)[1])
   assert evaluate.choose_threshold(predictor, validation) == pytest.approx(expected)
 
 
