@@ -8,11 +8,14 @@ batches sharded over every device of every process (each process decodes and com
 its slice of each batch), and trains and evaluates the head on them.
 
 The cache lives beside the prepared data, in `<prepared data>/feature_cache/<key>/`
-(one `<role>.npy` per role and `key.json` saying what the key covers), so later runs
-and other workdirs on the same data reuse it. The key hashes the prepared dataset (its
-folder and `dataset_info.json`), each role's files in order, the image size and
-color, the model's feature settings and FEATURES_VERSION: changing any of them makes
-a new key. Arrays are memory-mapped, so a cache larger than memory streams from disk.
+(`features.npy`, a row for every image any role selects, in the sorted order of their
+paths, and `key.json` saying what the key covers), so later runs and other workdirs on
+the same data reuse it. The key hashes the prepared dataset (its folder and
+`dataset_info.json`), the set of files the roles select, the image size and color, the
+model's feature settings and FEATURES_VERSION: changing any of them makes a new key.
+Which role each file plays is not in it, so runs that split the same images otherwise
+(the folds of `--folds K`, another validation fraction) share one cache. Arrays are
+memory-mapped, so a cache larger than memory streams from disk.
 A cache folder only ever appears by renaming a complete one into place, so a run that
 stops while writing leaves a temporary folder that no run reads.
 
@@ -32,6 +35,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -51,6 +55,7 @@ from fakeface_jax.models import base
 
 CACHE_DIR = "feature_cache"
 KEY_JSON = "key.json"
+FEATURES_FILE = "features.npy"
 # Raise it whenever a model's feature code changes what it computes: caches written by
 # the old code then no longer match any key.
 FEATURES_VERSION = 2  # 2: JPEG features read each image's own tables.
@@ -65,10 +70,12 @@ class FeatureCacheError(errors.UserError, OSError):
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSplit:
-  """A role's cached features (N, F), in the role's order, with its labels, paths and
-  difficulty groups: batched like an image split, `take` returning features. The
-  images they were computed from (`images`, a split) still say what each file was."""
+  """A role's cached features: `features` (the cache's rows, of every role) at `rows`,
+  in the role's order, with its labels, paths and difficulty groups: batched like an
+  image split, `take` returning features. The images they were computed from (`images`,
+  a split) still say what each file was."""
   features: np.ndarray
+  rows: np.ndarray
   labels: np.ndarray
   paths: np.ndarray
   difficulty: np.ndarray
@@ -82,7 +89,7 @@ class FeatureSplit:
     return self.features.shape[1:]
 
   def take(self, positions: np.ndarray) -> np.ndarray:
-    return np.asarray(self.features[positions])
+    return np.asarray(self.features[self.rows[positions]])
 
   def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, None]:
     # No tables: the features were computed with them.
@@ -112,13 +119,44 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
   prepared = datasets.prepared_dir(config.data)
   with open(os.path.join(prepared, "dataset_info.json"), "rb") as f:
     dataset_info = hashlib.sha256(f.read()).hexdigest()
-  files = {role: hashlib.sha256("\n".join(map(str, split.paths)).encode()).hexdigest()
-           for role, split in data.items()}
+  files = hashlib.sha256("\n".join(cached_paths(data)).encode()).hexdigest()
   return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
-          "role_files_sha256": files, "image_size": config.data.image_size,
+          "files_sha256": files, "image_size": config.data.image_size,
           "native_crop": config.data.native_crop,
           "grayscale": config.data.grayscale, "features": model.feature_settings(),
           "features_version": FEATURES_VERSION}
+
+
+def cached_paths(data: dict[str, Any]) -> np.ndarray:
+  """The files a cache of `data` holds a row for, in row order: every role's, sorted,
+  each once (a prepared dataset's paths name its files, split folder included)."""
+  return np.unique(np.concatenate([np.asarray(split.paths, str) for split in data.values()]))
+
+
+def _rows_of(paths: np.ndarray, split: Any) -> np.ndarray:
+  """The cache row of each of `split`'s images, in its order."""
+  return np.searchsorted(paths, np.asarray(split.paths, str))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Subset:
+  """`split` at `positions`, batched like a split: the images a cache still lacks."""
+  split: Any
+  positions: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.positions)
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return self.split.image_shape
+
+  @property
+  def labels(self) -> np.ndarray:
+    return np.asarray(self.split.labels)[self.positions]
+
+  def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    return self.split.take_batch(self.positions[positions])
 
 
 def cache_dir(key: dict[str, Any]) -> str:
@@ -135,20 +173,20 @@ def _features(model: base.Detector, images: jax.Array,
                      method="features")
 
 
-def compute_features(model: base.Detector, split: Any, batch_size: int,
-                     path: str) -> None:
-  """Writes the features of every image of `split`, in order, to the .npy `path`.
+def feature_size(model: base.Detector, image_shape: tuple[int, ...]) -> int:
+  """How many features `model` computes of an image of `image_shape`."""
+  return jax.eval_shape(functools.partial(_features, model),
+                        jax.ShapeDtypeStruct((1, *image_shape), np.uint8), None).shape[-1]
+
+
+def compute_features(model: base.Detector, split: Any,
+                     batch_size: int) -> Iterator[np.ndarray]:
+  """The features of every image of `split`, in order, a batch of rows at a time.
 
   Each process decodes and computes its slice of each batch; every process then holds
-  the whole batch and writes it, so each host has the cache whatever its filesystem.
-  Rows go to a memory-mapped file batch by batch: nothing holds them all in memory.
+  the whole batch, so each host can write the cache whatever its filesystem.
   """
   data_sharding = NamedSharding(sharding.make_mesh(), P("data"))
-  shape = jax.eval_shape(functools.partial(_features, model),
-                         jax.ShapeDtypeStruct((1, *split.image_shape), np.uint8),
-                         None).shape
-  out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                  shape=(len(split), shape[-1]))
   start, clock, last_line = 0, time.perf_counter(), time.perf_counter()
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            process_index=jax.process_index(),
@@ -157,14 +195,12 @@ def compute_features(model: base.Detector, split: Any, batch_size: int,
                                  if k in ("image", "jpeg_tables")}, data_sharding)
     rows = sharding.gather(_features(model, inputs["image"], inputs.get("jpeg_tables"))
                            )[:len(split) - start]
-    out[start:start + len(rows)] = rows
+    yield rows
     start += len(rows)
     if time.perf_counter() - last_line >= LOG_INTERVAL_S:  # A long pass shows it is alive.
       last_line = time.perf_counter()
       logging.info("Features of %d/%d images, %.1f img/s.", start, len(split),
                    start / (last_line - clock))
-  out.flush()
-  del out
 
 
 def _all_processes(flag: bool) -> bool:
@@ -176,27 +212,28 @@ def _all_processes(flag: bool) -> bool:
 
 
 def _read(directory: str, data: dict[str, Any]) -> dict[str, FeatureSplit]:
-  """Memory-maps each role's features; a mismatch with the split raises."""
-  splits = {}
-  for role, split in data.items():
-    path = os.path.join(directory, f"{role}.npy")
-    try:
-      features = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-      raise FeatureCacheError(f"feature cache {directory} is damaged ({e}); delete it "
-                              "to compute the features again") from e
-    if features.ndim != 2 or len(features) != len(split):
-      raise FeatureCacheError(
-          f"feature cache {directory} holds {features.shape} features for {len(split)} "
-          f"{role} images; delete it to compute the features again")
-    splits[role] = FeatureSplit(features, split.labels, split.paths, split.difficulty, split)
-  return splits
+  """Memory-maps the cache's features, each role at its rows; a mismatch raises."""
+  path = os.path.join(directory, FEATURES_FILE)
+  paths = cached_paths(data)
+  try:
+    features = np.load(path, mmap_mode="r")
+  except (OSError, ValueError) as e:
+    raise FeatureCacheError(f"feature cache {directory} is damaged ({e}); delete it "
+                            "to compute the features again") from e
+  if features.ndim != 2 or len(features) != len(paths):
+    raise FeatureCacheError(
+        f"feature cache {directory} holds {features.shape} features for {len(paths)} "
+        "images; delete it to compute the features again")
+  return {role: FeatureSplit(features, _rows_of(paths, split), split.labels, split.paths,
+                             split.difficulty, split)
+          for role, split in data.items()}
 
 
 def _write(directory: str, key: dict[str, Any], model: base.Detector,
            data: dict[str, Any], batch_size: int) -> None:
-  """Computes every role's features into a temporary folder, then renames it into
-  place: complete, or not there at all."""
+  """Computes the features of every role's images, each image once, into a temporary
+  folder, then renames it into place: complete, or not there at all. Rows go to a
+  memory-mapped file batch by batch: nothing holds them all in memory."""
   tmp = f"{directory}.tmp-{jax.process_index()}-{uuid.uuid4().hex[:8]}"
   try:
     os.makedirs(tmp)
@@ -204,18 +241,26 @@ def _write(directory: str, key: dict[str, Any], model: base.Detector,
     raise FeatureCacheError(f"cannot write the feature cache beside the prepared data "
                             f"({e}); make it writable or set config.features_cache=off"
                             ) from e
-  written = {}
+  paths = cached_paths(data)
+  image_shape = next(iter(data.values())).image_shape
+  out = np.lib.format.open_memmap(os.path.join(tmp, FEATURES_FILE), mode="w+",
+                                  dtype=np.float32,
+                                  shape=(len(paths), feature_size(model, image_shape)))
+  done = np.zeros(len(paths), bool)
   for role, split in data.items():
-    path = os.path.join(tmp, f"{role}.npy")
-    same = [r for r, s in written.items() if s is split]
+    rows = _rows_of(paths, split)
+    # Validation and test are often the same images: each is computed once.
+    missing = np.flatnonzero(~done[rows])
     start = time.perf_counter()
-    if same:  # Validation and test are often the same examples: compute them once.
-      shutil.copyfile(os.path.join(tmp, f"{same[0]}.npy"), path)
-    else:
-      compute_features(model, split, batch_size, path)
-      logging.info("Features of %d %s images computed in %.1fs.", len(split), role,
-                   time.perf_counter() - start)
-    written[role] = split
+    written = 0
+    for block in compute_features(model, _Subset(split, missing), batch_size):
+      out[rows[missing[written:written + len(block)]]] = block
+      written += len(block)
+    done[rows] = True
+    logging.info("Features of %d %s images computed in %.1fs (%d already computed).",
+                 len(missing), role, time.perf_counter() - start, len(split) - len(missing))
+  out.flush()
+  del out
   with open(os.path.join(tmp, KEY_JSON), "w", encoding="utf-8") as f:
     json.dump(key, f, indent=2, default=list)
   try:

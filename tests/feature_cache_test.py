@@ -176,6 +176,27 @@ def test_the_key_changes_with_the_feature_settings_and_the_data_not_the_head(dat
   assert directory(config, input_pipeline.load_data(config, cache="stream")) != same
 
 
+def test_runs_that_split_the_same_images_otherwise_share_one_cache(data_dir, monkeypatch):
+  config = tiny_detector_config(data_dir)
+  model = models.create_model(config.model)
+  data = input_pipeline.load_data(config, cache="stream")
+  cached = feature_cache.load_or_compute(config, model, data)
+  # The same images in other roles: validation trains, and train validates.
+  refolded = dict(data, train=data["validation"], validation=data["train"])
+  key = feature_cache.cache_key(config, model, data)
+  assert feature_cache.cache_key(config, model, refolded) == key
+  monkeypatch.setattr(feature_cache, "compute_features",
+                      lambda *args: pytest.fail("computed features of cached images"))
+  again = feature_cache.load_or_compute(config, model, refolded)
+  by_path = dict(zip(np.concatenate([cached[r].paths for r in cached]),
+                     np.concatenate([cached[r].take(np.arange(len(cached[r])))
+                                     for r in cached])))
+  for role, split in again.items():
+    np.testing.assert_array_equal(
+        split.take(np.arange(len(split))), np.stack([by_path[p] for p in split.paths]))
+    np.testing.assert_array_equal(split.labels, refolded[role].labels)
+
+
 def test_an_interrupted_write_leaves_no_cache_that_is_trusted(data_dir, monkeypatch):
   config = tiny_detector_config(data_dir)
   config.model.truncation = 1  # A key no other test writes.
@@ -184,9 +205,8 @@ def test_an_interrupted_write_leaves_no_cache_that_is_trusted(data_dir, monkeypa
   directory = feature_cache.cache_dir(feature_cache.cache_key(config, model, data))
   compute = feature_cache.compute_features
 
-  def crash(model, split, batch_size, path):
-    with open(path, "wb") as f:
-      f.write(b"\x93NUMPY half")
+  def crash(model, split, batch_size):
+    yield next(compute(model, split, batch_size))
     raise KeyboardInterrupt
 
   monkeypatch.setattr(feature_cache, "compute_features", crash)
@@ -196,16 +216,16 @@ def test_an_interrupted_write_leaves_no_cache_that_is_trusted(data_dir, monkeypa
   assert glob.glob(directory + ".tmp-*")
   monkeypatch.setattr(feature_cache, "compute_features", compute)
   cached = feature_cache.load_or_compute(config, model, data)
-  assert cached["train"].features.shape[0] == len(data["train"])
+  assert cached["train"].features.shape[0] == len(feature_cache.cached_paths(data)) == 144
 
 
 def test_a_damaged_cache_is_a_one_line_error(data_dir, tmp_path):
   config = tiny_detector_config(data_dir)
   data = input_pipeline.load_data(config, cache="stream")
-  np.save(tmp_path / "train.npy", np.zeros((3, 5), np.float32))
+  np.save(tmp_path / feature_cache.FEATURES_FILE, np.zeros((3, 5), np.float32))
   with pytest.raises(feature_cache.FeatureCacheError,
                      match=rf"^feature cache {tmp_path} holds \(3, 5\) features for 64 "
-                           "train images; delete it to compute the features again$"):
+                           "images; delete it to compute the features again$"):
     feature_cache._read(str(tmp_path), {"train": data["train"]})  # pylint: disable=protected-access
 
 
@@ -265,7 +285,7 @@ _DEVICE_SCRIPT = textwrap.dedent("""
     split = input_pipeline.ArraySplit(rng.integers(0, 256, (11, 16, 16, 3), np.uint8),
                                       np.zeros(11, np.int32))
     model = models.CooccurrenceClassifier(cross_band=True)
-    feature_cache.compute_features(model, split, 4, sys.argv[1])
+    np.save(sys.argv[1], np.concatenate(list(feature_cache.compute_features(model, split, 4))))
 """)
 
 
