@@ -85,6 +85,11 @@ def full_config() -> ml_collections.ConfigDict:
   # train/valid) hold out this stratified fraction of train as validation, so the best
   # checkpoint and the threshold are not chosen on the test images; 0: test validates.
   config.data.validation_fraction = 0.0
+  # > 1: validation is fold `validation_fold` of this many of that part of train instead
+  # of validation_fraction of it: the folds of a choice's cross-validation on training
+  # images (tools/validation_cv.py), the test images untouched.
+  config.data.validation_folds = 0
+  config.data.validation_fold = 0
   config.data.split_seed = 0
   # Several datasets in one run (data/mixture.py): name -> a dict of config.data keys
   # for that source (name, manual_dir, ...) and its sampling `weight`. Empty: one dataset.

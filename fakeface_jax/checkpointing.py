@@ -51,7 +51,7 @@ METRICS_FILE = os.path.join("metrics", "metrics")
 # config.model keys renamed since runs were saved, so that older runs still load.
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
-ADDED_DATA_KEYS = {"native_crop": False}
+ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0}
 # config.model keys added since runs were saved, by model name, likewise.
 ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1, "regions": [1.0]}}
 

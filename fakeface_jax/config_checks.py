@@ -142,9 +142,10 @@ def check_config(config: Any) -> None:
   for name in ("test_fraction", "validation_fraction"):
     if not 0 <= data[name] < 1:
       raise ConfigError(f"config.data.{name} must be in [0, 1), got {data[name]}")
-  if data.num_folds > 1 and not 0 <= data.fold < data.num_folds:
-    raise ConfigError(f"config.data.fold={data.fold} must be in [0, config.data.num_folds="
-                      f"{data.num_folds})")
+  for folds, fold in (("num_folds", "fold"), ("validation_folds", "validation_fold")):
+    if data[folds] > 1 and not 0 <= data[fold] < data[folds]:
+      raise ConfigError(f"config.data.{fold}={data[fold]} must be in [0, "
+                        f"config.data.{folds}={data[folds]})")
   for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class"):
     if data[key] is not None and data[key] < 1:
       raise ConfigError(f"config.data.{key} must be at least 1 (or None for all), got "

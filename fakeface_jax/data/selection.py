@@ -165,8 +165,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   gets a stratified holdout of its training split (config.data.test_fraction, or fold
   config.data.fold of config.data.num_folds) as test. Where only one of validation and
   test exists then (ciplab, the 140k subset), a stratified
-  config.data.validation_fraction of the training split becomes the validation split
-  and the existing one the test split; with 0, it plays both roles, so the best
+  config.data.validation_fraction of the training split (or fold
+  config.data.validation_fold of config.data.validation_folds) becomes the validation
+  split and the existing one the test split; with 0, it plays both roles, so the best
   checkpoint and the decision threshold are chosen on the very images reported (a
   warning says so).
   """
@@ -183,7 +184,9 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
                                                              else set()))
   # Runs saved before validation_fraction existed validated on their test split.
   validation_fraction = data_config.get("validation_fraction", 0.0)
-  carve_validation = len(evaluation_roles) == 1 and validation_fraction > 0
+  validation_folds = data_config.get("validation_folds", 0)
+  carve_validation = len(evaluation_roles) == 1 and (validation_fraction > 0
+                                                     or validation_folds > 1)
   selected = _pools(data_config, splits, sources, needs_metadata=bool(
       data_config.fake_difficulties) or hold_out_test or carve_validation)
 
@@ -194,7 +197,8 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   if carve_validation:
     selected.setdefault("test", selected.get("validation"))
     selected["train"], selected["validation"] = _split_off(
-        selected["train"], validation_fraction, data_config.split_seed)
+        selected["train"], validation_fraction, data_config.split_seed, validation_folds,
+        data_config.get("validation_fold", 0))
   elif len(evaluation_roles) == 1:
     _warn_one_split_plays_both_roles(*evaluation_roles)
   selected.setdefault("validation", selected.get("test", selected["train"]))
