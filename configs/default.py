@@ -87,7 +87,7 @@ def full_config() -> ml_collections.ConfigDict:
   config.data.validation_fraction = 0.0
   # > 1: validation is fold `validation_fold` of this many of that part of train instead
   # of validation_fraction of it: the folds of a choice's cross-validation on training
-  # images (tools/validation_cv.py), the test images untouched.
+  # images (python -m tools.validation_cv), the test images untouched.
   config.data.validation_folds = 0
   config.data.validation_fold = 0
   config.data.split_seed = 0

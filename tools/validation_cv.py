@@ -1,6 +1,6 @@
 r"""Cross-validates a config's choices on its training images alone, the test images untouched.
 
-  python tools/validation_cv.py --config configs/general.py --workdir runs/general_vcv \
+  python -m tools.validation_cv --config configs/general.py --workdir runs/general_vcv \
       --folds 5 [--config.KEY=VALUE ...]
 
 A tenth of train is a small validation split (the 140k subset's is 141 images, so a
