@@ -66,9 +66,11 @@ BUGS = (
         ("tests/input_pipeline_test.py",)),
     Bug("validation_leaks_into_training", "fakeface_jax/data/selection.py",
         'selected["train"], selected["validation"] = _split_off(\n'
-        '        selected["train"], validation_fraction, data_config.split_seed)',
+        '        selected["train"], validation_fraction, data_config.split_seed, validation_folds,\n'
+        '        data_config.get("validation_fold", 0))',
         'selected["validation"] = _split_off(\n'
-        '        selected["train"], validation_fraction, data_config.split_seed)[1]',
+        '        selected["train"], validation_fraction, data_config.split_seed, validation_folds,\n'
+        '        data_config.get("validation_fold", 0))[1]',
         ("tests/datasets_test.py",)),
     Bug("predict_threshold_reversed", "fakeface_jax/inference.py",
         "return p_fake >= self.threshold",
@@ -83,8 +85,8 @@ BUGS = (
         '"features": {},',
         ("tests/feature_cache_test.py",)),
     Bug("cached_features_trained_from_the_wrong_rows", "fakeface_jax/feature_cache.py",
-        "    return np.asarray(self.features[positions])",
-        "    return np.asarray(self.features[np.sort(positions)[::-1]])",
+        "    return np.asarray(self.features[self.rows[positions]])",
+        "    return np.asarray(self.features[self.rows[np.sort(positions)[::-1]]])",
         ("tests/feature_cache_test.py",)),
     # Added with per-image JPEG tables, prediction warnings and data mixtures.
     Bug("jpeg_tables_never_reach_the_model", "fakeface_jax/models/base.py",
