@@ -58,7 +58,7 @@ KEY_JSON = "key.json"
 FEATURES_FILE = "features.npy"
 # Raise it whenever a model's feature code changes what it computes: caches written by
 # the old code then no longer match any key.
-FEATURES_VERSION = 2  # 2: JPEG features read each image's own tables.
+FEATURES_VERSION = 3  # 2: JPEG features read each image's own tables; 3: row order.
 # Longest wait between progress lines of a feature pass.
 LOG_INTERVAL_S = 30.0
 
@@ -139,9 +139,13 @@ def _rows_of(paths: np.ndarray, split: Any) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Subset:
-  """`split` at `positions`, batched like a split: the images a cache still lacks."""
-  split: Any
+class _CacheRows:
+  """The cache's rows as one split, batched like a split: row r is image `positions[r]`
+  of `splits[owners[r]]`. The features are computed in row order, so every run that
+  writes a cache computes the same batches, and the same features to the last bit,
+  whichever roles it splits the files into."""
+  splits: list[Any]
+  owners: np.ndarray
   positions: np.ndarray
 
   def __len__(self) -> int:
@@ -149,14 +153,28 @@ class _Subset:
 
   @property
   def image_shape(self) -> tuple[int, ...]:
-    return self.split.image_shape
+    return self.splits[0].image_shape
 
   @property
   def labels(self) -> np.ndarray:
-    return np.asarray(self.split.labels)[self.positions]
+    return np.zeros(len(self), np.int32)  # Features do not read them.
 
-  def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    return self.split.take_batch(self.positions[positions])
+  def take_batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    owners = self.owners[rows]
+    return mixture.gather_batches(len(rows), [
+        (where, self.splits[k].take_batch(self.positions[rows[where]]))
+        for k in np.unique(owners) for where in [np.flatnonzero(owners == k)]])
+
+
+def _cache_rows(data: dict[str, Any], paths: np.ndarray) -> _CacheRows:
+  """Each cache row's image: the first role holding its file."""
+  splits = list(data.values())
+  owners = np.full(len(paths), -1)
+  positions = np.zeros(len(paths), np.int64)
+  for k, split in reversed(list(enumerate(splits))):
+    rows = _rows_of(paths, split)
+    owners[rows], positions[rows] = k, np.arange(len(split))
+  return _CacheRows(splits, owners, positions)
 
 
 def cache_dir(key: dict[str, Any]) -> str:
@@ -231,9 +249,10 @@ def _read(directory: str, data: dict[str, Any]) -> dict[str, FeatureSplit]:
 
 def _write(directory: str, key: dict[str, Any], model: base.Detector,
            data: dict[str, Any], batch_size: int) -> None:
-  """Computes the features of every role's images, each image once, into a temporary
-  folder, then renames it into place: complete, or not there at all. Rows go to a
-  memory-mapped file batch by batch: nothing holds them all in memory."""
+  """Computes the features of every role's images, each image once and in the cache's
+  row order, into a temporary folder, then renames it into place: complete, or not
+  there at all. Rows go to a memory-mapped file batch by batch: nothing holds them all
+  in memory."""
   tmp = f"{directory}.tmp-{jax.process_index()}-{uuid.uuid4().hex[:8]}"
   try:
     os.makedirs(tmp)
@@ -246,19 +265,13 @@ def _write(directory: str, key: dict[str, Any], model: base.Detector,
   out = np.lib.format.open_memmap(os.path.join(tmp, FEATURES_FILE), mode="w+",
                                   dtype=np.float32,
                                   shape=(len(paths), feature_size(model, image_shape)))
-  done = np.zeros(len(paths), bool)
-  for role, split in data.items():
-    rows = _rows_of(paths, split)
-    # Validation and test are often the same images: each is computed once.
-    missing = np.flatnonzero(~done[rows])
-    start = time.perf_counter()
-    written = 0
-    for block in compute_features(model, _Subset(split, missing), batch_size):
-      out[rows[missing[written:written + len(block)]]] = block
-      written += len(block)
-    done[rows] = True
-    logging.info("Features of %d %s images computed in %.1fs (%d already computed).",
-                 len(missing), role, time.perf_counter() - start, len(split) - len(missing))
+  start, written = time.perf_counter(), 0
+  for block in compute_features(model, _cache_rows(data, paths), batch_size):
+    out[written:written + len(block)] = block
+    written += len(block)
+  logging.info("Features of %d images (%s) computed in %.1fs.", len(paths),
+               ", ".join(f"{len(split)} {role}" for role, split in data.items()),
+               time.perf_counter() - start)
   out.flush()
   del out
   with open(os.path.join(tmp, KEY_JSON), "w", encoding="utf-8") as f:

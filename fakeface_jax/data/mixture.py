@@ -71,6 +71,21 @@ def weights(data_config: Any) -> np.ndarray:
   return raw / raw.sum()
 
 
+def gather_batches(size: int, pieces) -> tuple[np.ndarray, np.ndarray | None]:
+  """One batch of `size` from (where, (images, tables)) pieces of several splits' batches:
+  each piece's rows go to positions `where`; tables are zero where a piece has none."""
+  images, tables = None, None
+  for where, (part_images, part_tables) in pieces:
+    if images is None:
+      images = np.empty((size, *part_images.shape[1:]), part_images.dtype)
+    images[where] = part_images
+    if part_tables is not None:
+      if tables is None:
+        tables = np.zeros((size, *part_tables.shape[1:]), part_tables.dtype)
+      tables[where] = part_tables
+  return images, tables
+
+
 @dataclasses.dataclass(frozen=True)
 class MixedSplit:
   """Several sources' splits of one role, end to end, batched like one split.
@@ -132,17 +147,9 @@ class MixedSplit:
 
   def take_batch(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Images (or the parts' cached features, in their dtype) and JPEG tables."""
-    images, tables = None, None
-    for k, where, local in self._by_part(positions):
-      part_images, part_tables = self.parts[k].take_batch(local)
-      if images is None:
-        images = np.empty((len(positions), *self.image_shape), part_images.dtype)
-      images[where] = part_images
-      if part_tables is not None:
-        if tables is None:
-          tables = np.zeros((len(positions), *part_tables.shape[1:]), part_tables.dtype)
-        tables[where] = part_tables
-    return images, tables
+    return gather_batches(len(positions), [
+        (where, self.parts[k].take_batch(local))
+        for k, where, local in self._by_part(positions)])
 
   def take(self, positions: np.ndarray) -> np.ndarray:
     return self.take_batch(positions)[0]
