@@ -25,8 +25,8 @@ images alone:
       --folds 5
 
 The features are the detector's (residual co-occurrences in and across RGB and in
-JPEG's Y, Cb and Cr, DCT residuals on each JPEG's own grid), of the whole image and of its central half, where
-the face is (model.regions); the standardised features go to a linear head with logits
+JPEG's Y, Cb and Cr, DCT residuals on each JPEG's own grid), of the whole image and of
+its central half, where the face is (model.regions); the standardised features go to a linear head with logits
 for each (source, class) pair (model.num_sources), so each source has its own line
 between real and fake, and p(fake) sums over the sources. With nothing changing the
 images from step to step, each source's features are computed once and cached
@@ -43,8 +43,8 @@ images halved and re-saved at q90 (docs/results.md, "Towards a general detector"
 attempts 3 and 4), so they are off. Of the issue's floors it reaches lfw_faceswap's
 only (0.96 on `valid`); the 140k subset (0.77 on `valid`, 0.82 in 5-fold validation on
 its training images), ciplab (0.64 in 5 folds), real-image false positives and images
-halved and re-saved fall short (docs/results.md, attempt 8). `configs/detector.py` stays the
-in-distribution baseline.
+halved and re-saved fall short (docs/results.md, attempt 8). `configs/detector.py`
+stays the in-distribution baseline.
 """
 
 import ml_collections

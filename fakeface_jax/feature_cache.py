@@ -161,9 +161,11 @@ class _CacheRows:
 
   def take_batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     owners = self.owners[rows]
-    return mixture.gather_batches(len(rows), [
-        (where, self.splits[k].take_batch(self.positions[rows[where]]))
-        for k in np.unique(owners) for where in [np.flatnonzero(owners == k)]])
+    pieces = []
+    for k in np.unique(owners):
+      where = np.flatnonzero(owners == k)
+      pieces.append((where, self.splits[k].take_batch(self.positions[rows[where]])))
+    return mixture.gather_batches(len(rows), pieces)
 
 
 def _cache_rows(data: dict[str, Any], paths: np.ndarray) -> _CacheRows:

@@ -128,16 +128,18 @@ def best_threshold(labels, p_fake, groups=None,
   groups = np.zeros(len(labels), np.int64) if groups is None else np.asarray(groups)
   _check_lengths(labels, groups)
   present = np.unique(groups)
-  weights = (np.ones(present.max() + 1 if len(present) else 0) if group_weights is None
-             else np.asarray(group_weights, np.float64))
-  if len(present) and present.max() >= len(weights):
-    raise ValueError(f"group {present.max()} has no weight ({len(weights)} given)")
-  weights = weights[present] / weights[present].sum()
+  if group_weights is None:
+    weights = np.ones(len(present))
+  else:
+    given = np.asarray(group_weights, np.float64)
+    if len(present) and present.max() >= len(given):
+      raise ValueError(f"group {present.max()} has no weight ({len(given)} given)")
+    weights = given[present]
+  weights = weights / weights.sum()
+  members = [groups == g for g in present]
   values = np.unique(p_fake)
   # Just above 1 predicts everything real; p_fake never exceeds 1.
   candidates = np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
-
-  members = [groups == g for g in present]
 
   def score(t):
     predictions = np.where(p_fake >= t, classes.FAKE, classes.REAL)

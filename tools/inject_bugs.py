@@ -122,7 +122,7 @@ BUGS = (
         ")",
         ("tests/mixture_test.py",)),
     Bug("threshold_group_weights_ignored", "fakeface_jax/metrics.py",
-        "weights = weights[present] / weights[present].sum()",
+        "weights = weights / weights.sum()",
         "weights = np.ones(len(present)) / len(present)",
         ("tests/metrics_test.py",)),
     Bug("validation_folds_ignored", "fakeface_jax/data/selection.py",
