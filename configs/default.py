@@ -66,6 +66,15 @@ def full_config() -> ml_collections.ConfigDict:
   # JPEG grid, instead of a resize (pixel-level traces survive; image_decoding).
   config.data.native_crop = False
   config.data.grayscale = False
+  # Every file re-saved once before decoding, as copies passed around online are:
+  # rescaled by a factor drawn from `scale` and JPEG-encoded at a quality drawn from
+  # `quality`, per file from (seed, path), so each file has one fixed copy and cached
+  # features stay valid (degradations.FileResave). quality (0, 0): files as they are.
+  # A mixture source with it beside the same source without it trains on both.
+  config.data.resave = ml_collections.ConfigDict()
+  config.data.resave.quality = (0, 0)
+  config.data.resave.scale = (1.0, 1.0)
+  config.data.resave.seed = 0
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets
   # "memory": decode once into RAM; "stream": decode every batch; "auto": memory if it fits.

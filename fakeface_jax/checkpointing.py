@@ -41,6 +41,8 @@ from orbax.checkpoint import checkpoint_managers
 from fakeface_jax import errors
 from fakeface_jax import rundir
 
+# What the best checkpoint is chosen by: validation accuracy (a data mixture's sources'
+# accuracies averaged with the draw's weights, `mixture.weighted_accuracy`).
 BEST_METRIC = "val_accuracy"
 # What Orbax 0.12 names a step's directory until the save commits, and the file it
 # writes (into the step and each item) just before committing, with this text.
@@ -51,7 +53,8 @@ METRICS_FILE = os.path.join("metrics", "metrics")
 # config.model keys renamed since runs were saved, so that older runs still load.
 RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
-ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0}
+ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0,
+                   "resave": {"quality": [0, 0], "scale": [1.0, 1.0], "seed": 0}}
 # config.model keys added since runs were saved, by model name, likewise.
 ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1, "regions": [1.0]}}
 

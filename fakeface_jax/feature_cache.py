@@ -11,8 +11,9 @@ The cache lives beside the prepared data, in `<prepared data>/feature_cache/<key
 (`features.npy`, a row for every image any role selects, in the sorted order of their
 paths, and `key.json` saying what the key covers), so later runs and other workdirs on
 the same data reuse it. The key hashes the prepared dataset (its folder and
-`dataset_info.json`), the set of files the roles select, the image size and color, the
-model's feature settings and FEATURES_VERSION: changing any of them makes a new key.
+`dataset_info.json`), the set of files the roles select and how they are re-saved
+(config.data.resave), the image size and color, the model's feature settings and
+FEATURES_VERSION: changing any of them makes a new key.
 Which role each file plays is not in it, so runs that split the same images otherwise
 (the folds of `--folds K`, another validation fraction) share one cache. Arrays are
 memory-mapped, so a cache larger than memory streams from disk.
@@ -49,6 +50,7 @@ from fakeface_jax import errors
 from fakeface_jax import preprocessing
 from fakeface_jax import sharding
 from fakeface_jax.data import datasets
+from fakeface_jax.data import degradations
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax.models import base
@@ -120,11 +122,15 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
   with open(os.path.join(prepared, "dataset_info.json"), "rb") as f:
     dataset_info = hashlib.sha256(f.read()).hexdigest()
   files = hashlib.sha256("\n".join(cached_paths(data)).encode()).hexdigest()
+  resave = degradations.FileResave.from_config(config.data.resave)
   return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
           "files_sha256": files, "image_size": config.data.image_size,
           "native_crop": config.data.native_crop,
           "grayscale": config.data.grayscale, "features": model.feature_settings(),
-          "features_version": FEATURES_VERSION}
+          "features_version": FEATURES_VERSION,
+          # Only where files are re-saved, so the keys of runs on the files as they are
+          # stay what they were.
+          **({"resave": dataclasses.asdict(resave)} if resave else {})}
 
 
 def cached_paths(data: dict[str, Any]) -> np.ndarray:

@@ -569,28 +569,36 @@ def _end_epoch(run: _Run, state: TrainState, start: checkpointing.Progress,
          "train_accuracy": train_accuracy, "val_loss": validation["loss"],
          "val_accuracy": validation["accuracy"],
          "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
+  per_source = mixture.per_source_metrics(run.data["validation"], validation["p_fake"])
+  if per_source is not None:
+    row["val_weighted_accuracy"] = mixture.weighted_accuracy(run.data["validation"],
+                                                             per_source)
   run.log.write(row)
   logging.info("epoch %d/%d done | train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
                epoch, config.num_epochs, train_loss, train_accuracy, row["val_loss"],
-               row["val_accuracy"], _per_source_text(mixture.per_source_metrics(
-                   run.data["validation"], validation["p_fake"])))
+               row["val_accuracy"],
+               _per_source_text(per_source, row.get("val_weighted_accuracy")))
   stopping = _stop_anywhere(stop)
   unvalidated = start.step_in_epoch == run.steps_per_epoch
   if (epoch % config.checkpoint.every_epochs == 0 or epoch == config.num_epochs
       or stopping or unvalidated):
     run.checkpoints.save(int(state.step), state, checkpointing.Progress(epoch).to_json(),
-                         metrics={checkpointing.BEST_METRIC: row["val_accuracy"]},
+                         metrics={checkpointing.BEST_METRIC: row.get(
+                             "val_weighted_accuracy", row["val_accuracy"])},
                          replace=unvalidated)
   if stopping:
     _stop(stop, state, run.checkpoints)
 
 
-def _per_source_text(per_source: dict[str, dict[str, float]] | None) -> str:
-  """" (source acc A, ...)" of `mixture.per_source_metrics`, or "" for one dataset."""
+def _per_source_text(per_source: dict[str, dict[str, float]] | None,
+                     weighted: float | None = None) -> str:
+  """" (source acc A, ...[; weighted W])" of `mixture.per_source_metrics` and their
+  `weighted_accuracy`, or "" for one dataset."""
   if per_source is None:
     return ""
-  return " (" + ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in per_source.items()
-                          ) + ")"
+  weighted_text = "" if weighted is None else f"; weighted {weighted:.3f}"
+  return (" (" + ", ".join(f"{name} {m['accuracy']:.3f}" for name, m in per_source.items())
+          + weighted_text + ")")
 
 
 def _test_accuracies(results: dict[str, Any]) -> str:
@@ -638,7 +646,8 @@ def _describe_training_data(run: _Run, state: TrainState) -> None:
 
 
 def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
-  """Tests the best checkpoint by validation accuracy; writes and returns the results."""
+  """Tests the best checkpoint by validation accuracy (a mixture's: weighted over its
+  sources); writes and returns the results."""
   run.checkpoints.wait_until_finished()
   best = run.checkpoints.best_step()
   state, best_meta = run.checkpoints.restore(best, state)

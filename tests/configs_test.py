@@ -10,6 +10,7 @@ from configs import general
 from fakeface_jax import config_checks
 from fakeface_jax import feature_cache
 from fakeface_jax import models
+from fakeface_jax.data import degradations
 
 CONFIG_FILES = sorted(path for path in glob.glob(
     os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
@@ -24,8 +25,15 @@ def test_config_file_passes_the_config_checks(path):
 
 def test_the_general_config_mixes_every_shared_training_set():
   config = general.get_config()
-  assert sorted(config.data.mixture) == ["ciplab", "faces140k", "lfw_faceswap"]
+  clean = ["ciplab", "faces140k", "lfw_faceswap"]
+  assert sorted(config.data.mixture) == sorted(clean + [f"{s}_resaved" for s in clean])
   assert all(source.manual_dir.startswith("../shared/data/")
              for source in config.data.mixture.values())
+  # Each re-saved copy reads its clean source's files, and the head has a pair for each.
+  for name in clean:
+    copy = config.data.mixture[f"{name}_resaved"]
+    assert copy.manual_dir == config.data.mixture[name].manual_dir
+    assert degradations.FileResave.from_config(copy.resave) is not None
+  assert config.model.num_sources == 6
   # Nothing changes the images between steps, so its features are computed once.
   assert feature_cache.why_per_step(config, models.create_model(config.model)) is None

@@ -1,7 +1,10 @@
 """Tests of the robustness degradations: shapes, dtypes, determinism and their effect."""
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from fakeface_jax.data import degradations
 
@@ -67,3 +70,35 @@ def test_downscale_keeps_low_frequencies():
 def test_bad_arguments(call, message):
   with pytest.raises(ValueError, match=message):
     call(_images())
+
+
+def _encoded(size=64, seed=0) -> bytes:
+  buffer = io.BytesIO()
+  Image.fromarray(_images(n=1, size=size, seed=seed)[0]).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def test_a_file_resave_is_one_fixed_copy_per_path_within_its_ranges():
+  resave = degradations.FileResave(0.4, 0.8, 60, 90, seed=3)
+  data = _encoded(size=100)
+  assert resave(data, "a/1.png") == resave(data, "a/1.png")
+  settings = [resave.settings(f"a/{i}.png") for i in range(200)]
+  scales, qualities = np.array(settings).T
+  assert 0.4 <= scales.min() and scales.max() <= 0.8 and np.ptp(scales) > 0.3
+  assert set(qualities.astype(int)) <= set(range(60, 91)) and np.ptp(qualities) > 20
+  scale, quality = resave.settings("a/1.png")
+  with Image.open(io.BytesIO(resave(data, "a/1.png"))) as image:
+    assert image.format == "JPEG" and image.width == round(100 * scale)
+  assert degradations.FileResave(0.4, 0.8, 60, 90, seed=4).settings("a/1.png") != (
+      scale, quality)
+
+
+@pytest.mark.parametrize("ranges, message", [
+    ((0.5, 0.8, 60, 96), r"quality must be a range within \[1, 95\], got \(60, 96\)"),
+    ((0.5, 0.8, 90, 60), r"quality must be a range within \[1, 95\], got \(90, 60\)"),
+    ((0.0, 0.8, 60, 90), r"scale must be a range within \(0, 1\], got \(0.0, 0.8\)"),
+    ((0.9, 0.5, 60, 90), r"scale must be a range within \(0, 1\], got \(0.9, 0.5\)"),
+])
+def test_bad_resave_ranges_are_refused(ranges, message):
+  with pytest.raises(ValueError, match=message):
+    degradations.FileResave(*ranges)

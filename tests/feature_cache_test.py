@@ -113,6 +113,26 @@ def test_a_mixture_trains_on_each_sources_cache_as_it_would_per_step(data_dir, t
   assert data["train"].take_batch(np.arange(3))[0].dtype == np.float32
 
 
+def test_a_source_and_its_resaved_copy_cache_the_features_of_what_each_reads(data_dir):
+  config = tiny_detector_config(data_dir)
+  config.data.mixture.clean = {"name": "synthetic"}
+  config.data.mixture.resaved = {"name": "synthetic",
+                                 "resave": {"quality": (60, 80), "scale": (0.5, 0.8)}}
+  config.model.num_sources = 2
+  model = models.create_model(config.model)
+  decoded = input_pipeline.load_data(config, cache="memory")["test"].parts
+  cached = feature_cache.load_or_compute(config, model,
+                                         input_pipeline.load_data(config, cache="stream"))
+  for part, features in zip(decoded, cached["test"].parts):
+    expected = model.apply({}, preprocessing.rescale(part.images),
+                           **model.table_inputs(part.take_tables(np.arange(len(part)))),
+                           method="features")
+    np.testing.assert_allclose(features.take(np.arange(len(part))), expected, rtol=1e-5,
+                               atol=1e-6)
+  clean, resaved = (features.take(np.arange(8)) for features in cached["test"].parts)
+  assert np.abs(clean - resaved).mean() > 0.01
+
+
 @pytest.mark.slow
 def test_a_second_run_reads_the_cache_and_computes_nothing(
     cached_and_uncached, data_dir, tmp_path, monkeypatch):
@@ -169,6 +189,11 @@ def test_the_key_changes_with_the_feature_settings_and_the_data_not_the_head(dat
   config.model.regions = (1.0, 0.5)
   assert directory(config) != same
   config.model.regions = (1.0,)
+  assert "resave" not in feature_cache.cache_key(config, models.create_model(config.model),
+                                                 data)
+  config.data.resave.quality = (70, 90)  # Every file re-saved: other images.
+  assert directory(config) != same
+  config.data.resave.quality = (0, 0)
   fewer = dict(data, train=dataclasses.replace(data["train"],
                                                paths=data["train"].paths[:-1]))
   assert directory(config, fewer) != same

@@ -84,3 +84,34 @@ def test_host_augmentations_are_seeded_and_per_global_position(kwargs):
   clean = list(input_pipeline.train_batches(data, 8, seed=0, epoch=1))
   changed = [np.any(a["image"] != b["image"], axis=(1, 2, 3)) for a, b in zip(single, clean)]
   assert 0 < np.concatenate(changed).sum() < 16  # About half re-encoded.
+
+
+def test_a_resaved_source_splits_its_files_alike_and_reads_each_ones_fixed_copy(
+    tiny_config):
+  clean = input_pipeline.load_data(tiny_config, cache="memory")
+  tiny_config.data.resave.update({"scale": (0.5, 0.7), "quality": (70, 90), "seed": 1})
+  resaved = input_pipeline.load_data(tiny_config, cache="memory")
+  streamed = input_pipeline.load_data(tiny_config, cache="stream")
+  for role in ("train", "validation", "test"):
+    np.testing.assert_array_equal(resaved[role].paths, clean[role].paths)
+    np.testing.assert_array_equal(resaved[role].labels, clean[role].labels)
+    assert resaved[role].images.shape == clean[role].images.shape
+    np.testing.assert_array_equal(streamed[role].take(np.arange(len(streamed[role]))),
+                                  resaved[role].images)
+  difference = np.abs(resaved["train"].images.astype(int) - clean["train"].images)
+  assert difference.mean() > 1.0
+  # The copies were saved smaller, so decoding upscaled them and left no JPEG grid.
+  assert all(f.width < tiny_config.data.image_size for f in resaved["train"].formats)
+  assert not resaved["train"].take_tables(np.arange(4)).any()
+
+
+def test_bad_resave_settings_are_refused_before_any_data_is_read(tiny_config):
+  tiny_config.data.resave.quality = (50, 99)
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"^config.data.resave: resave quality must be a range"):
+    config_checks.check_config(tiny_config)
+  tiny_config.data.resave.quality = (0, 0)
+  tiny_config.data.mixture.copy = {"name": "synthetic", "resave": {"quality": (50, 40)}}
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"^config.data.mixture.copy.resave: resave quality must be"):
+    config_checks.check_config(tiny_config)

@@ -1,5 +1,6 @@
 """Tests of data mixtures: weighted, deterministic, resumable sampling and per-source reports."""
 
+import csv
 import json
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
+from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import evaluate
 from fakeface_jax import inference
@@ -108,6 +110,19 @@ def test_training_on_a_mixture_reports_each_source(data_dir, tmp_path):
   assert recorded["balanced_accuracy"] == pytest.approx(expected[1])
   assert expected[1] != pytest.approx(metrics.best_threshold(validation.labels, p_fake)[1])
   assert evaluate.choose_threshold(predictor, validation) == pytest.approx(expected)
+  # So is the best checkpoint chosen: by the sources' accuracies (at 0.5) weighted 3:1,
+  # which here differ from those of all images pooled.
+  with open(tmp_path / "run" / rundir.METRICS_CSV, newline="", encoding="utf-8") as f:
+    rows = {int(row["step"]): row for row in csv.DictReader(f)}
+  assert any(row["val_weighted_accuracy"] != row["val_accuracy"] for row in rows.values())
+  checkpoints = tmp_path / "run" / rundir.CHECKPOINTS_DIR
+  for step in checkpointing.usable_steps(str(tmp_path / "run")):
+    with open(checkpoints / str(step) / checkpointing.METRICS_FILE, encoding="utf-8") as f:
+      saved = json.load(f)[checkpointing.BEST_METRIC]
+    assert saved == pytest.approx(float(rows[step]["val_weighted_accuracy"]))
+  at_half = mixture.per_source_metrics(validation, p_fake)
+  assert float(rows[results["best_step"]]["val_weighted_accuracy"]) == pytest.approx(
+      0.75 * at_half["easy"]["accuracy"] + 0.25 * at_half["hard"]["accuracy"])
 
 
 def test_a_mixture_thresholds_on_its_sources_and_a_single_dataset_on_its_images():

@@ -137,6 +137,22 @@ BUGS = (
         'return {"source": data.source_indices[positions]}',
         'return {"source": 0 * data.source_indices[positions]}',
         ("tests/mixture_test.py", "tests/source_pairs_test.py")),
+    Bug("resave_draws_one_copy_for_every_file", "fakeface_jax/data/degradations.py",
+        "rng = np.random.default_rng([self.seed, zlib.crc32(path.encode())])",
+        "rng = np.random.default_rng([self.seed])",
+        ("tests/degradations_test.py",)),
+    Bug("feature_cache_key_ignores_resave", "fakeface_jax/feature_cache.py",
+        '**({"resave": dataclasses.asdict(resave)} if resave else {})}',
+        "}",
+        ("tests/feature_cache_test.py",)),
+    Bug("streamed_split_reads_the_files_unsaved", "fakeface_jax/data/input_pipeline.py",
+        "_file_bytes(self.source[int(self.indices[position])], self.resave),",
+        "_file_bytes(self.source[int(self.indices[position])], None),",
+        ("tests/input_pipeline_test.py",)),
+    Bug("mixture_checkpoint_chosen_by_pooled_accuracy", "fakeface_jax/train.py",
+        'metrics={checkpointing.BEST_METRIC: row.get(\n                             "val_weighted_accuracy", row["val_accuracy"])},',
+        'metrics={checkpointing.BEST_METRIC: row["val_accuracy"]},',
+        ("tests/mixture_test.py",)),
 )
 
 

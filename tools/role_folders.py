@@ -8,7 +8,8 @@ Reads the run's `data_files.csv` (which files played which role) and `config.jso
 (where each dataset's files are: `data.manual_dir`, or each mixture source's), and
 makes OUT/<source>/{real,fake}/ of symbolic links to them (OUT/{real,fake}/ for a run
 on one dataset), so that the cross-dataset report, and its format shifts, can score
-exactly the images a run held out, as files.
+exactly the images a run held out, as files. A mixture source whose files the run
+re-saved (config.data.resave) gets no folder: score its clean source's under a shift.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import os
 
 
 def manual_dirs(config: dict) -> dict[str, str]:
-  """Source name ("" for a single dataset) -> the folder its paths are relative to."""
+  """Source name ("" for a single dataset) -> the folder its paths are relative to.
+  Sources whose files the run re-saved (config.data.resave) are left out: the links
+  would be to the files as they are, not to what the run read."""
   mixture = config["data"].get("mixture") or {}
   if not mixture:
     return {"": config["data"]["manual_dir"]}
   return {name: source.get("manual_dir", config["data"]["manual_dir"])
-          for name, source in mixture.items()}
+          for name, source in mixture.items()
+          if tuple(source.get("resave", {}).get("quality", (0, 0))) == (0, 0)}
 
 
 def link_role(workdir: str, role: str, out: str) -> dict[str, int]:
@@ -39,6 +43,8 @@ def link_role(workdir: str, role: str, out: str) -> dict[str, int]:
         continue
       source, _, path = row["path"].rpartition(":") if "" not in roots else ("", "",
                                                                             row["path"])
+      if source not in roots:
+        continue
       target = os.path.abspath(os.path.join(roots[source], path))
       folder = os.path.join(out, source, row["label"])
       os.makedirs(folder, exist_ok=True)

@@ -3,15 +3,20 @@
 Each degradation maps a uint8 batch (N, H, W, C) to a uint8 batch of the same shape, so
 the model sees them exactly as it sees clean images; `TABLES_AFTER` says what each does
 to the images' JPEG grid. `resave` does it to a file instead: its bytes, rescaled and
-re-encoded, as a user's copy of an image would be (evaluate's format shifts). All are pure functions of their
-inputs (and `seed` where randomness is involved): the same call gives the same bytes.
+re-encoded, as a user's copy of an image would be (evaluate's format shifts), and
+`FileResave` draws such a copy for every file of a training source (config.data.resave).
+All are pure functions of their inputs (and `seed` where randomness is involved): the
+same call gives the same bytes.
 JPEG goes through PIL because it is a codec, not an array operation; the rest are NumPy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import zlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -110,6 +115,48 @@ def resave(data: bytes, quality: int, scale: float = 1.0) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
   return buffer.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class FileResave:
+  """Every file of a source re-saved once (`resave`), as copies passed around online
+  are: rescaled by a factor in [min_scale, max_scale] and JPEG-encoded at a quality in
+  [min_quality, max_quality], both drawn per file from (seed, its path). A file gets
+  the same copy in every role, run and process, so its features can be cached, and a
+  source and its re-saved copy split their files alike (the paths are the same)."""
+  min_scale: float
+  max_scale: float
+  min_quality: int
+  max_quality: int
+  seed: int = 0
+
+  def __post_init__(self):
+    if not 1 <= self.min_quality <= self.max_quality <= 95:
+      raise ValueError(f"resave quality must be a range within [1, 95], got "
+                       f"({self.min_quality}, {self.max_quality})")
+    if not 0 < self.min_scale <= self.max_scale <= 1:
+      raise ValueError(f"resave scale must be a range within (0, 1], got "
+                       f"({self.min_scale}, {self.max_scale})")
+
+  @classmethod
+  def from_config(cls, resave_config: Any) -> FileResave | None:
+    """config.data.resave (quality and scale ranges, seed) -> FileResave, or None where
+    its quality is (0, 0): the files as they are."""
+    if tuple(resave_config.quality) == (0, 0):
+      return None
+    (min_scale, max_scale), (min_quality, max_quality) = resave_config.scale, resave_config.quality
+    return cls(float(min_scale), float(max_scale), int(min_quality), int(max_quality),
+               int(resave_config.seed))
+
+  def settings(self, path: str) -> tuple[float, int]:
+    """The scale and JPEG quality of `path`'s copy."""
+    rng = np.random.default_rng([self.seed, zlib.crc32(path.encode())])
+    return (float(rng.uniform(self.min_scale, self.max_scale)),
+            int(rng.integers(self.min_quality, self.max_quality + 1)))
+
+  def __call__(self, data: bytes, path: str) -> bytes:
+    scale, quality = self.settings(path)
+    return resave(data, quality, scale)
 
 
 # name -> fn(images, seed); "clean" is the reference row of every robustness report.

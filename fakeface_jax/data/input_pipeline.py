@@ -40,7 +40,8 @@ class ArraySplit:
   0 = fake and 1 = real, each image's path and its difficulty group ("none" if none),
   and what each file was (`image_decoding.ImageFormat`; None for arrays made in
   memory, whose models then fall back to their configured JPEG quality), and whether
-  they were decoded with `image_decoding.decode_with_format`'s native `crop`."""
+  they were decoded with `image_decoding.decode_with_format`'s native `crop` (the
+  files as `degradations.FileResave` re-saved them, where a run asks for that)."""
   images: np.ndarray
   labels: np.ndarray
   paths: np.ndarray | None = None
@@ -88,6 +89,7 @@ class StreamedSplit:
   image_size: int
   grayscale: bool
   crop: bool = False
+  resave: degradations.FileResave | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -105,25 +107,34 @@ class StreamedSplit:
     tables = np.empty((len(positions), *jpeg_tables.NO_TABLES.shape),
                       jpeg_tables.TABLES_DTYPE)
     for i, position in enumerate(positions):
-      record = self.source[int(self.indices[position])]
       images[i], image_format = image_decoding.decode_with_format(
-          record["image"], self.image_size, self.grayscale, self.crop)
+          _file_bytes(self.source[int(self.indices[position])], self.resave),
+          self.image_size, self.grayscale, self.crop)
       tables[i] = image_format.grid_tables(self.image_size, self.crop)
     return images, tables
 
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
-    """What the files were, from their headers (no decoding)."""
-    return [image_decoding.read_header(self.source[int(self.indices[p])]["image"])
+    """What the files were, from their headers (no decoding unless re-saved)."""
+    return [image_decoding.read_header(_file_bytes(self.source[int(self.indices[p])],
+                                                   self.resave))
             for p in positions]
 
 
 Split = ArraySplit | StreamedSplit | mixture.MixedSplit
 
 
+def _file_bytes(record, resave: degradations.FileResave | None) -> bytes:
+  """A record's encoded image, re-saved by `resave` where there is one."""
+  if resave is None:
+    return record["image"]
+  return resave(record["image"], selection.record_fields(record)[1])
+
+
 def load_split(source, image_size: int, grayscale: bool,
-               indices: Sequence[int] | None = None, crop: bool = False) -> ArraySplit:
+               indices: Sequence[int] | None = None, crop: bool = False,
+               resave: degradations.FileResave | None = None) -> ArraySplit:
   """Decodes the records at `indices` (default: all) of a random-access source
-  (`crop`: `image_decoding.decode_with_format`'s).
+  (`crop`: `image_decoding.decode_with_format`'s), re-saved by `resave` first if given.
 
   Grain reads and decodes in a thread pool: PIL releases the GIL while decoding, and
   threads start instantly where worker processes would cost seconds each.
@@ -132,8 +143,8 @@ def load_split(source, image_size: int, grayscale: bool,
 
   def decode(i):
     record = source[int(indices[i])]
-    return (*image_decoding.decode_with_format(record["image"], image_size, grayscale, crop),
-            record)
+    return (*image_decoding.decode_with_format(_file_bytes(record, resave), image_size,
+                                               grayscale, crop), record)
 
   decoded = (grain.MapDataset.range(len(indices)).map(decode)
              .to_iter_dataset(grain.ReadOptions(num_threads=os.cpu_count() or 1)))
@@ -336,6 +347,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
   builder = datasets.prepare(config.data)
   selected = selection.select_examples(config, builder)
   size, gray, crop = config.data.image_size, config.data.grayscale, config.data.native_crop
+  resave = degradations.FileResave.from_config(config.data.resave)
   shape = (size, size, 1 if gray else 3)
   if cache == "auto":
     total = sum(len(indices) for _, indices in selected.values())
@@ -351,11 +363,11 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     start = time.perf_counter()
     source = datasets.data_source(builder, split)
     if cache == "memory":
-      data[role] = load_split(source, size, gray, indices, crop)
+      data[role] = load_split(source, size, gray, indices, crop, resave)
     else:
       meta = selection.read_metadata(source, indices)
       data[role] = StreamedSplit(source, np.asarray(indices), meta["label"], meta["path"],
-                                 meta["difficulty"], size, gray, crop)
+                                 meta["difficulty"], size, gray, crop, resave)
     logging.info("%s %s: %d images %s from split %r in %.1fs.",
                  "Loaded" if cache == "memory" else "Streaming", role, len(data[role]),
                  shape, split, time.perf_counter() - start)

@@ -201,3 +201,11 @@ def per_source_metrics(split: Any, p_fake: np.ndarray,
                                            threshold=threshold)
     out[name] = {k: report[k] for k in ("count", "accuracy", "balanced_accuracy", "roc_auc")}
   return out
+
+
+
+def weighted_accuracy(split: MixedSplit, per_source: dict[str, dict[str, float]]) -> float:
+  """The mean of a mixture's sources' accuracies (`per_source_metrics`), weighted as the
+  draw weighs the sources: what its best checkpoint is chosen by, for the reason
+  `threshold_groups` gives."""
+  return float(np.dot(split.weights, [per_source[name]["accuracy"] for name in split.names]))
