@@ -5,11 +5,14 @@ From the repository root with ../shared beside it, no other flag:
   python main.py --config configs/general.py --workdir runs/general
 
 trains on the mixture of every shared training set (config.data.mixture: the 140k
-subset, ciplab_256 with all its fake difficulties, lfw_faceswap), sampled with equal
-weights. Each source keeps its own splits; the checkpoint and threshold are chosen on a
-tenth of each source's training images (the threshold with the best mean of the
-sources' balanced accuracies), and validation and test report each source and the
-mixture. Point each source at a full download instead:
+subset, ciplab_256 with all its fake difficulties, lfw_faceswap), each twice: as it is,
+and as a copy whose every file was re-saved once, smaller and at a lower JPEG quality
+(NAME_resaved, config.data.resave), all six sampled with equal weights. Each source
+keeps its own splits (a copy the same as its source's); the checkpoint and threshold
+are chosen on a tenth of each source's training images (by the mean of the sources'
+accuracies, and the threshold with the best mean of their balanced accuracies), and
+validation and test report each source and the mixture. Point each source (and with
+it its copy) at a full download instead:
 
   python main.py --config configs/general.py --workdir runs/general \
       --config.data.mixture.faces140k.manual_dir=/data/140k \
@@ -17,8 +20,8 @@ mixture. Point each source at a full download instead:
       --config.data.mixture.lfw_faceswap.manual_dir=/data/lfw_faceswap
 
 (add --config.data.mixture.NAME.weight=W to reweigh them). ciplab's 5-fold
-cross-validation of this config: add `--folds 5` (only ciplab is folded; the other two
-keep their own splits). Its choices were made by 5-fold validation on the training
+cross-validation of this config: add `--folds 5` (only ciplab and its copy are folded;
+the others keep their own splits). Its choices were made by 5-fold validation on the training
 images alone:
 
   python -m tools.validation_cv --config configs/general.py --workdir runs/general_vcv \
@@ -26,9 +29,10 @@ images alone:
 
 The features are the detector's (residual co-occurrences in and across RGB and in
 JPEG's Y, Cb and Cr, DCT residuals on each JPEG's own grid), of the whole image and of
-its central half, where the face is (model.regions); the standardised features go to a linear head with logits
-for each (source, class) pair (model.num_sources), so each source has its own line
-between real and fake, and p(fake) sums over the sources. With nothing changing the
+its central half, where the face is (model.regions); the standardised features go to a
+linear head with logits for each (source, class) pair (model.num_sources), so each
+source, and each re-saved copy, has its own line between real and fake, and p(fake)
+sums over them: a re-saved image's residuals say it was re-saved, so its pairs answer. With nothing changing the
 images from step to step, each source's features are computed once and cached
 (feature_cache), so training is mostly that one pass. Self-blended pseudo-fakes and the
 format-invariant host augmentations are one flag each:
@@ -96,8 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
     # The same files once more, each re-saved smaller and at a lower JPEG quality, as
     # its own source (and pair of logits): the head learns what survives a re-save
     # there without moving the clean images' line.
+    # Its manual_dir is a reference to the clean source's: one flag points both.
+    clean = config.data.mixture[source]
     config.data.mixture[f"{source}_resaved"] = {
-        **config.data.mixture[source].to_dict(), "resave": RESAVE}
+        "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
+        "resave": RESAVE}
   # Logits for each (source, class) pair, each source's own line between real and fake:
   # validation tenths 0.66 / 0.79 / 0.88, against 0.60 / 0.72 / 0.85 for two classes.
   config.model.num_sources = len(config.data.mixture)

@@ -102,13 +102,18 @@ def fold_report(fold_dir: str) -> dict[str, Any]:
 
 
 def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:
-  """Per-fold rows and mean ± sample std over folds of each metric and group accuracy."""
+  """Per-fold rows and mean ± sample std over folds of each metric and group accuracy
+  (and of each source's accuracy and AUC, where several sources were folded)."""
   rows = []
   for fold, report in enumerate(reports):
     row = {"fold": fold, "count": report["count"], "threshold": report["threshold"],
            **{m: report[m] for m in SUMMARY_METRICS}}
     row.update({f"accuracy_{g}": v["accuracy"]
                 for g, v in report.get("groups", {}).items()})
+    sources = report.get("sources", {})
+    if len(sources) > 1:  # Several folded sources (a source and its re-saved copy).
+      for name, source in sources.items():
+        row.update({f"{m}_{name}": source[m] for m in ("accuracy", "roc_auc")})
     rows.append(row)
   columns = dict.fromkeys(k for r in rows for k in r if k not in ("fold", "count", "threshold"))
   # A group too small to reach every fold is averaged over the folds it reached; ddof=1:

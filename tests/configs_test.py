@@ -35,5 +35,8 @@ def test_the_general_config_mixes_every_shared_training_set():
     assert copy.manual_dir == config.data.mixture[name].manual_dir
     assert degradations.FileResave.from_config(copy.resave) is not None
   assert config.model.num_sources == 6
+  # One flag points a source and its copy at a full download.
+  config.data.mixture.ciplab.manual_dir = "/data/ciplab"
+  assert config.data.mixture.ciplab_resaved.manual_dir == "/data/ciplab"
   # Nothing changes the images between steps, so its features are computed once.
   assert feature_cache.why_per_step(config, models.create_model(config.model)) is None

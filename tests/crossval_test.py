@@ -110,3 +110,19 @@ def test_summary_averages_a_group_over_the_folds_that_have_it():
   assert summary["summary"]["accuracy_hard"] == pytest.approx(
       {"mean": 0.75, "std": np.std([0.5, 1.0], ddof=1)})
   assert summary["num_images"] == 30
+
+
+def test_summary_gives_each_folded_source_where_there_are_several():
+  def report(a, b):
+    return {"count": 10, "threshold": 0.5, "accuracy": (a + b) / 2, "balanced_accuracy": a,
+            "roc_auc": a, "sources": {"ciplab": {"accuracy": a, "roc_auc": a + 0.1},
+                                      "ciplab_resaved": {"accuracy": b, "roc_auc": b}}}
+  summary = crossval.summarise([report(0.6, 0.5), report(0.8, 0.5)])["summary"]
+  assert summary["accuracy_ciplab"] == pytest.approx({"mean": 0.7,
+                                                      "std": np.std([0.6, 0.8], ddof=1)})
+  assert summary["roc_auc_ciplab"]["mean"] == pytest.approx(0.8)
+  assert summary["accuracy_ciplab_resaved"] == pytest.approx({"mean": 0.5, "std": 0.0})
+  one = crossval.summarise(2 * [{"count": 10, "threshold": 0.5, "accuracy": 0.6,
+                                 "balanced_accuracy": 0.6, "roc_auc": 0.6,
+                                 "sources": {"ciplab": {"accuracy": 0.6, "roc_auc": 0.6}}}])
+  assert "accuracy_ciplab" not in one["summary"]
