@@ -75,7 +75,7 @@ def test_the_pairs_train_but_evaluate_as_the_two_classes():
 
 @pytest.mark.parametrize("num_sources, message", [
     (2, "config.model.num_sources=2 needs a data mixture of 2 sources; "
-        "config.data.mixture has 3"),
+        "config.data.mixture has 6"),
     (0, "num_sources must be at least 1, got 0"),
 ])
 def test_pairs_that_do_not_match_the_mixture_are_refused_before_any_data_is_read(
