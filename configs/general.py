@@ -21,8 +21,8 @@ it its copy) at a full download instead:
 
 (add --config.data.mixture.NAME.weight=W to reweigh them). ciplab's 5-fold
 cross-validation of this config: add `--folds 5` (only ciplab and its copy are folded;
-the others keep their own splits). Its choices were made by 5-fold validation on the training
-images alone:
+the others keep their own splits). Its choices were made by 5-fold validation on the
+training images alone:
 
   python -m tools.validation_cv --config configs/general.py --workdir runs/general_vcv \
       --folds 5
@@ -32,9 +32,9 @@ JPEG's Y, Cb and Cr, DCT residuals on each JPEG's own grid), of the whole image 
 its central half, where the face is (model.regions); the standardised features go to a
 linear head with logits for each (source, class) pair (model.num_sources), so each
 source, and each re-saved copy, has its own line between real and fake, and p(fake)
-sums over them: a re-saved image's residuals say it was re-saved, so its pairs answer. With nothing changing the
-images from step to step, each source's features are computed once and cached
-(feature_cache), so training is mostly that one pass. Self-blended pseudo-fakes and the
+sums over them: a re-saved image's residuals say it was re-saved, so its pairs answer.
+With nothing changing the images from step to step, each source's features are
+computed once and cached (feature_cache), so training is mostly that one pass. Self-blended pseudo-fakes and the
 format-invariant host augmentations are one flag each:
 
   --config.augment.device.self_blend_share=0.25 --config.augment.device.flip=True \
@@ -49,8 +49,8 @@ Of the issue's floors it reaches lfw_faceswap's on clean images (0.96 on `valid`
 FPR 0.03); the 140k subset (0.77 on `valid`), ciplab (0.65 in 5 folds), real-image
 false positives and images halved and re-saved (0.67 / 0.60 / 0.65 on `valid` for
 140k / ciplab / lfw_faceswap, against 0.77 / 0.65 / 0.96 clean: within 8 points
-on ciplab only) fall short
-(docs/results.md, attempt 9). `configs/detector.py` stays the in-distribution baseline.
+on ciplab only) fall short (docs/results.md, attempt 9). `configs/detector.py` stays
+the in-distribution baseline.
 """
 
 import ml_collections

@@ -203,7 +203,6 @@ def per_source_metrics(split: Any, p_fake: np.ndarray,
   return out
 
 
-
 def weighted_accuracy(split: MixedSplit, per_source: dict[str, dict[str, float]]) -> float:
   """The mean of a mixture's sources' accuracies (`per_source_metrics`), weighted as the
   draw weighs the sources: what its best checkpoint is chosen by, for the reason
