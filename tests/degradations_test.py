@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from fakeface_jax.data import degradations
+from fakeface_jax.data import image_decoding
 
 
 def _images(channels=3, n=3, size=32, seed=0):
@@ -91,6 +92,18 @@ def test_a_file_resave_is_one_fixed_copy_per_path_within_its_ranges():
     assert image.format == "JPEG" and image.width == round(100 * scale)
   assert degradations.FileResave(0.4, 0.8, 60, 90, seed=4).settings("a/1.png") != (
       scale, quality)
+
+
+@pytest.mark.parametrize("mode, quality, scale", [
+    ("RGB", 60, 0.37), ("L", 95, 0.5), ("RGBA", 75, 1.0), ("RGB", 90, 0.999)])
+def test_the_format_of_a_resaved_file_is_stated_without_encoding_it(mode, quality, scale):
+  buffer = io.BytesIO()
+  Image.fromarray(_images(n=1, size=101)[0]).convert(mode).save(buffer, format="PNG")
+  data = buffer.getvalue()
+  stated = degradations.resaved_format(data, quality, scale)
+  read = image_decoding.read_header(degradations.resave(data, quality, scale))
+  assert stated == read and stated.jpeg_quality == quality
+  np.testing.assert_array_equal(stated.tables, read.tables)
 
 
 @pytest.mark.parametrize("ranges, message", [

@@ -96,8 +96,13 @@ def test_a_resaved_source_splits_its_files_alike_and_reads_each_ones_fixed_copy(
     np.testing.assert_array_equal(resaved[role].paths, clean[role].paths)
     np.testing.assert_array_equal(resaved[role].labels, clean[role].labels)
     assert resaved[role].images.shape == clean[role].images.shape
-    np.testing.assert_array_equal(streamed[role].take(np.arange(len(streamed[role]))),
-                                  resaved[role].images)
+    everything = np.arange(len(streamed[role]))
+    np.testing.assert_array_equal(streamed[role].take(everything), resaved[role].images)
+    # The streamed copies' formats are stated without encoding them; the in-memory
+    # split read them from the encoded copies.
+    stated, read = streamed[role].take_formats(everything), resaved[role].formats
+    assert stated == read
+    np.testing.assert_array_equal([f.tables for f in stated], [f.tables for f in read])
   difference = np.abs(resaved["train"].images.astype(int) - clean["train"].images)
   assert difference.mean() > 1.0
   # The copies were saved smaller, so decoding upscaled them and left no JPEG grid.

@@ -8,48 +8,70 @@ Reads the run's `data_files.csv` (which files played which role) and `config.jso
 (where each dataset's files are: `data.manual_dir`, or each mixture source's), and
 makes OUT/<source>/{real,fake}/ of symbolic links to them (OUT/{real,fake}/ for a run
 on one dataset), so that the cross-dataset report, and its format shifts, can score
-exactly the images a run held out, as files. A mixture source whose files the run
-re-saved (config.data.resave) gets no folder: score its clean source's under a shift.
+exactly the images a run held out, as files. The files of a source the run re-saved
+(config.data.resave) are written out re-saved, as the run read them, not linked.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
+import dataclasses
 import os
 
+import ml_collections
 
-def manual_dirs(config: dict) -> dict[str, str]:
-  """Source name ("" for a single dataset) -> the folder its paths are relative to.
-  Sources whose files the run re-saved (config.data.resave) are left out: the links
-  would be to the files as they are, not to what the run read."""
-  mixture = config["data"].get("mixture") or {}
-  if not mixture:
-    return {"": config["data"]["manual_dir"]}
-  return {name: source.get("manual_dir", config["data"]["manual_dir"])
-          for name, source in mixture.items()
-          if tuple(source.get("resave", {}).get("quality", (0, 0))) == (0, 0)}
+from fakeface_jax import checkpointing
+from fakeface_jax import rundir
+from fakeface_jax.data import degradations
+from fakeface_jax.data import mixture
 
 
-def link_role(workdir: str, role: str, out: str) -> dict[str, int]:
-  """Makes the links; returns how many files each source got."""
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    roots = manual_dirs(json.load(f))
+@dataclasses.dataclass(frozen=True)
+class SourceFiles:
+  """Where a source's paths are relative to, and how the run re-saved its files (None:
+  it read them as they are)."""
+  root: str
+  resave: degradations.FileResave | None
+
+
+def source_files(config: ml_collections.ConfigDict) -> dict[str, SourceFiles]:
+  """Source name ("" for a single dataset) -> its `SourceFiles`."""
+  names = mixture.source_names(config.data)
+  data_configs = ({name: mixture.source_config(config, name).data for name in names}
+                  if names else {"": config.data})
+  return {name: SourceFiles(data.manual_dir, degradations.FileResave.from_config(data.resave))
+          for name, data in data_configs.items()}
+
+
+def place_file(files: SourceFiles, path: str, folder: str) -> None:
+  """`path` (relative to its source's root) in `folder`: a link, or the re-saved copy."""
+  target = os.path.abspath(os.path.join(files.root, path))
+  name = path.replace(os.sep, "__")
+  if files.resave is None:
+    os.symlink(target, os.path.join(folder, name))
+    return
+  with open(target, "rb") as f:
+    copy = files.resave(f.read(), path)
+  # The copy is a JPEG whatever the file was; evaluate finds images by extension.
+  stem = name if name.lower().endswith((".jpg", ".jpeg")) else name + ".jpg"
+  with open(os.path.join(folder, stem), "wb") as f:
+    f.write(copy)
+
+
+def lay_out_role(workdir: str, role: str, out: str) -> dict[str, int]:
+  """Lays the files out; returns how many files each source got."""
+  sources = source_files(ml_collections.ConfigDict(checkpointing.read_config(workdir)))
   counts: dict[str, int] = {}
-  with open(os.path.join(workdir, "data_files.csv"), newline="") as f:
+  with open(os.path.join(workdir, rundir.MANIFEST_CSV), newline="") as f:
     for row in csv.DictReader(f):
       if row["role"] != role:
         continue
-      source, _, path = row["path"].rpartition(":") if "" not in roots else ("", "",
-                                                                            row["path"])
-      if source not in roots:
-        continue
-      target = os.path.abspath(os.path.join(roots[source], path))
+      source, _, path = row["path"].rpartition(":") if "" not in sources else (
+          "", "", row["path"])
       folder = os.path.join(out, source, row["label"])
       os.makedirs(folder, exist_ok=True)
-      name = path.replace(os.sep, "__")
-      os.symlink(target, os.path.join(folder, name))
+      place_file(sources[source], path, folder)
       counts[source] = counts.get(source, 0) + 1
   return counts
 
@@ -62,7 +84,11 @@ def main() -> None:
   args = parser.parse_args()
   if os.path.exists(args.out):
     parser.error(f"{args.out} exists; give a new folder")
-  for source, count in link_role(args.workdir, args.role, args.out).items():
+  try:
+    counts = lay_out_role(args.workdir, args.role, args.out)
+  except checkpointing.CheckpointError as e:
+    parser.error(str(e))
+  for source, count in counts.items():
     print(f"{os.path.join(args.out, source)}: {count} {args.role} files")
 
 

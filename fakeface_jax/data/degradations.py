@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 
 
@@ -110,11 +111,27 @@ def resave(data: bytes, quality: int, scale: float = 1.0) -> bytes:
   with Image.open(io.BytesIO(data)) as image:
     image = image.convert("RGB")
     if scale < 1:
-      size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-      image = image.resize(size, Image.Resampling.LANCZOS)
+      image = image.resize(_scaled_size(image.width, image.height, scale),
+                           Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
   return buffer.getvalue()
+
+
+def _scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+  return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resaved_format(data: bytes, quality: int, scale: float = 1.0
+                   ) -> image_decoding.ImageFormat:
+  """What `resave(data, quality, scale)` writes, from `data`'s header alone: the same
+  `ImageFormat` that `image_decoding.read_header` reads of the copy, without encoding it
+  (describe reads every training file's format)."""
+  source = image_decoding.read_header(data)
+  width, height = _scaled_size(source.width, source.height, scale)
+  tables = jpeg_tables.standard_tables(quality)
+  return image_decoding.ImageFormat("JPEG", width, height, "RGB",
+                                    jpeg_tables.estimate_quality(tables[0]), tables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +174,11 @@ class FileResave:
   def __call__(self, data: bytes, path: str) -> bytes:
     scale, quality = self.settings(path)
     return resave(data, quality, scale)
+
+  def copy_format(self, data: bytes, path: str) -> image_decoding.ImageFormat:
+    """The `ImageFormat` of `self(data, path)`, without encoding it (`resaved_format`)."""
+    scale, quality = self.settings(path)
+    return resaved_format(data, quality, scale)
 
 
 # name -> fn(images, seed); "clean" is the reference row of every robustness report.

@@ -114,10 +114,9 @@ class StreamedSplit:
     return images, tables
 
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
-    """What the files were, from their headers (no decoding unless re-saved)."""
-    return [image_decoding.read_header(_file_bytes(self.source[int(self.indices[p])],
-                                                   self.resave))
-            for p in positions]
+    """What the files were (re-saved, where they are), from their headers: nothing
+    decoded or encoded."""
+    return [_file_format(self.source[int(self.indices[p])], self.resave) for p in positions]
 
 
 Split = ArraySplit | StreamedSplit | mixture.MixedSplit
@@ -128,6 +127,14 @@ def _file_bytes(record, resave: degradations.FileResave | None) -> bytes:
   if resave is None:
     return record["image"]
   return resave(record["image"], selection.record_fields(record)[1])
+
+
+def _file_format(record, resave: degradations.FileResave | None
+                 ) -> image_decoding.ImageFormat:
+  """The `ImageFormat` of `_file_bytes(record, resave)`, from headers alone."""
+  if resave is None:
+    return image_decoding.read_header(record["image"])
+  return resave.copy_format(record["image"], selection.record_fields(record)[1])
 
 
 def load_split(source, image_size: int, grayscale: bool,
