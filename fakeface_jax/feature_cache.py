@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -63,6 +64,11 @@ FEATURES_FILE = "features.npy"
 FEATURES_VERSION = 3  # 2: JPEG features read each image's own tables; 3: row order.
 # Longest wait between progress lines of a feature pass.
 LOG_INTERVAL_S = 30.0
+# What a pass that stopped leaves: `<cache folder>.tmp-<process>-<random>`.
+TMP_MARK = ".tmp-"
+# A temporary folder untouched this long belongs to no live pass (a pass writes rows
+# every few seconds and logs at least every LOG_INTERVAL_S).
+ABANDONED_AFTER_S = 3600.0
 
 
 class FeatureCacheError(errors.UserError, OSError):
@@ -261,7 +267,7 @@ def _write(directory: str, key: dict[str, Any], model: base.Detector,
   row order, into a temporary folder, then renames it into place: complete, or not
   there at all. Rows go to a memory-mapped file batch by batch: nothing holds them all
   in memory."""
-  tmp = f"{directory}.tmp-{jax.process_index()}-{uuid.uuid4().hex[:8]}"
+  tmp = f"{directory}{TMP_MARK}{jax.process_index()}-{uuid.uuid4().hex[:8]}"
   try:
     os.makedirs(tmp)
   except OSError as e:
@@ -313,7 +319,79 @@ def load_or_compute(config: Any, model: base.Detector,
   directory = cache_dir(key)
   if _all_processes(os.path.isdir(directory)):
     logging.info("Features computed once: reading the cache %s.", directory)
+    _mark_used(directory)
   else:
     logging.info("Features computed once: computing them into %s.", directory)
     _write(directory, key, model, data, config.eval_batch_size)
   return _read(directory, data)
+
+
+def _mark_used(directory: str) -> None:
+  """Stamps the cache's key with the time of this read, so `find_caches` can say when
+  each cache was last used (file systems seldom keep access times)."""
+  try:
+    os.utime(os.path.join(directory, KEY_JSON))
+  except OSError:  # A read-only cache still serves; it just keeps its old stamp.
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheFolder:
+  """A folder under a prepared dataset's feature caches, complete or left by a pass
+  that stopped (`key` None), with its size and when it was last written or read."""
+  path: str
+  size_bytes: int
+  last_used: float
+  key: dict[str, Any] | None
+  shape: tuple[int, ...] | None
+
+  def why_stale(self, now: float) -> str | None:
+    """Why no run will read this folder again, or None if one may."""
+    if TMP_MARK in os.path.basename(self.path):
+      if now - self.last_used < ABANDONED_AFTER_S:
+        return None  # A pass may still be writing it.
+      return "left by a feature pass that stopped"
+    if self.key is None or self.shape is None:
+      return "damaged: no readable key.json or features.npy"
+    if self.key.get("features_version") != FEATURES_VERSION:
+      return (f"written by older feature code (version {self.key.get('features_version')}, "
+              f"now {FEATURES_VERSION})")
+    return None
+
+
+def _folder_size(path: str) -> tuple[int, float]:
+  """Bytes under `path` and the newest modification time among it and its files."""
+  size, newest = 0, os.stat(path).st_mtime
+  for root, _, files in os.walk(path):
+    for name in files:
+      info = os.stat(os.path.join(root, name))
+      size, newest = size + info.st_size, max(newest, info.st_mtime)
+  return size, newest
+
+
+def _read_folder(path: str) -> CacheFolder:
+  size, last_used = _folder_size(path)
+  key, shape = None, None
+  try:
+    with open(os.path.join(path, KEY_JSON), encoding="utf-8") as f:
+      key = json.load(f)
+    shape = tuple(np.load(os.path.join(path, FEATURES_FILE), mmap_mode="r").shape)
+  except (OSError, ValueError):
+    pass  # `why_stale` says the folder is damaged.
+  return CacheFolder(path, size, last_used, key if isinstance(key, dict) else None, shape)
+
+
+def find_caches(data_dir: str) -> list[CacheFolder]:
+  """Every feature cache folder of the datasets prepared under `data_dir` (TFDS's
+  <data_dir>/<dataset>/[<config>/]<version>/), by path."""
+  root = glob.escape(os.path.expanduser(data_dir))
+  paths = [path for levels in (("*", "*"), ("*", "*", "*"))
+           for path in glob.glob(os.path.join(root, *levels, CACHE_DIR, "*"))]
+  return [_read_folder(path) for path in sorted(paths) if os.path.isdir(path)]
+
+
+def remove_cache(folder: CacheFolder) -> None:
+  """Deletes a folder `find_caches` found (and nothing outside a feature cache)."""
+  if os.path.basename(os.path.dirname(folder.path)) != CACHE_DIR:
+    raise FeatureCacheError(f"{folder.path} is not in a {CACHE_DIR} folder; not removed")
+  shutil.rmtree(folder.path)

@@ -41,12 +41,14 @@ COMMANDS = {
     "fakeface-benchmark": ["-m", "fakeface_jax.benchmark"],
     "fakeface-input-benchmark": ["-m", "fakeface_jax.input_benchmark"],
     "fakeface-scale-benchmark": ["-m", "fakeface_jax.scale_benchmark"],
+    "fakeface-caches": ["-m", "fakeface_jax.caches"],
 }
 # The first flag each tool's help must list.
 FIRST_FLAG = {"fakeface-train": "--config", "fakeface-predict": "--workdir",
               "fakeface-evaluate": "--workdir", "fakeface-sweep": "--sweep",
               "fakeface-analysis": "--config", "fakeface-benchmark": "--model",
-              "fakeface-input-benchmark": "--config", "fakeface-scale-benchmark": "--config"}
+              "fakeface-input-benchmark": "--config", "fakeface-scale-benchmark": "--config",
+              "fakeface-caches": "--data_dir"}
 
 
 def run_together(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
@@ -115,6 +117,8 @@ def test_user_mistakes_fail_in_one_error_line_without_traceback(tmp_path):
                                                "configs"], cli.USER_ERROR,
        "is not empty and holds no scale_tree.json"),
       (["-m", "fakeface_jax.crossval", "--folds", "5"], cli.USAGE_ERROR, "--folds K"),
+      (COMMANDS["fakeface-caches"] + ["--data_dir", missing, "--remove", "0a2f40b2"],
+       cli.USER_ERROR, "no feature cache named 0a2f40b2"),
   ]
   for (args, status, words), proc in zip(cases, run_together([c[0] for c in cases])):
     assert proc.returncode == status, (args, proc.stderr[-2000:])
