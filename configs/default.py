@@ -58,6 +58,11 @@ def full_config() -> ml_collections.ConfigDict:
   # features once and trains its head on them, unless an augmentation changes the
   # images (fakeface_jax/feature_cache.py); "off": features in every step.
   config.features_cache = "auto"
+  # The decision threshold (threshold.json) has the best balanced accuracy on validation
+  # among those calling at most this share of the real validation images fake (of each
+  # source, in a data mixture): an operating point for users who must not accuse real
+  # photos. 1.0: no cap.
+  config.max_real_fpr = 1.0
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic"

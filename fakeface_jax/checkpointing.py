@@ -55,6 +55,8 @@ RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
 ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0,
                    "resave": {"quality": [0, 0], "scale": [1.0, 1.0], "seed": 0}}
+# Top-level config keys added since runs were saved, likewise.
+ADDED_KEYS = {"max_real_fpr": 1.0}
 # config.model keys added since runs were saved, by model name, likewise.
 ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1, "regions": [1.0]}}
 
@@ -434,6 +436,8 @@ def read_config(workdir: str, advice: str = RESTORE_CONFIG_ADVICE) -> dict[str, 
   data = config.get("data", {})
   for key, value in ADDED_DATA_KEYS.items():
     data.setdefault(key, value)
+  for key, value in ADDED_KEYS.items():
+    config.setdefault(key, value)
   return config
 
 

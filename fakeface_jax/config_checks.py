@@ -163,6 +163,8 @@ def check_config(config: Any) -> None:
                         f"{data[key]}")
   if config.num_epochs < 1:
     raise ConfigError(f"config.num_epochs must be at least 1, got {config.num_epochs}")
+  if not 0 <= config.max_real_fpr <= 1:
+    raise ConfigError(f"config.max_real_fpr must be in [0, 1], got {config.max_real_fpr}")
 
 
 def check_dataset_size(config: Any, num_train: int) -> None:

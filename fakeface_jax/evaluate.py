@@ -70,10 +70,11 @@ def _images_and_tables(data) -> tuple[np.ndarray, np.ndarray | None]:
 
 def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
   """The P(fake) threshold with the best balanced accuracy on the validation split (a
-  mixture's: the weighted mean of its sources')."""
+  mixture's: the weighted mean of its sources'), within the run's config.max_real_fpr."""
   return metrics.best_threshold(validation.labels,
                                 predictor.p_fake(*_images_and_tables(validation)),
-                                **mixture.threshold_groups(validation))
+                                **mixture.threshold_groups(validation),
+                                max_real_fpr=predictor.config.max_real_fpr)
 
 
 def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:

@@ -113,13 +113,15 @@ def expected_calibration_error(labels, p_fake, num_bins: int = 15,
                    zip(curve["accuracy"], curve["confidence"], curve["count"]) if n))
 
 
-def best_threshold(labels, p_fake, groups=None,
-                   group_weights=None) -> tuple[float, float]:
+def best_threshold(labels, p_fake, groups=None, group_weights=None,
+                   max_real_fpr: float = 1.0) -> tuple[float, float]:
   """The threshold t (predict fake when p_fake >= t) maximising balanced accuracy.
 
   With `groups` (each example's group index, e.g. its source in a data mixture) the
   score is the mean of each group's balanced accuracy weighted by `group_weights`
   (equal by default), so that a large group does not set everyone's threshold alone.
+  Only thresholds that call at most `max_real_fpr` of each group's real images fake
+  compete (predicting everything real always qualifies).
   Candidates are midpoints between consecutive distinct scores, 0.5 and the ends; ties
   in the score go to the candidate closest to 0.5.
   """
@@ -141,8 +143,13 @@ def best_threshold(labels, p_fake, groups=None,
   # Just above 1 predicts everything real; p_fake never exceeds 1.
   candidates = np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
 
+  reals = [m & (labels == classes.REAL) for m in members]
+
   def score(t):
-    predictions = np.where(p_fake >= t, classes.FAKE, classes.REAL)
+    called_fake = p_fake >= t
+    if any(called_fake[r].mean() > max_real_fpr for r in reals if r.any()):
+      return -np.inf
+    predictions = np.where(called_fake, classes.FAKE, classes.REAL)
     return sum(w * balanced_accuracy(labels[m], predictions[m])
                for m, w in zip(members, weights))
 

@@ -655,7 +655,8 @@ def _final_test(run: _Run, state: TrainState) -> dict[str, Any]:
   validation = run.evaluate(state.params, "validation")
   threshold, val_balanced = metrics.best_threshold(
       run.data["validation"].labels, validation["p_fake"],
-      **mixture.threshold_groups(run.data["validation"]))
+      **mixture.threshold_groups(run.data["validation"]),
+      max_real_fpr=run.config.max_real_fpr)
   test_labels = run.data["test"].labels
   predictions = np.where(test["p_fake"] >= threshold, classes.FAKE, classes.REAL)
   results = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],

@@ -103,6 +103,35 @@ def test_best_threshold_follows_the_group_weights():
   assert threshold < 0.35
 
 
+def _real_fpr(labels, p_fake, threshold):
+  return np.mean(p_fake[labels == 1] >= threshold)
+
+
+def test_best_threshold_calls_at_most_the_cap_of_the_reals_fake():
+  labels, p_fake, _ = _two_sources()
+  pooled, _ = metrics.best_threshold(labels, p_fake)
+  capped, score = metrics.best_threshold(labels, p_fake, max_real_fpr=0.05)
+  assert _real_fpr(labels, p_fake, pooled) > 0.05 >= _real_fpr(labels, p_fake, capped)
+  # The best balanced accuracy among the thresholds within the cap.
+  feasible = [t for t in np.r_[np.unique(p_fake), 1.0001]
+              if _real_fpr(labels, p_fake, t) <= 0.05]
+  assert score == pytest.approx(max(metrics.balanced_accuracy(
+      labels, np.where(p_fake >= t, 0, 1)) for t in feasible))
+
+
+def test_best_threshold_caps_each_groups_real_fpr():
+  labels, p_fake, groups = _two_sources()
+  small = groups == 1
+  # Weighted towards the large source, the threshold calls most of the small one's
+  # reals fake; the cap holds in each group, not over all reals pooled.
+  weighted, _ = metrics.best_threshold(labels, p_fake, groups, group_weights=[100, 1])
+  capped, _ = metrics.best_threshold(labels, p_fake, groups, group_weights=[100, 1],
+                                     max_real_fpr=0.2)
+  assert _real_fpr(labels[small], p_fake[small], weighted) > 0.5
+  assert _real_fpr(labels[small], p_fake[small], capped) <= 0.2
+  assert _real_fpr(labels[~small], p_fake[~small], capped) <= 0.2
+
+
 def test_best_threshold_refuses_a_group_without_weight():
   labels, p_fake, groups = _two_sources()
   with pytest.raises(ValueError, match="group 1 has no weight"):

@@ -369,6 +369,13 @@ def test_a_run_saved_before_native_crop_existed_reads_as_resizing_its_images(tmp
   assert checkpointing.read_config(str(tmp_path))["data"]["native_crop"] is False
 
 
+def test_a_run_saved_before_the_real_fpr_cap_existed_reads_as_uncapped(tmp_path):
+  saved = json.loads(detector.get_config().to_json_best_effort())
+  del saved["max_real_fpr"]
+  (tmp_path / rundir.CONFIG_JSON).write_text(json.dumps(saved))
+  assert checkpointing.read_config(str(tmp_path))["max_real_fpr"] == 1.0
+
+
 def test_a_detector_saved_before_regions_and_source_pairs_resumes_as_it_was(tmp_path):
   config = detector.get_config()
   workdir = tmp_path / "run"

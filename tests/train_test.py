@@ -164,6 +164,7 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
       (("batch_size",), 0, "config.batch_size=0 must be a positive multiple"),
       (("data", "validation_fraction"), 1.0,
        r"config.data.validation_fraction must be in \[0, 1\), got 1.0"),
+      (("max_real_fpr",), 1.5, r"config.max_real_fpr must be in \[0, 1\], got 1.5"),
   ]
   for path, value, message in cases:
     config = tiny_config.copy_and_resolve_references()
