@@ -45,12 +45,14 @@ format-invariant host augmentations are one flag each:
 but on the sources' validation tenths they cost 5 points clean and gained nothing on
 images halved and re-saved at q90 (docs/results.md, "Towards a general detector",
 attempts 3 and 4), so they are off: the re-saved copies do that work, once per file.
-Of the issue's floors it reaches lfw_faceswap's on clean images (0.96 on `valid`, real
-FPR 0.03); the 140k subset (0.77 on `valid`), ciplab (0.65 in 5 folds), real-image
-false positives and images halved and re-saved (0.67 / 0.60 / 0.65 on `valid` for
-140k / ciplab / lfw_faceswap, against 0.77 / 0.65 / 0.96 clean: within 8 points
-on ciplab only) fall short (docs/results.md, attempt 9). `configs/detector.py` stays
-the in-distribution baseline.
+The threshold calls at most 15% of each source's real validation images fake
+(config.max_real_fpr; 1.0 gives the best balanced accuracy's, attempt 9). Of the
+issue's floors it reaches lfw_faceswap's accuracy (0.95 on `valid`) and every source's
+real-image false-positive rate on clean images (0.11 / 0.14 / 0.01 on `valid` for 140k
+/ ciplab / lfw_faceswap); the 140k subset (0.74 on `valid`), ciplab (0.60 in 5 folds)
+and images halved and re-saved (0.65 / 0.58 / 0.63 on `valid`, against 0.74 / 0.61 /
+0.95 clean: within 8 points on ciplab only) fall short (docs/results.md, attempt 10).
+`configs/detector.py` stays the in-distribution baseline.
 """
 
 import ml_collections
@@ -113,4 +115,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Logits for each (source, class) pair, each source's own line between real and fake:
   # validation tenths 0.66 / 0.79 / 0.88, against 0.60 / 0.72 / 0.85 for two classes.
   config.model.num_sources = len(config.data.mixture)
+  # A detector for any photo must seldom call a real one fake: the threshold calls at
+  # most 15% of each source's real validation images fake (the issue's floor), copies
+  # included. On the validation tenths this costs 4.6 / 8.5 / 1.4 points of clean
+  # accuracy (ciplab / 140k / lfw_faceswap) for real FPRs of 0.15 or less where the
+  # best balanced accuracy's threshold had 0.20 / 0.21 / 0.02.
+  config.max_real_fpr = 0.15
   return config
