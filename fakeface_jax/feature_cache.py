@@ -18,7 +18,8 @@ Which role each file plays is not in it, so runs that split the same images othe
 (the folds of `--folds K`, another validation fraction) share one cache. Arrays are
 memory-mapped, so a cache larger than memory streams from disk.
 A cache folder only ever appears by renaming a complete one into place, so a run that
-stops while writing leaves a temporary folder that no run reads.
+stops while writing leaves a temporary folder that no run reads. No run deletes a
+cache; `find_caches` lists them for `fakeface-caches`, which removes stale ones.
 
 Augmentations change the images from step to step, and so their features: a run with
 any of them computes features in every step, and says why. Host degradations are
