@@ -43,7 +43,7 @@ format-invariant host augmentations are one flag each:
   --config.augment.host.downscale_min_factor=0.75
 
 but on the sources' validation tenths they cost 5 points clean and gained nothing on
-images halved and re-saved at q90 (docs/results.md, "Towards a general detector",
+images halved and re-saved at q90 (docs/results.md, "The general detector",
 attempts 3 and 4), so they are off: the re-saved copies do that work, once per file.
 The threshold calls at most 15% of each source's real validation images fake
 (config.max_real_fpr; 1.0 gives the best balanced accuracy's, attempt 9). Of the

@@ -66,7 +66,7 @@ class CooccurrenceClassifier(base.Detector):
   face photo is, to the whole image. What differs between a face and its surroundings
   (a swapped face pasted into a real photo) is then within reach of a linear head: on
   lfw_faceswap's validation tenth it lifts `configs/general.py` from 0.88 to 0.96
-  (docs/results.md, "Towards a general detector").
+  (docs/results.md, "The general detector").
 
   With `num_sources` > 1 (a data mixture of that many sources) the head has logits for
   each (source, class) pair, as if each source's real and fake images were classes of
@@ -74,7 +74,7 @@ class CooccurrenceClassifier(base.Detector):
   (`base.pair_labels`), otherwise it returns p(class) summed over the sources
   (`base.merge_sources`). One linear direction must otherwise separate real from fake in
   every source at once: on the shared sets' validation tenths the pairs gain 3-8 points
-  (docs/results.md, "Towards a general detector").
+  (docs/results.md, "The general detector").
   """
   initialises_from_data: ClassVar[bool] = True
   fixed_features: ClassVar[bool] = True
