@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import hypothesis
 import numpy as np
 import pytest
 from absl import flags
@@ -14,6 +15,20 @@ from fakeface_jax import train
 from fakeface_jax.data import folders
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+# Property tests: no deadline (JAX compiles on first call); under CI the examples are
+# derived from each test's name, so a run is reproducible and a red CI is a red laptop.
+# `HYPOTHESIS_PROFILE=thorough pytest ...` tries 1,000 examples where a test sets no count.
+hypothesis.settings.register_profile(
+    "dev", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.register_profile(
+    "ci", parent=hypothesis.settings.get_profile("dev"), derandomize=True,
+    database=None, print_blob=True)
+hypothesis.settings.register_profile(
+    "thorough", parent=hypothesis.settings.get_profile("dev"), max_examples=1000)
+hypothesis.settings.load_profile(os.environ.get(
+    "HYPOTHESIS_PROFILE",
+    "ci" if os.environ.get("CI", "").lower() in ("1", "true") else "dev"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,21 +69,33 @@ def make_learning_config(data_dir: str):
   return config
 
 
+# Mutation testing forks a fresh pytest session for every mutant; with this set (by
+# tools/mutation.sh) the shared runs below are trained once into it and read back after,
+# since rerunning a finished run returns its saved results without training.
+RUN_CACHE = os.environ.get("FAKEFACE_TEST_RUN_CACHE")
+
+
+def _shared_run(tmp_path_factory, data_dir, name, config_of):
+  """(workdir, results) of `config_of(data_dir)` trained in a workdir of the session, or
+  of RUN_CACHE (with a data directory of its own there) when that is set."""
+  if RUN_CACHE:
+    workdir, data_dir = (os.path.join(RUN_CACHE, d) for d in (name, "tensorflow_datasets"))
+  else:
+    workdir = str(tmp_path_factory.mktemp(name))
+  return workdir, train.train_and_evaluate(config_of(data_dir), workdir)
+
+
 @pytest.fixture(scope="session")
 def learned_run(tmp_path_factory, data_dir):
   """(workdir, results) of one run of the learning config, shared by the whole session."""
-  workdir = str(tmp_path_factory.mktemp("learned_run"))
-  results = train.train_and_evaluate(make_learning_config(data_dir), workdir)
-  return workdir, results
+  return _shared_run(tmp_path_factory, data_dir, "learned_run", make_learning_config)
 
 
 @pytest.fixture(scope="session")
 def finished_tiny_run(tmp_path_factory, data_dir):
   """(workdir, results) of one uninterrupted run of the tiny config, shared by the
   session; tests must not write into it."""
-  workdir = str(tmp_path_factory.mktemp("finished_tiny_run"))
-  results = train.train_and_evaluate(make_tiny_config(data_dir), workdir)
-  return workdir, results
+  return _shared_run(tmp_path_factory, data_dir, "finished_tiny_run", make_tiny_config)
 
 
 def run_on_cpu_devices(script: str, devices: int, *args: str) -> subprocess.CompletedProcess:
