@@ -17,6 +17,7 @@ from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import preprocessing
+from fakeface_jax import rundir
 from fakeface_jax import train
 from fakeface_jax.data import jpeg_tables
 
@@ -270,6 +271,9 @@ def test_rerunning_a_finished_run_returns_its_saved_results_without_loading_data
 
   monkeypatch.setattr(train.input_pipeline, "load_data", fail)
   monkeypatch.setattr(train, "_setup", fail)
+  # The shared run may have prepared its data elsewhere (conftest's RUN_CACHE).
+  with open(rundir.path(workdir, rundir.CONFIG_JSON)) as f:
+    tiny_config.data.data_dir = json.load(f)["data"]["data_dir"]
   # On absl's logger: earlier tests may have set its verbosity to warnings.
   with caplog.at_level("INFO", logger="absl"):
     assert train.train_and_evaluate(tiny_config, workdir) == results
