@@ -41,7 +41,10 @@ SCOPE=(
 )
 if (($#)); then SCOPE=("$@"); fi
 # The tests' shared trained runs are trained once (by the unmutated clean run) and read
-# back by every mutant's session (tests/conftest.py).
+# back by every mutant's session (tests/conftest.py); compiled functions are kept on disk,
+# keyed by their HLO, so a mutant compiles only what it changed (about 3x faster).
 rm -rf mutants/test_runs
 export FAKEFACE_TEST_RUN_CACHE="$PWD/mutants/test_runs"
+export JAX_COMPILATION_CACHE_DIR="$PWD/mutants/jax_cache"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 exec mutmut run --max-children "${MUTMUT_CHILDREN:-2}" "${SCOPE[@]}"
