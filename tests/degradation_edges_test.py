@@ -9,6 +9,7 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -89,6 +90,7 @@ def _reference_blur(images, sigma):
 @settings(max_examples=20)
 @given(height=st.integers(4, 16), width=st.integers(4, 16), sigma=st.floats(0.3, 1.2),
        seed=st.integers(0, 100))
+@example(height=9, width=14, sigma=1.0, seed=0)
 def test_blur_equals_a_two_dimensional_reflected_convolution(height, width, sigma, seed):
   images = _batch(height, width, seed=seed)
   out = degradations.gaussian_blur(images, sigma)
@@ -179,3 +181,41 @@ def test_the_copy_format_follows_each_paths_own_draw():
   for path in ("a.png", "b.png", "c.png", "d.png"):
     scale, quality = resave.settings(path)
     assert resave.copy_format(data, path) == degradations.resaved_format(data, quality, scale)
+
+
+@pytest.mark.parametrize("quality, scale", [(0, 1.0), (96, 1.0), (50, 0.0), (50, 1.01),
+                                            (0, 0.0)])
+def test_resave_refuses_a_quality_or_a_scale_beyond_its_range(quality, scale):
+  with pytest.raises(ValueError, match=r"resave needs quality in \[1, 95\] and scale in "
+                     r"\(0, 1\], got"):
+    degradations.resave(_encoded(), quality, scale)
+
+
+@pytest.mark.parametrize("quality, scale", [(1, 1.0), (95, 1.0), (60, 0.37), (60, 0.01)])
+def test_resave_is_pils_lanczos_rescale_then_jpeg_at_the_ends_of_its_ranges(quality, scale):
+  data = _encoded(40, 24)
+  with Image.open(io.BytesIO(data)) as image:
+    image = image.convert("RGB")
+    if scale < 1:
+      image = image.resize((max(1, round(40 * scale)), max(1, round(24 * scale))),
+                           Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+  assert degradations.resave(data, quality, scale) == buffer.getvalue()
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_blur_keeps_black_and_white_images_at_their_ends(value):
+  images = np.full((1, 9, 14, 3), value, np.uint8)
+  np.testing.assert_array_equal(degradations.gaussian_blur(images, 1.5), images)
+
+
+def test_blur_smooths_along_both_axes():
+  stripes = np.zeros((1, 16, 16, 1), np.uint8)
+  stripes[:, ::2] = 255  # Rows alternate: only a vertical blur evens them out.
+  columns = np.swapaxes(stripes, 1, 2)
+  for image in (stripes, columns):
+    out = degradations.gaussian_blur(image, 1.5).astype(int)
+    assert out.max() - out.min() < 60
+  np.testing.assert_array_equal(_reference_blur(stripes, 1.5),
+                                degradations.gaussian_blur(stripes, 1.5))
