@@ -1,7 +1,8 @@
 """decode_files for a grayscale run (one channel, uint8 images, the tables' own dtype) with
 each failure's message whole; evaluate's validation threshold within the run's cap on
-real images called fake."""
+real images called fake; predict's distances, and a run that recorded no training domain."""
 
+import dataclasses
 import io
 import os
 import re
@@ -15,7 +16,9 @@ from PIL import Image
 from fakeface_jax import classes
 from fakeface_jax import evaluate
 from fakeface_jax import inference
+from fakeface_jax import predict
 from fakeface_jax.data import image_decoding
+from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
 
 SIZE = 16
@@ -84,3 +87,23 @@ def test_the_validation_threshold_keeps_the_runs_real_false_positive_cap(cap, fa
       config=ml_collections.ConfigDict({"max_real_fpr": cap}))
   threshold, _ = evaluate.choose_threshold(predictor, Validation(labels))
   assert int(np.sum(p_fake[4:] >= threshold)) == fake_reals
+
+
+def test_predict_rounds_distances_to_four_places_and_a_run_without_a_domain_has_none(
+    learned_run, tmp_path):
+  predictor = inference.load_run(learned_run[0])
+  paths = [str(tmp_path / f"{k}.jpg") for k in range(3)]
+  for k, path in enumerate(paths):
+    _write(path, "JPEG", 10 + k)
+  rows = predict.predict_files(predictor, paths)
+  distances = [r["feature_distance"] for r in rows]
+  assert all(d == round(d, 4) for d in distances)
+  assert any(d != round(d, 3) for d in distances)  # Four places, not fewer.
+  # A run trained before domains were recorded: no distance, and its split report
+  # still counts the warnings of each image's format.
+  bare = dataclasses.replace(predictor, training_domain=None)
+  assert [r["feature_distance"] for r in predict.predict_files(bare, paths)] == [None] * 3
+  data = input_pipeline.load_data(predictor.config, cache="memory")["test"]
+  report = evaluate.split_report(bare, data, threshold=0.5)
+  formats = data.take_formats(np.arange(len(data)))
+  assert report["warned"] == sum(bool(bare.warnings(f, None)) for f in formats)
