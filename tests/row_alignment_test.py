@@ -397,6 +397,8 @@ def check_folder_row(row, expected, unreadable):
          threshold_rank=8, batch_size=2)
 @example(fake_entries=[0, 1, 2, 3, "truncated"], real_entries=["missing", 4, 5, 6, 7],
          threshold_rank=5, batch_size=3)
+@example(fake_entries=[0, 2, 4], real_entries=["corrupt", "empty"], threshold_rank=3,
+         batch_size=2)  # Every readable file fake: no AUC, and no AP either.
 def test_cross_dataset_figures_count_each_file_under_its_own_label(
     resized, pool, cnn_reference, fake_entries, real_entries, threshold_rank, batch_size):
   alone, _ = cnn_reference
