@@ -219,3 +219,10 @@ def test_blur_smooths_along_both_axes():
     assert out.max() - out.min() < 60
   np.testing.assert_array_equal(_reference_blur(stripes, 1.5),
                                 degradations.gaussian_blur(stripes, 1.5))
+
+
+def test_a_copy_at_the_default_scale_keeps_the_size_and_is_stated_so():
+  data = _encoded(40, 24)
+  read = image_decoding.read_header(degradations.resave(data, 80))
+  assert (read.width, read.height) == (40, 24)
+  assert degradations.resaved_format(data, 80) == read
