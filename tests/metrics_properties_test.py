@@ -5,6 +5,9 @@ Scores are drawn from a small set that holds 0, 1, 0.5 and repeated values, so t
 both ends of the range turn up in most examples.
 """
 
+import json
+import types
+
 import numpy as np
 import pytest
 from hypothesis import assume
@@ -13,7 +16,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from fakeface_jax import classes
+from fakeface_jax import evaluate
+from fakeface_jax import inference
 from fakeface_jax import metrics
+from fakeface_jax import train
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
 
 SCORES = st.sampled_from([0.0, 1.0, 0.5, 0.25, 0.75, 0.1, 0.9, 0.3, 0.6, 0.95, 0.05])
 
@@ -260,3 +268,208 @@ def test_the_markdown_report_puts_each_count_in_its_cell():
   assert "| threshold | 0.5000 |" in text and "| count | 5 |" in text
   assert "| accuracy | 0.6000 |" in text
   assert "| a | 2 | 1.0000 |" in text and "| b | 3 | 0.3333 |" in text
+
+
+# ----------------------------------------------------------------------------------------
+# Invariances, the threshold's tie-break and group bookkeeping, the reports made with it.
+# ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(labelled_scores(min_size=2, both_classes=True))
+def test_auc_and_ap_see_only_the_order_of_the_scores(data):
+  labels, p_fake = data
+  is_fake = labels == classes.FAKE
+  auc, ap = metrics.roc_auc(is_fake, p_fake), metrics.average_precision(is_fake, p_fake)
+  for increasing in (p_fake ** 3, 0.25 + p_fake / 2, np.log1p(p_fake) * 7 - 3):
+    assert metrics.roc_auc(is_fake, increasing) == pytest.approx(auc)
+    assert metrics.average_precision(is_fake, increasing) == pytest.approx(ap)
+  # A decreasing map reverses every pair but keeps ties tied.
+  assert metrics.roc_auc(is_fake, 1 - p_fake) == pytest.approx(1 - auc)
+  assert metrics.roc_auc(~is_fake, 1 - p_fake) == pytest.approx(auc)
+  # The order of the examples does not matter.
+  order = np.random.default_rng(len(labels)).permutation(len(labels))
+  assert metrics.roc_auc(is_fake[order], p_fake[order]) == pytest.approx(auc)
+  assert metrics.average_precision(is_fake[order], p_fake[order]) == pytest.approx(ap)
+
+
+def _candidates(p_fake):
+  values = np.unique(p_fake)
+  return np.r_[0.0, (values[1:] + values[:-1]) / 2, 0.5, np.nextafter(1.0, 2.0)]
+
+
+@settings(max_examples=150)
+@given(labelled_scores(min_size=2, both_classes=True))
+def test_of_equally_good_thresholds_the_one_nearest_one_half_is_chosen(data):
+  labels, p_fake = data
+  threshold, score = metrics.best_threshold(labels, p_fake)
+  groups, weights = np.zeros(len(labels), int), [1.0]
+  candidates = _candidates(p_fake)
+  scores = np.array([score_at(labels, p_fake, t, groups, weights) for t in candidates])
+  # Equal balanced accuracies summed in another order can differ in the last bit, and
+  # best_threshold compares them exactly: leave such near-ties out.
+  gaps = scores.max() - scores
+  assume(not np.any((gaps > 0) & (gaps < 1e-9)))
+  best = candidates[gaps == 0]
+  assert score == pytest.approx(scores.max())
+  assert abs(threshold - 0.5) == pytest.approx(np.abs(best - 0.5).min())
+
+
+def test_a_tie_below_one_half_beats_a_tie_far_above_it():
+  # Balanced accuracy 0.75 between 0.3 and 0.48 (0.39) and between 0.85 and 0.95
+  # (0.9); 0.5 itself scores 0.5. 0.39 is nearer 0.5, though found earlier.
+  labels = np.array([classes.FAKE, classes.REAL, classes.FAKE, classes.REAL])
+  p_fake = np.array([0.95, 0.85, 0.48, 0.3])
+  threshold, score = metrics.best_threshold(labels, p_fake)
+  assert threshold == pytest.approx(0.39) and score == pytest.approx(0.75)
+
+
+@settings(max_examples=60)
+@given(labelled_scores(min_size=2, both_classes=True),
+       st.lists(st.integers(0, 2), min_size=30, max_size=30),
+       st.lists(st.floats(0.1, 5.0), min_size=3, max_size=3),
+       st.sampled_from([0.2, 0.5, 1.0]), st.integers(1, 4))
+def test_the_best_threshold_does_not_depend_on_group_names_order_or_weight_scale(
+    data, group_list, weights, cap, offset):
+  labels, p_fake = data
+  groups = np.array(group_list[:len(labels)])
+  expected = metrics.best_threshold(labels, p_fake, groups, weights, max_real_fpr=cap)
+  # Examples shuffled with their groups.
+  order = np.random.default_rng(len(labels)).permutation(len(labels))
+  assert metrics.best_threshold(labels[order], p_fake[order], groups[order], weights,
+                                max_real_fpr=cap) == pytest.approx(expected)
+  # Groups renamed to other indices (none of them the first), each keeping its weight.
+  renamed = np.full(offset + 3, 1000.0)
+  renamed[offset:] = weights
+  assert metrics.best_threshold(labels, p_fake, groups + offset, renamed,
+                                max_real_fpr=cap) == pytest.approx(expected)
+  # Reversed names: group g is now 2 - g, and so is its weight.
+  assert metrics.best_threshold(labels, p_fake, 2 - groups, weights[::-1],
+                                max_real_fpr=cap) == pytest.approx(expected)
+  assert metrics.best_threshold(labels, p_fake, groups, np.asarray(weights) * 7.5,
+                                max_real_fpr=cap) == pytest.approx(expected)
+
+
+def test_a_group_that_is_not_first_is_weighed_by_its_own_weight():
+  # Groups 1 and 2 only (no group 0): group 2 is separated at 0.65, group 1 at 0.35.
+  labels = np.array([0, 1, 0, 1])
+  p_fake = np.array([0.4, 0.3, 0.7, 0.6])
+  groups = np.array([1, 1, 2, 2])
+  low, _ = metrics.best_threshold(labels, p_fake, groups, [100.0, 5.0, 1.0])
+  high, _ = metrics.best_threshold(labels, p_fake, groups, [100.0, 1.0, 5.0])
+  assert low == pytest.approx(0.35) and high == pytest.approx(0.65)
+
+
+def _source(p_fake, labels):
+  """A mixture part whose "images" (N, 1) are their own P(fake)."""
+  return input_pipeline.ArraySplit(images=np.asarray(p_fake, float)[:, None],
+                                   labels=np.asarray(labels),
+                                   difficulty=np.array(["none"] * len(labels)))
+
+
+def scores_itself():
+  return types.SimpleNamespace(score=lambda images, tables: (images[:, 0], None))
+
+
+@st.composite
+def three_sources(draw):
+  parts = []
+  for _ in range(3):
+    labels, p_fake = draw(labelled_scores(min_size=1))
+    parts.append(_source(p_fake, labels))
+  return mixture.MixedSplit(parts, ["first", "second", "third"], np.array([0.5, 0.3, 0.2]))
+
+
+@settings(max_examples=60)
+@given(three_sources(), SCORES)
+def test_every_source_of_a_mixture_is_reported_at_the_threshold_given(split, threshold):
+  p_fake = np.concatenate([part.images[:, 0] for part in split.parts])
+  per_source = mixture.per_source_metrics(split, p_fake, threshold)
+  assert list(per_source) == ["first", "second", "third"]
+  for name, part in zip(split.names, split.parts):
+    own = part.images[:, 0]
+    report = metrics.classification_report(part.labels, own, threshold)
+    predictions = called_fake(own, threshold)
+    assert per_source[name]["count"] == len(part)
+    assert per_source[name]["accuracy"] == pytest.approx(np.mean(predictions == part.labels))
+    assert per_source[name]["balanced_accuracy"] == pytest.approx(
+        report["balanced_accuracy"])
+    assert per_source[name]["roc_auc"] == pytest.approx(report["roc_auc"], nan_ok=True)
+  # The whole split's report, its sources and the figure at 0.5 beside it.
+  report = evaluate.split_report(scores_itself(), split, threshold)
+  predictions = called_fake(p_fake, threshold)
+  assert report["threshold"] == threshold
+  assert report["accuracy"] == pytest.approx(np.mean(predictions == split.labels))
+  assert report["confusion_matrix"] == metrics.confusion_matrix(split.labels,
+                                                                predictions).tolist()
+  np.testing.assert_equal(report["sources"], per_source)
+  assert report["accuracy_at_0.5"] == pytest.approx(
+      np.mean(called_fake(p_fake, 0.5) == split.labels))
+
+
+def test_a_mixtures_second_source_at_a_threshold_where_one_half_disagrees():
+  first = _source([0.9, 0.1], [classes.FAKE, classes.REAL])
+  second = _source([0.4, 0.35, 0.2], [classes.FAKE, classes.FAKE, classes.REAL])
+  split = mixture.MixedSplit([first, second], ["first", "second"], np.array([0.5, 0.5]))
+  p_fake = np.array([0.9, 0.1, 0.4, 0.35, 0.2])
+  per_source = mixture.per_source_metrics(split, p_fake, 0.3)
+  assert per_source["second"]["accuracy"] == 1.0  # At 0.5 it would be 1/3.
+  assert mixture.per_source_metrics(split, p_fake)["second"]["accuracy"] == pytest.approx(1 / 3)
+  report = evaluate.split_report(scores_itself(), split, 0.3)
+  assert report["accuracy"] == 1.0 and report["accuracy_at_0.5"] == pytest.approx(0.6)
+  assert report["sources"]["second"]["accuracy"] == 1.0
+
+
+def _stub_run(workdir, data, scores):
+  """What `train._final_test` reads of a run: checkpoints, evaluation and data."""
+  def evaluate_role(params, role):
+    del params
+    p_fake, labels = scores[role], data[role].labels
+    argmax = called_fake(p_fake, 0.5)
+    return {"accuracy": float(np.mean(argmax == labels)), "loss": 0.1,
+            "confusion_matrix": metrics.confusion_matrix(labels, argmax).tolist(),
+            "p_fake": p_fake}
+  checkpoints = types.SimpleNamespace(
+      wait_until_finished=lambda: None, best_step=lambda: 7, close=lambda: None,
+      restore=lambda step, state: (state, {"epoch": 2}))
+  log = types.SimpleNamespace(rows=[{"train_accuracy": 0.5}], close=lambda: None)
+  config = types.SimpleNamespace(max_real_fpr=1.0)
+  return types.SimpleNamespace(checkpoints=checkpoints, evaluate=evaluate_role, data=data,
+                               config=config, log=log, workdir=str(workdir))
+
+
+def test_the_final_test_reports_at_the_validation_threshold_and_fakes_as_positive(
+    tmp_path, monkeypatch):
+  fake, real = classes.FAKE, classes.REAL
+  # Validation: fakes 0.3-0.4, reals 0.1-0.2 in both sources, so the threshold is
+  # about 0.25; at 0.5 the test's fakes at 0.3-0.45 would be called real.
+  validation = [(0.4, fake), (0.3, fake), (0.2, real), (0.1, real)]
+  test_first = [(0.9, fake), (0.05, real), (0.15, real)]
+  test_second = [(0.45, fake), (0.35, fake), (0.3, fake), (0.2, real), (0.1, real)]
+
+  def mixed(first, second):
+    parts = [_source(*zip(*[(p, label) for p, label in rows])) for rows in (first, second)]
+    return mixture.MixedSplit(parts, ["first", "second"], np.array([0.5, 0.5]))
+
+  data = {"train": mixed(validation, validation), "validation": mixed(validation, validation),
+          "test": mixed(test_first, test_second)}
+  scores = {role: np.concatenate([part.images[:, 0] for part in split.parts])
+            for role, split in data.items()}
+  written = {}
+  monkeypatch.setattr(train, "write_outputs",
+                      lambda workdir, rows, results: written.update(results) or [])
+  results = train._final_test(  # pylint: disable=protected-access
+      _stub_run(tmp_path, data, scores), types.SimpleNamespace(params=None))
+  assert written == results
+  threshold = results["threshold"]
+  assert 0.2 < threshold <= 0.3
+  labels = data["test"].labels
+  assert results["test_accuracy_at_threshold"] == 1.0
+  assert results["test_accuracy"] == pytest.approx(5 / 8)  # At 0.5, as training's argmax.
+  assert results["test_roc_auc"] == 1.0 == auc_by_pairs(labels == fake, scores["test"])
+  assert results["test_per_source"]["second"] == {
+      "count": 5, "accuracy": 1.0, "balanced_accuracy": 1.0, "roc_auc": 1.0}
+  assert results["test_per_source"]["first"]["accuracy"] == 1.0
+  assert results["validation_per_source"]["second"]["accuracy"] == 1.0
+  with open(tmp_path / "threshold.json", encoding="utf-8") as f:
+    assert json.load(f)["threshold"] == threshold
