@@ -80,6 +80,12 @@ def full_config() -> ml_collections.ConfigDict:
   config.data.resave.quality = (0, 0)
   config.data.resave.scale = (1.0, 1.0)
   config.data.resave.seed = 0
+  # Every file cut to its face, aligned as FFHQ aligns faces, at image_size: the crop
+  # predict makes of each face in a photo (data/face_files.py). The faces are found once
+  # per prepared dataset. margin scales the square (1.0: FFHQ's framing, the whole head).
+  config.data.face_crop = ml_collections.ConfigDict()
+  config.data.face_crop.enabled = False
+  config.data.face_crop.margin = 1.0
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets
   # "memory": decode once into RAM; "stream": decode every batch; "auto": memory if it fits.

@@ -16,6 +16,7 @@ from fakeface_jax import rundir
 from fakeface_jax import self_blend
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
+from fakeface_jax.data import face_files
 from fakeface_jax.data import mixture
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
@@ -50,11 +51,15 @@ def _check_grid_kept(config: Any, model: Any) -> None:
         "augmentations (config.augment.host), which keep each image's tables")
 
 
-def _check_resave(data_config: Any, where: str = "config.data") -> None:
+def _check_file_transforms(data_config: Any, where: str = "config.data") -> None:
   try:
     degradations.FileResave.from_config(data_config.resave)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"{where}.resave: {e}") from None
+  try:
+    face_files.settings_of(data_config)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"{where}.face_crop: {e}") from None
 
 
 def _check_mixture(data_config: Any) -> None:
@@ -118,9 +123,10 @@ def check_config(config: Any) -> None:
   """Validates everything that can be validated without reading data."""
   _choice("config.data.name", config.data.name, datasets.BUILDERS)
   _check_mixture(config.data)
-  _check_resave(config.data)
+  _check_file_transforms(config.data)
   for name in mixture.source_names(config.data):
-    _check_resave(mixture.source_config(config, name).data, f"config.data.mixture.{name}")
+    _check_file_transforms(mixture.source_config(config, name).data,
+                           f"config.data.mixture.{name}")
   _choice("config.model.name", config.model.name, models.MODELS)
   _choice("config.lr_schedule", config.lr_schedule, LR_SCHEDULES)
   _choice("config.features_cache", config.features_cache, FEATURES_CACHE_MODES)

@@ -40,6 +40,10 @@ WARNINGS = {
                  "where the model reads the grid and every training image had one",
     "features": "the model's embedding of it is farther from the training images' than "
                 "that of all but 1% of the validation images",
+    # Of predict's faces (`Predictor.face_warnings`), where `size` is the face's too.
+    "small_face": "the face's aligned square is smaller than the model's input, so "
+                  "upscaled to it",
+    "no_face": "no face was found in the photo, so nothing was scored",
 }
 CUTOFF_QUANTILE = 0.99
 # Training images whose embeddings describe the training set: enough for a mean and

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import flax.serialization
 import jax
 import ml_collections
 import numpy as np
@@ -27,6 +28,8 @@ from fakeface_jax import domain
 from fakeface_jax import models
 from fakeface_jax import preprocessing
 from fakeface_jax import rundir
+from fakeface_jax.data import face_crop
+from fakeface_jax.data import faces
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 
@@ -106,6 +109,26 @@ class Predictor:
     return image_decoding.decode_with_format(data, self.image_size, self.grayscale,
                                              self.native_crop)
 
+  @property
+  def crop_settings(self) -> face_crop.CropSettings:
+    """How a found face becomes this model's input: at its image size, with the margin
+    it was trained with (FFHQ's framing for a run trained on whole images)."""
+    face = self.config.data.get("face_crop") or {}
+    return face_crop.CropSettings(self.image_size, float(face.get("margin", 1.0)))
+
+  def face_warnings(self, image_format: image_decoding.ImageFormat, side: float,
+                    distance: float | None) -> list[str]:
+    """`warnings` of one face, whose square is `side` pixels in the photo: its size
+    against the training images', `small_face` where its crop is upscaled."""
+    if self.training_domain is not None:
+      # A face larger than every training image is downscaled into its crop as they
+      # were: only a smaller one is outside what training saw.
+      side = min(side, self.training_domain.max_side)
+    face_format = dataclasses.replace(image_format, width=round(side), height=round(side),
+                                      tables=jpeg_tables.NO_TABLES)
+    return ["small_face" if w == "upscaled" else w
+            for w in self.warnings(face_format, distance)]
+
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:
   """`batch` with zero rows appended up to `size`: one compiled shape for every batch."""
@@ -174,6 +197,51 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
                    domain.read(workdir))
 
 
+# The recommended detector, shipped inside the package (docs/model_card.md): a run's
+# config, threshold and training domain as a workdir holds them, and its parameters.
+PACKAGED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+PARAMS_FILE = "params.msgpack"
+REBUILD_PACKAGED = ("reinstall fakeface_jax, or rebuild the model with "
+                    "`python -m tools.package_model` (docs/model_card.md)")
+
+
+def load_packaged(batch_size: int = 64, directory: str = PACKAGED_DIR) -> Predictor:
+  """The detector shipped in the package; CheckpointError (one line) when a file of it is
+  missing or damaged."""
+  try:
+    config = ml_collections.ConfigDict(checkpointing.read_config(directory, REBUILD_PACKAGED))
+    with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
+      params = flax.serialization.msgpack_restore(f.read())
+    with open(os.path.join(directory, rundir.THRESHOLD_JSON), encoding="utf-8") as f:
+      saved = json.load(f)
+    threshold, step = float(saved["threshold"]), int(saved["checkpoint_step"])
+    with open(os.path.join(directory, rundir.DOMAIN_JSON), encoding="utf-8") as f:
+      training_domain = domain.TrainingDomain.from_json(json.load(f))
+  except checkpointing.CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever a truncated or missing shipped file raises, the install is what is wrong.
+    raise checkpointing.CheckpointError(
+        f"the packaged model in {directory} is missing or damaged "
+        f"({type(e).__name__}: {' '.join(str(e).split())[:80]}); {REBUILD_PACKAGED}") from e
+  return Predictor(config, params, threshold, step, batch_size, training_domain)
+
+
+def write_packaged(predictor: Predictor, directory: str) -> None:
+  """Writes a loaded run as `load_packaged` reads it: config, parameters, threshold and
+  training domain (the run must have recorded its domain)."""
+  if predictor.training_domain is None:
+    raise checkpointing.CheckpointError("the run records no training domain; retrain it")
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, rundir.CONFIG_JSON), "w", encoding="utf-8") as f:
+    f.write(predictor.config.to_json(indent=2))
+  with open(os.path.join(directory, PARAMS_FILE), "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(jax.device_get(predictor.params)))
+  with open(os.path.join(directory, rundir.THRESHOLD_JSON), "w", encoding="utf-8") as f:
+    json.dump({"threshold": predictor.threshold, "checkpoint_step": predictor.step}, f)
+  domain.write(directory, predictor.training_domain)
+
+
 def write_threshold(workdir: str, threshold: float, checkpoint_step: int,
                     balanced_accuracy: float) -> None:
   """Records the decision threshold chosen on the validation split for a checkpoint."""
@@ -212,6 +280,16 @@ class DecodedFiles:
   errors: list[str | None]
 
 
+def _read(path: str, transform: Callable[[bytes], bytes] | None = None) -> bytes:
+  with open(path, "rb") as f:
+    data = f.read()
+  return transform(data) if transform else data
+
+
+def _error_text(e: Exception) -> str:
+  return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
 def decode_files(predictor: Predictor, paths: Sequence[str],
                  transform: Callable[[bytes], bytes] | None = None,
                  num_threads: int | None = None) -> DecodedFiles:
@@ -223,12 +301,10 @@ def decode_files(predictor: Predictor, paths: Sequence[str],
   """
   def load(path):
     try:
-      with open(path, "rb") as f:
-        data = f.read()
-      return predictor.decode(transform(data) if transform else data), None
+      return predictor.decode(_read(path, transform)), None
     except Exception as e:  # pylint: disable=broad-except
       # Any failure to read or decode (PIL raises many types) is this file's error.
-      return None, f"{type(e).__name__}: {' '.join(str(e).split())}"
+      return None, _error_text(e)
 
   channels = 1 if predictor.grayscale else 3
   size = predictor.image_size
@@ -243,3 +319,67 @@ def decode_files(predictor: Predictor, paths: Sequence[str],
       formats.append(None if decoded is None else decoded[1])
       errors.append(error)
   return DecodedFiles(images, tables, formats, errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedFaces:
+  """The faces found in files, cropped for a Predictor: per face its crop (F, S, S, C),
+  the file it came from (`file_index`), the detector's box (x0, y0, x1, y1) and score,
+  and the side of its aligned square in the photo's pixels (`face_crop.square`); per
+  file its `ImageFormat` and error, as in `DecodedFiles`."""
+  images: np.ndarray
+  file_index: np.ndarray
+  boxes: np.ndarray
+  scores: np.ndarray
+  sides: np.ndarray
+  formats: list[image_decoding.ImageFormat | None]
+  errors: list[str | None]
+
+
+# Photos decoded at once: whole photos are large (a 12 MP one is 36 MB), so a folder is
+# decoded a few at a time, and only their face crops are kept.
+PHOTOS_IN_FLIGHT = 8
+
+
+def _faces_of(data: bytes, settings: face_crop.CropSettings, grayscale: bool):
+  """One photo's bytes -> its format and, per face, (crop, box, score, square side)."""
+  photo, image_format = image_decoding.decode_photo(data)
+  found = faces.detect(photo)
+  cropped = []
+  for box, landmarks, score in zip(found.boxes, found.landmarks, found.scores):
+    crop, corners = face_crop.crop(photo, landmarks, settings)
+    cropped.append(((preprocessing.to_grayscale_uint8(crop) if grayscale else crop),
+                    box, score, face_crop.side(corners)))
+  return image_format, cropped
+
+
+def decode_faces(predictor: Predictor, paths: Sequence[str],
+                 transform: Callable[[bytes], bytes] | None = None) -> DecodedFaces:
+  """Finds and crops every face of each file, reading a few files at a time in threads;
+  a file that cannot be read or decoded gets an error, and the others go on."""
+  settings = predictor.crop_settings
+
+  def load(path):
+    try:
+      return _faces_of(_read(path, transform), settings, predictor.grayscale), None
+    except Exception as e:  # pylint: disable=broad-except
+      return None, _error_text(e)
+
+  channels = 1 if predictor.grayscale else 3
+  crops, index, boxes, scores, sides, formats, errors = [], [], [], [], [], [], []
+  with concurrent.futures.ThreadPoolExecutor(PHOTOS_IN_FLIGHT) as pool:
+    for start in range(0, len(paths), PHOTOS_IN_FLIGHT):
+      for decoded, error in pool.map(load, paths[start:start + PHOTOS_IN_FLIGHT]):
+        formats.append(None if decoded is None else decoded[0])
+        errors.append(error)
+        for crop, box, score, side in ([] if decoded is None else decoded[1]):
+          crops.append(crop.reshape(settings.size, settings.size, channels))
+          index.append(len(formats) - 1)
+          boxes.append(box)
+          scores.append(score)
+          sides.append(side)
+  size = settings.size
+  return DecodedFaces(
+      np.stack(crops) if crops else np.zeros((0, size, size, channels), np.uint8),
+      np.array(index, np.int64), np.array(boxes, np.float32).reshape(-1, 4),
+      np.array(scores, np.float32), np.array(sides, np.float32), formats, errors)

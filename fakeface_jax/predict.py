@@ -1,28 +1,41 @@
-r"""Predicts fake or real for image files and folders with a trained run.
+r"""Predicts fake or real for the faces in image files and folders with a trained run.
 
   fakeface-predict --workdir runs/default photo.jpg dir/ > preds.csv
+  fakeface-predict photo.jpg                  # the detector shipped in the package
   fakeface-predict --workdir runs/default --format json --output preds.jsonl dir/
+  fakeface-predict --workdir runs/default --annotate annotated/ photo.jpg
 
-Writes one row per file (to stdout unless --output), with the columns
-  path,p_fake,prediction,warnings,format,width,height,jpeg_quality,jpeg_grid,
-  feature_distance,error
-p_fake with 6 decimals. `prediction` is `fake` when p_fake >= the run's decision
-threshold (chosen on its validation split, else 0.5). `warnings` lists, separated by
-`;`, why the prediction has no basis in the training data (`domain.WARNINGS`):
-upscaled, size, format, mode, jpeg_quality, jpeg_grid, features. The file's own
-`format`, `width` and `height`, its JPEG quality (estimated from its quantization
-tables), `jpeg_grid` (`aligned`: read on its own 8x8 grid with its own tables; `moved`:
-a JPEG resized to the model's input; `none`: not a JPEG), and `feature_distance`, its
-distance from the training images in the model's embedding (the cut-off is in
-WORKDIR/training_domain.json). A file that cannot be read, or does not exist, gets its
-error and empty fields; the other files go on, and the exit status is then
-`SOME_FILES_FAILED` (3). A summary line goes to stderr.
+Finds every face in each photo (`data.faces`), crops it aligned at the model's input
+size as training framed its faces (`data.face_crop`), and writes one row per face (to
+stdout unless --output), with the columns
+  path,face,x0,y0,x1,y1,face_score,p_fake,prediction,image_prediction,warnings,format,
+  width,height,jpeg_quality,jpeg_grid,feature_distance,error
+`face` numbers a photo's faces from 0, the largest first; x0..y1 is the detector's
+box in the photo's pixels (after its EXIF orientation) and `face_score` its confidence.
+p_fake has 6 decimals. `prediction` is `fake` when p_fake >= the run's decision
+threshold (chosen on its validation split, else 0.5); `image_prediction`, on each of a
+photo's rows, is `fake` when any of its faces is. A photo with no face gets one row
+with an empty `face`, no score and the warning `no_face`. `--faces off` scores each
+whole file instead, one row per file with the face columns empty.
+
+`warnings` lists, separated by `;`, why a prediction has no basis in the training data
+(`domain.WARNINGS`): small_face (the face's square is smaller than the model's input, so
+upscaled; `upscaled` for a whole file), size (the face's size in pixels, or the whole
+file's, outside the training images' range), format, mode, jpeg_quality, jpeg_grid,
+features. The file's own `format`, `width` and `height`, its JPEG quality (estimated
+from its quantization tables), `jpeg_grid` (`aligned`: read on its own 8x8 grid with
+its own tables; `moved`: resized or cropped off it, as every face crop is; `none`: not
+a JPEG), and `feature_distance`, its distance from the training images in the model's
+embedding (the cut-off is in WORKDIR/training_domain.json). A file that cannot be
+read, or does not exist, gets its error and empty fields; the other files go on, and
+the exit status is then `SOME_FILES_FAILED` (3). A summary line goes to stderr.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,11 +43,15 @@ from collections.abc import Callable
 import numpy as np
 from absl import flags
 from absl import logging
+from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
 
 from fakeface_jax import cli
 from fakeface_jax import errors
 from fakeface_jax import inference
 from fakeface_jax.data import image_decoding
+from fakeface_jax.data import jpeg_tables
 
 FLAGS = flags.FLAGS
 
@@ -44,14 +61,21 @@ SOME_FILES_FAILED = 3
 
 def define_flags() -> None:
   """Defines the command line; called by the entry points, not on import."""
-  flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train.")
+  flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train; without "
+                      "it, the detector shipped in the package (docs/model_card.md).")
   flags.DEFINE_string("output", "-", "Output file (CSV or JSON lines); '-' for stdout.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_enum("format", "csv", ["csv", "json"], "Output format.")
   flags.DEFINE_integer("batch_size", 64, "Images per compiled batch.")
+  flags.DEFINE_enum("faces", "on", ["on", "off"],
+                    "on: find the faces and score each; off: score each whole file.")
+  flags.DEFINE_string("annotate", None, "Folder to write each input into as a PNG with "
+                      "its faces' boxes and p_fake drawn.")
 
-COLUMNS = ("path", "p_fake", "prediction", "warnings", "format", "width", "height",
-           "jpeg_quality", "jpeg_grid", "feature_distance", "error")
+COLUMNS = ("path", "face", "x0", "y0", "x1", "y1", "face_score", "p_fake", "prediction",
+           "image_prediction", "warnings", "format", "width", "height", "jpeg_quality",
+           "jpeg_grid", "feature_distance", "error")
+FACE_COLUMNS = ("face", "x0", "y0", "x1", "y1", "face_score")
 
 
 def _grid(image_format: image_decoding.ImageFormat, tables: np.ndarray) -> str:
@@ -73,13 +97,45 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
   for k, (i, p) in enumerate(zip(ok, p_fake)):
     image_format = files.formats[i]
     d = None if distance is None else float(distance[k])
+    verdict = "fake" if predictor.is_fake(p) else "real"
     rows[i].update(
-        p_fake=float(p), prediction="fake" if predictor.is_fake(p) else "real",
+        p_fake=float(p), prediction=verdict, image_prediction=verdict,
         warnings=";".join(predictor.warnings(image_format, d)),
         format=image_format.format, width=image_format.width, height=image_format.height,
         jpeg_quality=image_format.jpeg_quality,
         jpeg_grid=_grid(image_format, files.jpeg_tables[i]),
         feature_distance=None if d is None else round(d, 4))
+  return rows
+
+
+def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict]:
+  """One row per face found (COLUMNS), files in order and each file's faces the largest
+  first; one row without a face for a file with none, and one with only path and error
+  for a file that could not be read."""
+  found = inference.decode_faces(predictor, paths)
+  p_fake, distance = predictor.score(found.images)
+  rows = []
+  for i, (path, image_format, error) in enumerate(zip(paths, found.formats, found.errors)):
+    row = dict.fromkeys(COLUMNS) | {"path": path, "error": error}
+    faces = np.flatnonzero(found.file_index == i)
+    if error is None:
+      row.update(format=image_format.format, width=image_format.width,
+                 height=image_format.height, jpeg_quality=image_format.jpeg_quality,
+                 jpeg_grid=_grid(image_format, jpeg_tables.NO_TABLES))
+    if error is not None or not len(faces):
+      rows.append(row | ({} if error else {"warnings": "no_face"}))
+      continue
+    verdict = "fake" if predictor.is_fake(p_fake[faces]).any() else "real"
+    for face, k in enumerate(faces):
+      d = None if distance is None else float(distance[k])
+      x0, y0, x1, y1 = (round(float(v), 1) for v in found.boxes[k])
+      rows.append(row | {
+          "face": face, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+          "face_score": round(float(found.scores[k]), 4), "p_fake": float(p_fake[k]),
+          "prediction": "fake" if predictor.is_fake(p_fake[k]) else "real",
+          "image_prediction": verdict,
+          "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
+          "feature_distance": None if d is None else round(d, 4)})
   return rows
 
 
@@ -111,34 +167,83 @@ def write_rows(rows: list[dict], output: str, fmt: str) -> None:
       stream.close()
 
 
+def _annotated(data: bytes, faces: list[dict]) -> Image.Image:
+  """The photo with each face's box and p_fake drawn: red for fake, green for real."""
+  photo = Image.fromarray(image_decoding.decode_photo(data)[0])
+  draw = ImageDraw.Draw(photo)
+  width = max(2, round(max(photo.size) / 300))
+  font = ImageFont.load_default(size=max(12, round(max(photo.size) / 40)))
+  for face in faces:
+    color = (230, 40, 40) if face["prediction"] == "fake" else (40, 200, 60)
+    box = [face[k] for k in ("x0", "y0", "x1", "y1")]
+    draw.rectangle(box, outline=color, width=width)
+    draw.text((box[0], box[1] - width), f"{face['face']}: {face['p_fake']:.2f}", fill=color,
+              font=font, anchor="lb", stroke_width=max(1, width // 2), stroke_fill="black")
+  return photo
+
+
+def annotate(rows: list[dict], folder: str) -> None:
+  """Writes each readable input to `folder` as NNNN_NAME.png (NNNN its place among the
+  inputs, so names never clash) with its faces drawn."""
+  os.makedirs(folder, exist_ok=True)
+  by_path = {}
+  for row in rows:
+    by_path.setdefault(row["path"], []).append(row)
+  for number, (path, faces) in enumerate(by_path.items()):
+    if faces[0]["error"] is not None:
+      continue
+    with open(path, "rb") as f:
+      photo = _annotated(f.read(), [r for r in faces if r["face"] is not None])
+    name = os.path.splitext(os.path.basename(path))[0]
+    photo.save(os.path.join(folder, f"{number:04d}_{name}.png"))
+
+
+def _summary(rows: list[dict], faces: bool) -> str:
+  """Counts of the summary line: files by their verdict (a photo is fake when any of its
+  faces is), and with faces on, the faces found and the files without one."""
+  files = {}
+  for row in rows:
+    files.setdefault(row["path"], row)  # A file's first row carries its verdict.
+  verdicts = [r["image_prediction"] for r in files.values()]
+  failed = sum(r["error"] is not None for r in files.values())
+  warned = len({r["path"] for r in rows if r["warnings"] and r["warnings"] != "no_face"})
+  text = f"{len(files)} files"
+  if faces:
+    found = sum(r["face"] is not None for r in rows)
+    no_face = sum(r["warnings"] == "no_face" for r in files.values())
+    text += f" ({found} faces, {no_face} without a face)"
+  return (f"{text}: {verdicts.count('fake')} fake, {verdicts.count('real')} real, {failed} "
+          f"unreadable, {warned} with warnings")
+
+
 def main(argv: list[str]) -> int:
   logging.set_verbosity(logging.WARNING)  # The summary line below is the output.
   start = time.perf_counter()
-  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
+  predictor = (inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
+               if FLAGS.workdir else inference.load_packaged(FLAGS.batch_size))
   paths = inference.find_images(argv[1:])
   if not paths:
     raise errors.UserError(f"no image files in {' '.join(argv[1:])}")
-  rows = predict_files(predictor, paths)
+  faces = FLAGS.faces == "on"
+  rows = (predict_faces if faces else predict_files)(predictor, paths)
   write_rows(rows, FLAGS.output, FLAGS.format)
+  if FLAGS.annotate:
+    annotate(rows, FLAGS.annotate)
   seconds = time.perf_counter() - start
-  fake = sum(r["prediction"] == "fake" for r in rows)
-  failed = sum(r["error"] is not None for r in rows)
-  warned = sum(bool(r["warnings"]) for r in rows)
-  print(f"{len(rows)} files: {fake} fake, {len(rows) - fake - failed} real, {failed} "
-        f"unreadable, {warned} with warnings (threshold {predictor.threshold:.3f}, "
-        f"checkpoint step {predictor.step}) in {seconds:.1f}s -> "
+  print(f"{_summary(rows, faces)} (threshold {predictor.threshold:.3f}, checkpoint step "
+        f"{predictor.step}) in {seconds:.1f}s -> "
         f"{'stdout' if FLAGS.output == '-' else FLAGS.output}", file=sys.stderr)
   if predictor.training_domain is None:
     print(f"note: {FLAGS.workdir} records no description of its training data (trained "
           "before it was recorded): only the 'upscaled' warning is checked; retrain the "
           "run to get every warning", file=sys.stderr)
-  return SOME_FILES_FAILED if failed else cli.OK
+  return SOME_FILES_FAILED if any(r["error"] for r in rows) else cli.OK
 
 
 def run() -> None:
   """Console-script entry point (`fakeface-predict`)."""
   cli.run(main, name="fakeface-predict", doc=__doc__, define_flags=define_flags,
-          required=("workdir",), arguments="IMAGE_OR_FOLDER...")
+          arguments="IMAGE_OR_FOLDER...")
 
 
 if __name__ == "__main__":

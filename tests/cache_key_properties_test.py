@@ -22,6 +22,7 @@ from conftest import make_ciplab
 from fakeface_jax import feature_cache
 from fakeface_jax import models
 from fakeface_jax import preprocessing
+from fakeface_jax.data import face_files
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 
@@ -59,6 +60,8 @@ DATA_FIELDS = {
     "data.resave.quality": FEATURES,
     # Only where files are re-saved (quality not (0, 0)); see RESAVED_FIELDS.
     "data.resave.scale": NONE, "data.resave.seed": NONE,
+    # Only where files are cut to their faces; see FACE_CROP_FIELDS.
+    "data.face_crop.enabled": FEATURES, "data.face_crop.margin": NONE,
     "data.cache": NONE,
     "data.examples_per_class": FILES, "data.train_examples_per_class": FILES,
     "data.eval_examples_per_class": FILES, "data.fake_difficulties": FILES,
@@ -79,6 +82,8 @@ SYNTHETIC_DATA_FIELDS = {
 }
 # Where files are re-saved, every setting of the copies is.
 RESAVED_FIELDS = {"data.resave.scale": FEATURES, "data.resave.seed": FEATURES}
+# Where files are cut to their faces, the crop's margin is a setting of the features.
+FACE_CROP_FIELDS = {"data.face_crop.margin": FEATURES}
 
 # The models' fields: the head's leave the features as they are.
 COOCCURRENCE_FIELDS = {
@@ -307,6 +312,19 @@ def test_where_files_are_resaved_every_resave_setting_is_in_the_key(data_dir, do
     [after] = keys_of(with_value(config, "data.resave.quality", quality))
     assert (after[0]["resave"]["min_quality"], after[0]["resave"]["max_quality"]) == quality
     check("data.resave.quality", FEATURES, base, after)
+
+
+def test_where_files_are_cut_to_their_faces_the_crop_and_detector_are_in_the_key(
+    data_dir, downloads, keys_of, tmp_path):
+  config = ciplab_config(data_dir, downloads)
+  [plain] = keys_of(config)
+  config.data.face_crop.enabled = True
+  [base] = keys_of(config)
+  check("data.face_crop.enabled", FEATURES, plain, base)
+  assert base[0]["face_crop"] == {"margin": 1.0, "detector": face_files.detector_key()}
+  for path, category in FACE_CROP_FIELDS.items():
+    [after] = keys_of(mutated(config, path, downloads, str(tmp_path)))
+    check(path, category, base, after)
 
 
 def test_each_source_of_a_mixture_is_keyed_as_a_run_on_it_alone(data_dir, downloads,

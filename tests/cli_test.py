@@ -140,7 +140,8 @@ def test_predict_writes_every_row_to_stdout_and_exits_3_when_a_file_failed(
   corrupt.write_bytes(b"not an image")
   paths = [str(good), str(corrupt), str(tmp_path / "missing.jpg")]
   before = snapshot(workdir)
-  [proc] = run_together([COMMANDS["fakeface-predict"] + ["--workdir", workdir, *paths]])
+  [proc] = run_together([COMMANDS["fakeface-predict"] + ["--workdir", workdir, "--faces",
+                                                          "off", *paths]])
   assert proc.returncode == predict.SOME_FILES_FAILED, proc.stderr[-2000:]
   rows = list(csv.DictReader(io.StringIO(proc.stdout)))
   assert [r["path"] for r in rows] == paths

@@ -113,7 +113,8 @@ def test_predict_writes_format_columns_and_warnings(predictor, tmp_path):
     reader = csv.DictReader(f)
     read = {os.path.basename(r["path"]): r for r in reader}
   assert tuple(reader.fieldnames) == predict.COLUMNS
-  assert predict.COLUMNS[:4] == ("path", "p_fake", "prediction", "warnings")
+  assert predict.COLUMNS[:9] == ("path", "face", "x0", "y0", "x1", "y1", "face_score",
+                                 "p_fake", "prediction")
   assert predict.COLUMNS[-1] == "error"
   assert (read["q75.jpg"]["format"], read["q75.jpg"]["width"], read["q75.jpg"]["height"],
           read["q75.jpg"]["jpeg_quality"], read["q75.jpg"]["jpeg_grid"]) == (

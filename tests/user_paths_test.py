@@ -104,7 +104,7 @@ def keep_verbosity():
 
 def predict_flags(workdir, output, fmt="csv"):
   return types.SimpleNamespace(workdir=workdir, output=output, checkpoint="best",
-                               format=fmt, batch_size=4)
+                               format=fmt, batch_size=4, faces="off", annotate=None)
 
 
 def test_predict_on_folders_with_bad_files_reports_each_file_and_exits_3(

@@ -14,12 +14,14 @@ handle only one. A property-based test feeds it arbitrary bytes to hold it to th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import warnings
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 from fakeface_jax import preprocessing
 from fakeface_jax.data import jpeg_tables
@@ -103,14 +105,10 @@ def _to_size(image: Image.Image, image_size: int, native: bool) -> Image.Image:
   return image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
 
 
-def decode_with_format(data: bytes, image_size: int, grayscale: bool,
-                       crop: bool = False) -> tuple[np.ndarray, ImageFormat]:
-  """Encoded image bytes -> uint8 (image_size, image_size, 1 or 3) and its `ImageFormat`.
-
-  Any mode (palette, alpha, 16-bit, CMYK, gray) is converted to RGB first, alpha
-  dropped. With `crop`, an image at least image_size on each side keeps its own pixels
-  (`ImageFormat.native`); smaller ones, and every image without it, are resized.
-  """
+@contextlib.contextmanager
+def _opened(data: bytes):
+  """The opened image of `data` and its `ImageFormat`, refusing decompression bombs;
+  any failure inside, PIL's many exception types included, is an `ImageDecodeError`."""
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -119,15 +117,37 @@ def decode_with_format(data: bytes, image_size: int, grayscale: bool,
         if width * height > MAX_PIXELS:
           raise ImageDecodeError(f"image of {width}x{height} pixels is larger than the "
                                  f"{MAX_PIXELS:,} pixels allowed")
-        image_format = read_format(image)
-        image = _to_size(image, image_size, image_format.native(image_size, crop))
-        array = np.asarray(image, dtype=np.uint8)
+        yield image, read_format(image)
   except ImageDecodeError:
     raise
   except Exception as e:  # pylint: disable=broad-except
     # Malformed input makes PIL raise almost any exception type; all mean "not readable".
     raise ImageDecodeError(f"cannot decode image: {type(e).__name__}: "
                            f"{' '.join(str(e).split())}") from e
+
+
+def decode_with_format(data: bytes, image_size: int, grayscale: bool,
+                       crop: bool = False) -> tuple[np.ndarray, ImageFormat]:
+  """Encoded image bytes -> uint8 (image_size, image_size, 1 or 3) and its `ImageFormat`.
+
+  Any mode (palette, alpha, 16-bit, CMYK, gray) is converted to RGB first, alpha
+  dropped. With `crop`, an image at least image_size on each side keeps its own pixels
+  (`ImageFormat.native`); smaller ones, and every image without it, are resized.
+  """
+  with _opened(data) as (image, image_format):
+    image = _to_size(image, image_size, image_format.native(image_size, crop))
+    array = np.asarray(image, dtype=np.uint8)
   if array.shape != (image_size, image_size, 3):
     raise ImageDecodeError(f"decoded to unexpected shape {array.shape}")
   return (preprocessing.to_grayscale_uint8(array) if grayscale else array), image_format
+
+
+def decode_photo(data: bytes) -> tuple[np.ndarray, ImageFormat]:
+  """Encoded bytes -> the whole photo as uint8 (H, W, 3) RGB, turned upright by its EXIF
+  orientation (as a phone shows it, and as faces must stand for the detector), and its
+  `ImageFormat` (of the file as stored)."""
+  with _opened(data) as (image, image_format):
+    array = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+  if array.ndim != 3 or min(array.shape[:2]) < 1:
+    raise ImageDecodeError(f"decoded to unexpected shape {array.shape}")
+  return array, image_format

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import grain
 import numpy as np
@@ -26,12 +26,23 @@ from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
+from fakeface_jax.data import face_files
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import mixture
 from fakeface_jax.data import selection
 
 CACHE_MODES = ("auto", "memory", "stream")
+
+
+class FileTransform(Protocol):
+  """A source's files changed before decoding, each by its path alike in every run
+  (`degradations.FileResave`, `face_files.FaceCropFiles`)."""
+
+  def __call__(self, data: bytes, path: str) -> bytes: ...
+
+  def copy_format(self, data: bytes, path: str) -> image_decoding.ImageFormat:
+    """What the changed file is, for the training-domain description."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +52,7 @@ class ArraySplit:
   and what each file was (`image_decoding.ImageFormat`; None for arrays made in
   memory, whose models then fall back to their configured JPEG quality), and whether
   they were decoded with `image_decoding.decode_with_format`'s native `crop` (the
-  files as `degradations.FileResave` re-saved them, where a run asks for that)."""
+  files through the source's `FileTransform`, where a run asks for one)."""
   images: np.ndarray
   labels: np.ndarray
   paths: np.ndarray | None = None
@@ -89,7 +100,7 @@ class StreamedSplit:
   image_size: int
   grayscale: bool
   crop: bool = False
-  resave: degradations.FileResave | None = None
+  transform: FileTransform | None = None
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -108,7 +119,7 @@ class StreamedSplit:
                       jpeg_tables.TABLES_DTYPE)
     for i, position in enumerate(positions):
       images[i], image_format = image_decoding.decode_with_format(
-          _file_bytes(self.source[int(self.indices[position])], self.resave),
+          _file_bytes(self.source[int(self.indices[position])], self.transform),
           self.image_size, self.grayscale, self.crop)
       tables[i] = image_format.grid_tables(self.image_size, self.crop)
     return images, tables
@@ -116,32 +127,42 @@ class StreamedSplit:
   def take_formats(self, positions: np.ndarray) -> list[image_decoding.ImageFormat]:
     """What the files were (re-saved, where they are), from their headers: nothing
     decoded or encoded."""
-    return [_file_format(self.source[int(self.indices[p])], self.resave) for p in positions]
+    return [_file_format(self.source[int(self.indices[p])], self.transform)
+            for p in positions]
 
 
 Split = ArraySplit | StreamedSplit | mixture.MixedSplit
 
 
-def _file_bytes(record, resave: degradations.FileResave | None) -> bytes:
-  """A record's encoded image, re-saved by `resave` where there is one."""
-  if resave is None:
+def file_transform(data_config: Any, builder) -> FileTransform | None:
+  """What a source's files go through before decoding: re-saved (config.data.resave),
+  then cut to their face (config.data.face_crop), or None for the files as they are."""
+  resave = degradations.FileResave.from_config(data_config.resave)
+  settings = face_files.settings_of(data_config)
+  if settings is None:
+    return resave
+  return face_files.FaceCropFiles(face_files.landmarks(builder), settings, resave)
+
+
+def _file_bytes(record, transform: FileTransform | None) -> bytes:
+  """A record's encoded image, through `transform` where there is one."""
+  if transform is None:
     return record["image"]
-  return resave(record["image"], selection.record_fields(record)[1])
+  return transform(record["image"], selection.record_fields(record)[1])
 
 
-def _file_format(record, resave: degradations.FileResave | None
-                 ) -> image_decoding.ImageFormat:
-  """The `ImageFormat` of `_file_bytes(record, resave)`, from headers alone."""
-  if resave is None:
+def _file_format(record, transform: FileTransform | None) -> image_decoding.ImageFormat:
+  """The `ImageFormat` of `_file_bytes(record, transform)`, from headers alone."""
+  if transform is None:
     return image_decoding.read_header(record["image"])
-  return resave.copy_format(record["image"], selection.record_fields(record)[1])
+  return transform.copy_format(record["image"], selection.record_fields(record)[1])
 
 
 def load_split(source, image_size: int, grayscale: bool,
                indices: Sequence[int] | None = None, crop: bool = False,
-               resave: degradations.FileResave | None = None) -> ArraySplit:
+               transform: FileTransform | None = None) -> ArraySplit:
   """Decodes the records at `indices` (default: all) of a random-access source
-  (`crop`: `image_decoding.decode_with_format`'s), re-saved by `resave` first if given.
+  (`crop`: `image_decoding.decode_with_format`'s), through `transform` first if given.
 
   Grain reads and decodes in a thread pool: PIL releases the GIL while decoding, and
   threads start instantly where worker processes would cost seconds each.
@@ -150,8 +171,13 @@ def load_split(source, image_size: int, grayscale: bool,
 
   def decode(i):
     record = source[int(indices[i])]
-    return (*image_decoding.decode_with_format(_file_bytes(record, resave), image_size,
-                                               grayscale, crop), record)
+    image, image_format = image_decoding.decode_with_format(
+        _file_bytes(record, transform), image_size, grayscale, crop)
+    if transform is not None:
+      # What the file was, as its transform describes it: a face crop is decoded from a
+      # PNG, but was a face of the file's format, at the face's size.
+      image_format = _file_format(record, transform)
+    return image, image_format, record
 
   decoded = (grain.MapDataset.range(len(indices)).map(decode)
              .to_iter_dataset(grain.ReadOptions(num_threads=os.cpu_count() or 1)))
@@ -354,7 +380,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
   builder = datasets.prepare(config.data)
   selected = selection.select_examples(config, builder)
   size, gray, crop = config.data.image_size, config.data.grayscale, config.data.native_crop
-  resave = degradations.FileResave.from_config(config.data.resave)
+  transform = file_transform(config.data, builder)
   shape = (size, size, 1 if gray else 3)
   if cache == "auto":
     total = sum(len(indices) for _, indices in selected.values())
@@ -370,11 +396,11 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
     start = time.perf_counter()
     source = datasets.data_source(builder, split)
     if cache == "memory":
-      data[role] = load_split(source, size, gray, indices, crop, resave)
+      data[role] = load_split(source, size, gray, indices, crop, transform)
     else:
       meta = selection.read_metadata(source, indices)
       data[role] = StreamedSplit(source, np.asarray(indices), meta["label"], meta["path"],
-                                 meta["difficulty"], size, gray, crop, resave)
+                                 meta["difficulty"], size, gray, crop, transform)
     logging.info("%s %s: %d images %s from split %r in %.1fs.",
                  "Loaded" if cache == "memory" else "Streaming", role, len(data[role]),
                  shape, split, time.perf_counter() - start)

@@ -1,0 +1,211 @@
+"""predict with faces: one row per face, its numbers those of its own crop, a `no_face`
+row for a photo without one, the photo's verdict from any fake face, warnings of the
+face's size, bad files among good ones, the command line's summary and --annotate.
+
+The detector is replaced by one that 'finds' faces placed by hand, so that each row can
+be checked against the crop it must have scored; tests/faces_test.py checks the real one.
+"""
+
+import csv
+import os
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface_jax import inference
+from fakeface_jax import predict
+from fakeface_jax.data import face_crop
+from fakeface_jax.data import faces
+
+# Landmarks (left eye, right eye, nose, mouth corners) of a face at (x, y), `scale`
+# times the size of LEVEL's: eye distance 20, eye to mouth 30, so its square's side is
+# 108 x scale.
+LEVEL = np.array([[-10, -15], [10, -15], [0, 0], [-5, 15], [5, 15]], np.float32)
+
+
+def _face(x, y, scale, score):
+  landmarks = LEVEL * scale + [x, y]
+  box = np.array([x - 20 * scale, y - 25 * scale, x + 20 * scale, y + 25 * scale], np.float32)
+  return box, landmarks, score
+
+
+# Faces by photo width: the stub tells photos apart by their size.
+PLACED = {
+    300: [],
+    310: [_face(150, 140, 1.0, 0.99)],
+    320: [_face(90, 100, 0.8, 0.97), _face(230, 150, 0.25, 0.91)],
+    330: [_face(80, 80, 0.6, 0.999), _face(200, 90, 1.2, 0.95), _face(160, 220, 0.5, 0.9)],
+}
+
+
+def _stub_detect(image, **unused):
+  placed = PLACED[image.shape[1]]
+  return faces.Faces(
+      np.array([b for b, _, _ in placed], np.float32).reshape(-1, 4),
+      np.array([lm for _, lm, _ in placed], np.float32).reshape(-1, 5, 2),
+      np.array([s for _, _, s in placed], np.float32))
+
+
+@pytest.fixture
+def stub_detector(monkeypatch):
+  monkeypatch.setattr(faces, "detect", _stub_detect)
+
+
+@pytest.fixture(scope="module")
+def predictor(learned_run):
+  return inference.load_run(learned_run[0])
+
+
+def _photos(folder, widths=(300, 310, 320, 330), quality=92):
+  """Photos of smooth noise (JPEG), one per width, 260 px high; paths in width order."""
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(0)
+  paths = []
+  for i, width in enumerate(widths):
+    small = rng.integers(0, 256, (26, width // 10, 3), dtype=np.uint8)
+    photo = Image.fromarray(small).resize((width, 260), Image.Resampling.BICUBIC)
+    path = str(folder / f"p{i}_{width}.jpg")
+    photo.save(path, quality=quality)
+    paths.append(path)
+  return paths
+
+
+def _own_crop_scores(predictor, path):
+  """P(fake) of each placed face, from its crop made directly from the decoded photo."""
+  with open(path, "rb") as f:
+    photo = np.asarray(Image.open(f).convert("RGB"))
+  crops = [face_crop.crop(photo, landmarks, predictor.crop_settings)[0]
+           for _, landmarks, _ in PLACED[photo.shape[1]]]
+  return predictor.score(np.stack(crops))[0] if crops else np.zeros(0)
+
+
+def test_each_face_gets_a_row_scored_from_its_own_crop_and_a_faceless_photo_one_row(
+    stub_detector, predictor, tmp_path):
+  paths = _photos(tmp_path / "in")
+  rows = predict.predict_faces(predictor, paths)
+  assert [(r["path"], r["face"]) for r in rows] == [
+      (paths[0], None), (paths[1], 0), (paths[2], 0), (paths[2], 1),
+      (paths[3], 0), (paths[3], 1), (paths[3], 2)]
+  faceless = rows[0]
+  assert faceless["warnings"] == "no_face"
+  assert faceless["p_fake"] is faceless["prediction"] is faceless["image_prediction"] is None
+  assert (faceless["format"], faceless["width"], faceless["height"]) == ("JPEG", 300, 260)
+  assert faceless["error"] is None
+  for path in paths[1:]:
+    mine = [r for r in rows if r["path"] == path]
+    expected = _own_crop_scores(predictor, path)
+    np.testing.assert_allclose([r["p_fake"] for r in mine], expected, atol=1e-6)
+    verdicts = ["fake" if p >= predictor.threshold else "real" for p in expected]
+    assert [r["prediction"] for r in mine] == verdicts
+    assert {r["image_prediction"] for r in mine} == {"fake" if "fake" in verdicts else "real"}
+    for row, (box, _, score) in zip(mine, PLACED[int(path[-7:-4])]):
+      assert [row[k] for k in ("x0", "y0", "x1", "y1")] == pytest.approx(box, abs=0.06)
+      assert row["face_score"] == pytest.approx(score, abs=1e-4)
+      assert row["jpeg_grid"] == "moved" and row["width"] == int(path[-7:-4])
+
+
+def test_a_photo_is_fake_when_any_one_of_its_faces_is(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  paths = _photos(tmp_path / "in", widths=(330,))
+  scores = _own_crop_scores(predictor, paths[0])
+  # Thresholds between the faces' scores: at each, exactly the faces above it are fake,
+  # and the photo is fake as long as one is.
+  for threshold in [*np.sort(scores)[:-1] + 1e-4, scores.max() + 1e-4]:
+    monkeypatch.setattr(predictor, "threshold", float(threshold))
+    rows = predict.predict_faces(predictor, paths)
+    assert [r["prediction"] for r in rows] == ["fake" if p >= threshold else "real"
+                                               for p in scores]
+    expected = "fake" if (scores >= threshold).any() else "real"
+    assert {r["image_prediction"] for r in rows} == {expected}
+
+
+def test_small_face_and_size_are_about_the_faces_square_not_the_file(
+    stub_detector, predictor, tmp_path):
+  paths = _photos(tmp_path / "in", widths=(320,))
+  rows = predict.predict_faces(predictor, paths)
+  domain = predictor.training_domain
+  for row, (_, landmarks, _) in zip(rows, PLACED[320]):
+    side = face_crop.side(face_crop.square(landmarks, predictor.crop_settings.margin))
+    warned = row["warnings"].split(";")
+    assert ("small_face" in warned) == (side < predictor.image_size)
+    # Larger than every training image is no warning: the crop downscales it as they were.
+    assert ("size" in warned) == (round(side) < domain.min_side)
+    assert "upscaled" not in warned
+  # The second face (side 27 px) is below the 32 px input and images; the first (86 px)
+  # is not, though its 320 x 260 file is outside the training images' 32 px.
+  assert [("small_face" in r["warnings"], "size" in r["warnings"]) for r in rows] == [
+      (False, False), (True, True)]
+  assert "size" in predict.predict_files(predictor, paths)[0]["warnings"]
+
+
+def test_unreadable_files_among_photos_keep_every_other_row_in_place(
+    stub_detector, predictor, tmp_path):
+  paths = _photos(tmp_path / "in")
+  broken = str(tmp_path / "in" / "broken.jpg")
+  with open(paths[2], "rb") as f:
+    open(broken, "wb").write(f.read()[:300])  # A truncated JPEG.
+  missing = str(tmp_path / "missing.jpg")
+  mixed = [broken, paths[1], missing, paths[3], paths[0]]
+  rows = predict.predict_faces(predictor, mixed)
+  alone = {p: predict.predict_faces(predictor, [p]) for p in paths}
+  assert [r["path"] for r in rows] == [broken, paths[1], missing] + [paths[3]] * 3 + [paths[0]]
+  for row in rows:
+    if row["path"] in (broken, missing):
+      assert row["error"] and row["p_fake"] is None and row["face"] is None
+      assert row["warnings"] is None
+  assert [r for r in rows if r["path"] in paths] == [
+      r for p in (paths[1], paths[3], paths[0]) for r in alone[p]]
+
+
+def _flags(workdir, output, faces_mode="on", annotate=None):
+  return types.SimpleNamespace(workdir=workdir, output=output, checkpoint="best",
+                               format="csv", batch_size=4, faces=faces_mode,
+                               annotate=annotate)
+
+
+def test_the_command_counts_files_by_verdict_and_annotates_each_readable_photo(
+    stub_detector, predictor, learned_run, monkeypatch, capsys, tmp_path):
+  paths = _photos(tmp_path / "in")
+  (tmp_path / "in" / "zz_bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+  output, drawn = str(tmp_path / "out.csv"), str(tmp_path / "drawn")
+  monkeypatch.setattr(predict, "FLAGS", _flags(learned_run[0], output, annotate=drawn))
+  assert predict.main(["fakeface-predict", str(tmp_path / "in")]) == predict.SOME_FILES_FAILED
+  with open(output, newline="") as f:
+    read = list(csv.DictReader(f))
+  assert tuple(read[0]) == predict.COLUMNS
+  assert [r["face"] for r in read] == ["", "0", "0", "1", "0", "1", "2", ""]
+  verdicts = {r["path"]: r["image_prediction"] for r in read if r["face"]}
+  fake = list(verdicts.values()).count("fake")
+  assert (f"5 files (6 faces, 1 without a face): {fake} fake, {3 - fake} real, "
+          "1 unreadable") in capsys.readouterr().err
+  # One PNG per readable input, the photo's own size, each face's box drawn in the
+  # colour of its verdict.
+  assert sorted(os.listdir(drawn)) == [f"{i:04d}_{os.path.basename(p)[:-4]}.png"
+                                       for i, p in enumerate(paths)]
+  for i, path in enumerate(paths):
+    with Image.open(os.path.join(drawn, f"{i:04d}_{os.path.basename(path)[:-4]}.png")) as im:
+      annotated = np.asarray(im.convert("RGB")).astype(int)
+    assert annotated.shape[:2] == (260, int(path[-7:-4]))
+    for row in (r for r in read if r["path"] == path and r["face"]):
+      x, y = round(float(row["x0"])), round((float(row["y0"]) + float(row["y1"])) / 2)
+      red = annotated[y, x, 0] > 200 and annotated[y, x, 1] < 80
+      green = annotated[y, x, 1] > 180 and annotated[y, x, 0] < 80
+      assert (red, green) == ((True, False) if row["prediction"] == "fake" else (False, True))
+
+
+def test_faces_off_scores_each_whole_file_with_the_face_columns_empty(
+    stub_detector, predictor, learned_run, monkeypatch, tmp_path):
+  paths = _photos(tmp_path / "in")
+  output = str(tmp_path / "out.csv")
+  monkeypatch.setattr(predict, "FLAGS", _flags(learned_run[0], output, faces_mode="off"))
+  assert predict.main(["fakeface-predict", *paths]) == 0
+  with open(output, newline="") as f:
+    read = list(csv.DictReader(f))
+  whole = predict.predict_files(predictor, paths)
+  assert [r["path"] for r in read] == paths
+  assert all(r[k] == "" for r in read for k in predict.FACE_COLUMNS)
+  assert [float(r["p_fake"]) for r in read] == pytest.approx([r["p_fake"] for r in whole],
+                                                             abs=1e-6)
+  assert [r["image_prediction"] for r in read] == [r["prediction"] for r in read]
