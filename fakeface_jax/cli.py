@@ -138,9 +138,11 @@ def _parse(argv: list[str], help_message: str, name: str, own_flags: Sequence[st
   return rest
 
 
-def _call(main: Callable[[list[str]], int | None], argv: list[str]) -> int | None:
+def _call(main: Callable[[list[str]], int | None], argv: list[str],
+          huge_pages: bool = True) -> int | None:
   # Re-exec only once the command line is known good: help and usage errors stay fast.
-  cpu_runtime.reexec_with_huge_pages()
+  if huge_pages:
+    cpu_runtime.reexec_with_huge_pages()
   try:
     return main(argv)
   except errors.UserError as e:
@@ -156,7 +158,7 @@ def _call(main: Callable[[list[str]], int | None], argv: list[str]) -> int | Non
 
 def run(main: Callable[[list[str]], int | None], *, name: str, doc: str,
         define_flags: Callable[[], None], required: Sequence[str] = (),
-        arguments: str = "") -> NoReturn:
+        arguments: str = "", huge_pages: bool = True) -> NoReturn:
   """Defines the tool's flags, parses the command line and runs `main(argv)`.
 
   Args:
@@ -169,6 +171,8 @@ def run(main: Callable[[list[str]], int | None], *, name: str, doc: str,
       one line with the usage, not absl's validator message).
     arguments: the positional arguments in the usage line, e.g. "IMAGE_OR_FOLDER...";
       at least one is then required. Empty: none are accepted.
+    huge_pages: restart once with huge pages (`cpu_runtime`): worth a second start for
+      long work such as training, not for a command that answers in seconds.
   """
   # Config files import their siblings as the `configs` package (`from configs import
   # default`), which `python main.py` in the repository root finds through sys.path[0];
@@ -179,7 +183,7 @@ def run(main: Callable[[list[str]], int | None], *, name: str, doc: str,
   define_flags()
   own_flags = [n for n in FLAGS if n not in before and FLAGS[n].name == n]
   message = help_text(name, doc, own_flags, required, arguments)
-  app.run(functools.partial(_call, main),
+  app.run(functools.partial(_call, main, huge_pages=huge_pages),
           flags_parser=functools.partial(_parse, help_message=message, name=name,
                                          own_flags=own_flags, required=required,
                                          arguments=arguments))

@@ -131,7 +131,8 @@ class Predictor:
 
 
 def _padded(batch: np.ndarray, size: int) -> np.ndarray:
-  """`batch` with zero rows appended up to `size`: one compiled shape for every batch."""
+  """`batch` with zero rows appended up to `size`: one compiled shape for every batch, so
+  an image scores the same, to the last bit, alone or among others."""
   padded = np.zeros((size, *batch.shape[1:]), batch.dtype)
   padded[:len(batch)] = batch
   return padded
@@ -201,6 +202,8 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
 # config, threshold and training domain as a workdir holds them, and its parameters.
 PACKAGED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 PARAMS_FILE = "params.msgpack"
+# Each source's test files, labels and accuracy as predict scores them, at packaging.
+FIGURES_JSON = "figures.json"
 REBUILD_PACKAGED = ("reinstall fakeface_jax, or rebuild the model with "
                     "`python -m tools.package_model` (docs/model_card.md)")
 

@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 from absl import flags
 from absl import logging
@@ -50,6 +51,7 @@ from PIL import ImageFont
 from fakeface_jax import cli
 from fakeface_jax import errors
 from fakeface_jax import inference
+from fakeface_jax.data import face_files
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 
@@ -66,7 +68,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output", "-", "Output file (CSV or JSON lines); '-' for stdout.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_enum("format", "csv", ["csv", "json"], "Output format.")
-  flags.DEFINE_integer("batch_size", 64, "Images per compiled batch.")
+  # Small: a photo or two, the usual call, pays for a whole batch of the model's features.
+  flags.DEFINE_integer("batch_size", 8, "Faces (or files) per compiled batch.")
   flags.DEFINE_enum("faces", "on", ["on", "off"],
                     "on: find the faces and score each; off: score each whole file.")
   flags.DEFINE_string("annotate", None, "Folder to write each input into as a PNG with "
@@ -137,6 +140,18 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
           "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
           "feature_distance": None if d is None else round(d, 4)})
   return rows
+
+
+def image_verdicts(predictor: inference.Predictor, paths: list[str]) -> list[str | None]:
+  """Each file's verdict (`image_prediction`) as the run was trained to give it: of its
+  faces for a run trained on face crops, of the whole file otherwise; None where there
+  is none (no face, or unreadable)."""
+  trained_on_faces = face_files.settings_of(predictor.config.data) is not None
+  rows = (predict_faces if trained_on_faces else predict_files)(predictor, paths)
+  verdicts = {}
+  for row in rows:
+    verdicts.setdefault(row["path"], row["image_prediction"])
+  return [verdicts[path] for path in paths]
 
 
 def _p_fake_text(p_fake: float | None) -> str:
@@ -216,9 +231,23 @@ def _summary(rows: list[dict], faces: bool) -> str:
           f"unreadable, {warned} with warnings")
 
 
+def use_compilation_cache() -> None:
+  """Keeps compiled programs in the user's cache folder, so that a later predict loads
+  them instead of compiling (seconds of a short run); JAX_COMPILATION_CACHE_DIR, where
+  set, is used instead."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  jax.config.update("jax_compilation_cache_dir", os.path.join(cache, "fakeface_jax", "jax"))
+  # Every program: predict's are small and compile in a fraction of a second each.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def main(argv: list[str]) -> int:
   logging.set_verbosity(logging.WARNING)  # The summary line below is the output.
   start = time.perf_counter()
+  use_compilation_cache()
   predictor = (inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
                if FLAGS.workdir else inference.load_packaged(FLAGS.batch_size))
   paths = inference.find_images(argv[1:])
@@ -243,7 +272,7 @@ def main(argv: list[str]) -> int:
 def run() -> None:
   """Console-script entry point (`fakeface-predict`)."""
   cli.run(main, name="fakeface-predict", doc=__doc__, define_flags=define_flags,
-          arguments="IMAGE_OR_FOLDER...")
+          arguments="IMAGE_OR_FOLDER...", huge_pages=False)
 
 
 if __name__ == "__main__":

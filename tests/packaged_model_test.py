@@ -1,0 +1,90 @@
+"""The detector shipped in the package: it loads, answers `fakeface-predict photo.jpg`
+without a run, reproduces its recorded test accuracy on the shared sets, and a damaged or
+missing file of it is one error line."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface_jax import checkpointing
+from fakeface_jax import inference
+from fakeface_jax import rundir
+from tests.conftest import shared_data
+from tools import package_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def packaged():
+  return inference.load_packaged()
+
+
+def test_the_packaged_model_loads_with_its_threshold_and_training_domain(packaged):
+  assert 0 < packaged.threshold < 1
+  assert packaged.training_domain is not None
+  probe = np.zeros((2, packaged.image_size, packaged.image_size, 3), np.uint8)
+  p_fake = packaged.p_fake(probe)
+  assert p_fake.shape == (2,) and np.all((0 <= p_fake) & (p_fake <= 1))
+  size = sum(os.path.getsize(os.path.join(inference.PACKAGED_DIR, name))
+             for name in os.listdir(inference.PACKAGED_DIR))
+  assert size <= package_model.MAX_MEGABYTES * 2**20
+
+
+@pytest.mark.slow
+def test_the_packaged_model_reproduces_its_recorded_test_accuracy(packaged):
+  shared_data()  # Skips (fails under CI) without ../shared/data.
+  with open(os.path.join(inference.PACKAGED_DIR, inference.FIGURES_JSON)) as f:
+    figures = json.load(f)
+  assert set(figures) == {"faces140k", "ciplab", "lfw_faceswap"}
+  for name, recorded in figures.items():
+    paths = [os.path.join(REPO, path) for path in recorded["files"]]
+    figures = package_model.verdict_figures(packaged, paths, recorded["labels"])
+    assert abs(figures["accuracy"] - recorded["accuracy"]) <= 0.01, (name, figures)
+
+
+@pytest.mark.parametrize("damage", ["missing_params", "truncated_params", "bad_config",
+                                    "missing_domain", "bad_threshold"])
+def test_a_damaged_or_missing_packaged_file_is_one_error_line(damage, tmp_path):
+  copy = str(tmp_path / "pretrained")
+  shutil.copytree(inference.PACKAGED_DIR, copy)
+  params = os.path.join(copy, inference.PARAMS_FILE)
+  if damage == "missing_params":
+    os.remove(params)
+  elif damage == "truncated_params":
+    with open(params, "rb") as f:
+      data = f.read()
+    with open(params, "wb") as f:
+      f.write(data[:len(data) // 3])
+  elif damage == "bad_config":
+    with open(os.path.join(copy, rundir.CONFIG_JSON), "w") as f:
+      f.write("{not json")
+  elif damage == "missing_domain":
+    os.remove(os.path.join(copy, rundir.DOMAIN_JSON))
+  else:
+    with open(os.path.join(copy, rundir.THRESHOLD_JSON), "w") as f:
+      json.dump({"threshold": "high"}, f)
+  with pytest.raises(checkpointing.CheckpointError) as raised:
+    inference.load_packaged(directory=copy)
+  message = str(raised.value)
+  assert "\n" not in message and copy in message
+  assert "tools.package_model" in message or "reinstall" in message
+
+
+def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):
+  image = tmp_path / "gray.png"
+  Image.fromarray(np.full((64, 64), 128, np.uint8)).save(image)
+  proc = subprocess.run([sys.executable, "-m", "fakeface_jax.predict", str(image)],
+                        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  # A flat gray square has no face: one row that says so, and the summary line.
+  assert proc.stdout.splitlines()[1].startswith(f"{image},,")
+  assert "no_face" in proc.stdout
+  assert "1 files (0 faces, 1 without a face)" in proc.stderr
