@@ -18,6 +18,7 @@ from fakeface_jax import inference
 from fakeface_jax import predict
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
+from tests import image_decoding_test
 
 # Landmarks (left eye, right eye, nose, mouth corners) of a face at (x, y), `scale`
 # times the size of LEVEL's: eye distance 20, eye to mouth 30, so its square's side is
@@ -209,3 +210,27 @@ def test_faces_off_scores_each_whole_file_with_the_face_columns_empty(
   assert [float(r["p_fake"]) for r in read] == pytest.approx([r["p_fake"] for r in whole],
                                                              abs=1e-6)
   assert [r["image_prediction"] for r in read] == [r["prediction"] for r in read]
+
+
+def test_bad_and_odd_photos_give_rows_never_a_traceback(predictor, tmp_path):
+  """With the real detector: what cannot be read is an error row, what can is scored or
+  said to have no face."""
+  good = _photos(tmp_path / "in", widths=(300,))[0]
+  with open(good, "rb") as f:
+    data = f.read()
+  cases = {"truncated.jpg": data[:len(data) // 2],
+           "huge.png": image_decoding_test.png_header_claiming(20000, 20000)}
+  for name, payload in cases.items():
+    (tmp_path / "in" / name).write_bytes(payload)
+  Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "in" / "one_pixel.png")
+  gray = Image.open(good).convert("L")
+  gray.save(tmp_path / "in" / "gray.jpg")
+  gray.convert("CMYK").save(tmp_path / "in" / "cmyk.jpg")
+  paths = [str(tmp_path / "in" / n) for n in
+           ("truncated.jpg", "huge.png", "one_pixel.png", "gray.jpg", "cmyk.jpg")]
+  rows = {r["path"]: r for r in predict.predict_faces(predictor, paths)}
+  assert "truncated" in rows[paths[0]]["error"] or "cannot decode" in rows[paths[0]]["error"]
+  assert "Bomb" in rows[paths[1]]["error"]  # Refused from its header, nothing decoded.
+  for path in paths[2:]:
+    assert rows[path]["error"] is None and rows[path]["warnings"] == "no_face", path
+  assert rows[paths[4]]["format"] == "JPEG"
