@@ -13,8 +13,9 @@ as JPEG at quality 80-95. Reported per set: the
 share of canvases with exactly one face found and inside the pasted image, with any face
 inside it, faces found outside it, and the detector's median time per canvas; with a
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
-on the face images alone (`--faces off`, as the model was trained), and the share of
-canvases warned `size`. Writes the table to stdout and JSON to --output.
+on the face images alone, scored as the model was trained (`predict.image_verdicts`:
+whole files, or faces for a run trained on face crops), and the share of canvases
+warned `size`. Writes the table to stdout and JSON to --output.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str], originals: li
   verdict = {r["path"]: r["image_prediction"] for r in rows}
   fake_label = np.array(["fake" if y == 0 else "real" for y in labels])
   on_canvas = np.array([verdict[p] for p in canvases])
-  alone = np.array([r["prediction"] for r in predict.predict_files(predictor, originals)])
+  alone = np.array(predict.image_verdicts(predictor, originals), object)
   return {"canvas_accuracy": float((on_canvas == fake_label).mean()),
           "alone_accuracy": float((alone == fake_label).mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
