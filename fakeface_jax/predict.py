@@ -247,7 +247,6 @@ def use_compilation_cache() -> None:
 def main(argv: list[str]) -> int:
   logging.set_verbosity(logging.WARNING)  # The summary line below is the output.
   start = time.perf_counter()
-  use_compilation_cache()
   predictor = (inference.load_run(FLAGS.workdir, FLAGS.checkpoint, FLAGS.batch_size)
                if FLAGS.workdir else inference.load_packaged(FLAGS.batch_size))
   paths = inference.find_images(argv[1:])
@@ -271,6 +270,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
   """Console-script entry point (`fakeface-predict`)."""
+  use_compilation_cache()  # The command's, not the library's: tests and callers choose.
   cli.run(main, name="fakeface-predict", doc=__doc__, define_flags=define_flags,
           arguments="IMAGE_OR_FOLDER...", huge_pages=False)
 
