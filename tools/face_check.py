@@ -50,11 +50,15 @@ SETS = {
 FACE_SHARE, CANVAS_WIDTH, QUALITY = (0.18, 0.45), (700, 1600), (80, 95)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("per_set", 100, "Canvases per shared set (half real, half fake).")
-flags.DEFINE_string("workdir", None, "Run whose verdicts to compare (optional).")
-flags.DEFINE_bool("packaged", False, "Compare the verdicts of the packaged model.")
-flags.DEFINE_integer("seed", 0, "Seed of the drawn images and canvases.")
-flags.DEFINE_string("output", None, "JSON file of the table (optional).")
+
+
+def define_flags() -> None:
+  """The command line; defined when run, not on import (tests import the canvases)."""
+  flags.DEFINE_integer("per_set", 100, "Canvases per shared set (half real, half fake).")
+  flags.DEFINE_string("workdir", None, "Run whose verdicts to compare (optional).")
+  flags.DEFINE_bool("packaged", False, "Compare the verdicts of the packaged model.")
+  flags.DEFINE_integer("seed", 0, "Seed of the drawn images and canvases.")
+  flags.DEFINE_string("output", None, "JSON file of the table (optional).")
 
 
 def canvas(faces_rgb: list[np.ndarray], background: np.ndarray, rng: np.random.Generator
@@ -184,4 +188,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -30,10 +30,15 @@ from fakeface_jax import rundir
 from fakeface_jax import train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory to train in (or read back).")
-flags.DEFINE_string("output", inference.PACKAGED_DIR, "Where to write the packaged model.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags() -> None:
+  """The command line; defined when run, not on import (the packaged model's test
+  imports this module's figures)."""
+  config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory to train in (or read back).")
+  flags.DEFINE_string("output", inference.PACKAGED_DIR, "Where to write the packaged model.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 MAX_MEGABYTES = 20
 
@@ -101,4 +106,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
