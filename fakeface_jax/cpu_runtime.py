@@ -6,7 +6,7 @@ mmap'd pages, so every step takes one page fault per 4 KiB touched: on a 2-core 
 converting a 2000x100x100 uint8 batch to float32 took 27 ms, 22 of them in page faults.
 glibc's `glibc.malloc.hugetlb=1` tunable asks for transparent huge pages (2 MiB) for
 those mappings instead: the same conversion takes 4.6 ms; the study 1 MLP trains 1.5x
-faster and the study 2 CNN 1.4x (see the README's speed section).
+faster and the study 2 CNN 1.4x (see docs/speed.md).
 
 Tunables are read when a process starts, so `reexec_with_huge_pages()` restarts the
 current command once (same PID, same arguments) with the tunable set. It does nothing

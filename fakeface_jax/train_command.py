@@ -7,7 +7,7 @@ r"""Trains and evaluates a fake-face detector from a config file (`fakeface-trai
       --config.data.validation_fraction=0.1
 
 `python main.py` is the same command. On several hosts (GPU nodes, a TPU pod slice) run
-the same command on every host with `--distributed`; see the README.
+the same command on every host with `--distributed`; see docs/speed.md, "Data parallelism".
 """
 
 import jax
