@@ -8,7 +8,7 @@ On the built-in dataset (no download):
   python main.py --config configs/detector.py --workdir runs/detector
 
 With no augmentation on, each image's features are computed once, cached beside the
-prepared data, and the head trains on them (config.features_cache, README "Configs").
+prepared data, and the head trains on them (config.features_cache, docs/training.md).
 The DCT features read each image's own JPEG quantization tables from its file; the
 checkpoint and the threshold are chosen on a stratified tenth of train
 (data.validation_fraction), so a dataset's own valid/test split reports unbiased.
