@@ -3,6 +3,7 @@ r"""Training-throughput benchmark of the studies' models, on the protocol of pee
   fakeface-benchmark --model cnn
   fakeface-benchmark --model mlp --compare --peers_python=/tmp/peers/bin/python
   fakeface-benchmark --predict
+  fakeface-benchmark --cold_start photo.jpg --repeats 3
 
 Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
@@ -17,6 +18,10 @@ images/s, their GFLOP/s at our step's FLOP count, and our ratio to each.
 P(fake) in fixed batches), the median of `--repeats` passes over the same files after
 one that compiles. One JSON line per config. Parameters are an initialisation: speed
 does not depend on what was learned.
+
+`--cold_start PATH` times `fakeface-predict PATH` with the packaged detector in new
+processes: the first call with an empty compilation cache, then `--repeats` calls with
+it warm (and a folder's photos per second).
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("predict", False, "Measure predict's images/s of every model config "
                     "instead of training throughput.")
   flags.DEFINE_integer("predict_images", 256, "JPEG files per --predict pass.")
+  flags.DEFINE_string("cold_start", None, "A photo or folder: time `fakeface-predict` on it "
+                      "in new processes, with an empty compilation cache, then a warm one.")
   flags.DEFINE_string("peers_python", sys.executable,
                       "Python with TensorFlow/Keras and/or PyTorch for --compare.")
   flags.DEFINE_string("peers_bench", os.path.join(
@@ -177,6 +184,29 @@ def benchmark_predict(spec: str, paths: list[str], repeats: int = 3) -> dict:
           "runs": [round(r, 1) for r in rates], "device": jax.devices()[0].device_kind}
 
 
+def benchmark_cold_start(path: str, repeats: int = 3) -> dict:
+  """Seconds of `fakeface-predict PATH` (the packaged detector) in a new process: the
+  first call, with an empty compilation cache, then the median of `repeats` calls that
+  find it warm; for a folder, also its photos per second when warm."""
+  seconds = []
+  with tempfile.TemporaryDirectory() as cache:
+    env = {**os.environ, "XDG_CACHE_HOME": cache}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # The command's own cache is measured.
+    for _ in range(1 + repeats):
+      start = time.perf_counter()
+      subprocess.run([sys.executable, "-m", "fakeface_jax.predict", "--output", os.devnull,
+                      path], env=env, check=False, capture_output=True)
+      seconds.append(time.perf_counter() - start)
+  result = {"benchmark": "predict_cold_start", "path": path, "first_call_s":
+            round(seconds[0], 2), "warm_s_median": round(float(np.median(seconds[1:])), 2),
+            "warm_s": [round(t, 2) for t in seconds[1:]], "device": jax.devices()[0].device_kind}
+  if os.path.isdir(path):
+    photos = len(inference.find_images([path]))
+    result["photos"] = photos
+    result["warm_photos_per_s"] = round(photos / result["warm_s_median"], 2)
+  return result
+
+
 def run_peer(framework: str, model: str, python: str, script: str) -> dict | None:
   """The peer's JSON line, or None when that framework is not importable there."""
   proc = subprocess.run([python, script, framework, model], capture_output=True, text=True,
@@ -190,6 +220,9 @@ def run_peer(framework: str, model: str, python: str, script: str) -> dict | Non
 
 def main(argv: list[str]) -> None:
   del argv  # No positional arguments (cli.run checks).
+  if FLAGS.cold_start:
+    print(json.dumps(benchmark_cold_start(FLAGS.cold_start, FLAGS.repeats)))
+    return
   if FLAGS.predict:
     with tempfile.TemporaryDirectory() as folder:
       paths = write_jpegs(folder, FLAGS.predict_images)

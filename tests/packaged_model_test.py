@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakeface_jax import benchmark
 from fakeface_jax import checkpointing
 from fakeface_jax import inference
 from fakeface_jax import rundir
@@ -88,3 +89,13 @@ def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):
   assert proc.stdout.splitlines()[1].startswith(f"{image},,")
   assert "no_face" in proc.stdout
   assert "1 files (0 faces, 1 without a face)" in proc.stderr
+
+
+def test_the_cold_start_benchmark_times_first_and_warm_calls_of_a_folder(tmp_path):
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  Image.fromarray(np.full((64, 64), 128, np.uint8)).save(folder / "gray.png")
+  result = benchmark.benchmark_cold_start(str(folder), repeats=1)
+  assert result["photos"] == 1 and len(result["warm_s"]) == 1
+  assert result["first_call_s"] > 0 and result["warm_s_median"] == result["warm_s"][0]
+  assert result["warm_photos_per_s"] == pytest.approx(1 / result["warm_s_median"], rel=0.02)
