@@ -171,6 +171,17 @@ def test_mismatched_lengths_raise():
     metrics.accuracy([0, 1], [0])
 
 
+@pytest.mark.parametrize("call", [
+    lambda: metrics.reliability_curve([0, 1, 1], [0.2, 0.9]),
+    lambda: metrics.classification_report([0, 1, 1], [0.2, 0.9]),
+    # Groups one short: no image may be counted under a neighbour's group.
+    lambda: metrics.classification_report([0, 1, 1], [0.2, 0.9, 0.4], groups=["a", "b"]),
+])
+def test_every_report_refuses_arrays_of_different_lengths(call):
+  with pytest.raises(ValueError, match=r"different lengths: \[3, 2\]"):
+    call()
+
+
 def test_confusion_title_names_the_split_accuracy_and_threshold():
   title = metrics.confusion_title([[3, 1], [0, 4]], "test", threshold=0.42)
   assert title == "Confusion matrix, test:\naccuracy 0.875 at threshold 0.42 (8 images)"
