@@ -314,6 +314,25 @@ def test_where_files_are_resaved_every_resave_setting_is_in_the_key(data_dir, do
     check("data.resave.quality", FEATURES, base, after)
 
 
+def test_a_dataset_prepared_anew_is_keyed_anew(data_dir, downloads, keys_of):
+  # The same folder prepared again (another TFDS or builder version) may hold other
+  # records under the same paths: its dataset_info.json is in the key.
+  config = ciplab_config(data_dir, downloads)
+  [base] = keys_of(config)
+  info = os.path.join(base[0]["prepared_dir"], "dataset_info.json")
+  with open(info) as f:
+    original = f.read()
+  try:
+    with open(info, "w") as f:
+      f.write(original.replace('"name"', '"name" ', 1))
+    [after] = keys_of(config)
+  finally:
+    with open(info, "w") as f:
+      f.write(original)
+  assert after[0]["dataset_info_sha256"] != base[0]["dataset_info_sha256"]
+  assert after[1] != base[1]
+
+
 def test_where_files_are_cut_to_their_faces_the_crop_and_detector_are_in_the_key(
     data_dir, downloads, keys_of, tmp_path):
   config = ciplab_config(data_dir, downloads)
