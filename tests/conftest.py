@@ -147,3 +147,14 @@ def make_ciplab(root, num_real: int, fakes_per_difficulty: int, size: int = 24) 
     for i in range(fakes_per_difficulty):
       write_image(os.path.join(base, "training_fake", f"{difficulty}_{i}_1111.jpg"),
                   seed=10_000 + 1000 * d + i, size=size)
+
+
+def centre_of_mass(masks):
+  """(N, H, W, 1) masks -> (N, 2) mass-weighted (row, column) as fractions of the size."""
+  masks = np.asarray(masks)[..., 0]
+  _, height, width = masks.shape
+  rows = (np.arange(height) + 0.5) / height
+  cols = (np.arange(width) + 0.5) / width
+  total = masks.sum((1, 2))
+  return np.stack([(masks.sum(2) * rows).sum(1) / total,
+                   (masks.sum(1) * cols).sum(1) / total], -1)

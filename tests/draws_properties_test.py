@@ -23,6 +23,7 @@ from PIL import Image
 
 from fakeface_jax import preprocessing
 from fakeface_jax import self_blend
+from tests.conftest import centre_of_mass
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
@@ -349,22 +350,13 @@ def test_jpeg_qualities_of_the_copy_span_their_range_half_the_time():
   assert {low, high} <= only and only <= set(range(low, high + 1))
 
 
-def _centre_of_mass(masks):
-  masks = np.asarray(masks)[..., 0]
-  _, height, width = masks.shape
-  rows = (np.arange(height) + 0.5) / height
-  cols = (np.arange(width) + 0.5) / width
-  total = masks.sum((1, 2))
-  return ((masks.sum(2) * rows).sum(1) / total, (masks.sum(1) * cols).sum(1) / total)
-
-
 masks_of = jax.jit(self_blend.random_masks, static_argnums=(1, 2, 3, 4))
 
 
 @pytest.mark.parametrize("height, width", [(64, 16)])
 def test_mouth_masks_sit_where_the_mouth_is_and_feather_by_the_shorter_side(height, width):
   masks = np.asarray(masks_of(jax.random.key(3), 24, height, width, ("mouth",)))[..., 0]
-  rows, cols = _centre_of_mass(masks[..., None])
+  rows, cols = centre_of_mass(masks[..., None]).T
   assert np.all((rows > 0.65) & (rows < 0.8)), rows
   assert np.all(np.abs(cols - 0.5) < 0.05), cols
   # The hard ellipse spans rows >= 0.61 and columns 0.28-0.72 (fractions, tilt
@@ -382,7 +374,7 @@ def mixed_masks():
   """600 masks of three kinds; the eyes sit above the middle, the mouth well below."""
   kinds = ("eyes", "nose", "mouth")
   masks = np.asarray(masks_of(jax.random.key(8), 600, 32, 32, kinds))[..., 0]
-  rows, _ = _centre_of_mass(masks[..., None])
+  rows = centre_of_mass(masks[..., None])[:, 0]
   return masks, rows
 
 

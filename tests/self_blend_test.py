@@ -8,6 +8,7 @@ import pytest
 
 from fakeface_jax import classes
 from fakeface_jax import self_blend
+from tests.conftest import centre_of_mass
 
 SIZE = 32
 # One compiled function per shape, shared by the tests: compiling dominates their time.
@@ -22,17 +23,6 @@ def _images(n=4, size=SIZE, channels=3, seed=0):
   ramp = np.linspace(-0.1, 1.1, size)[None, :, None, None]
   images = ramp + rng.normal(0, 0.15, (n, size, size, channels))
   return jnp.asarray(np.clip(images, 0, 1), jnp.float32)
-
-
-def _centre_of_mass(masks):
-  """(N, H, W, 1) -> (N, 2) mass-weighted (row, column) as fractions of the size."""
-  masks = np.asarray(masks)[..., 0]
-  _, height, width = masks.shape
-  rows = (np.arange(height) + 0.5) / height
-  cols = (np.arange(width) + 0.5) / width
-  total = masks.sum((1, 2))
-  return np.stack([(masks.sum(2) * rows).sum(1) / total,
-                   (masks.sum(1) * cols).sum(1) / total], -1)
 
 
 def _check_blend(images, blended, masks):
@@ -104,7 +94,7 @@ def test_each_mask_kind_is_where_that_part_is(kind):
   assert np.all((peaks >= 0.25) & (peaks <= 1.0)) and masks.min() >= 0
   # Every mask leaves pixels alone: at least the corners.
   assert np.all(np.asarray(masks)[:, [0, 0, -1, -1], [0, -1, 0, -1]] == 0)
-  centres = _centre_of_mass(masks)
+  centres = centre_of_mass(masks)
   assert np.all((centres[:, 0] > low) & (centres[:, 0] < high)), centres
   assert np.all(np.abs(centres[:, 1] - 0.5) < max_dx), centres
   if empty_rows:
@@ -114,7 +104,7 @@ def test_each_mask_kind_is_where_that_part_is(kind):
 
 def test_kinds_mix_within_a_batch():
   masks = masks_of(jax.random.key(6), 32, SIZE, SIZE, ("eyes", "mouth"))
-  rows = _centre_of_mass(masks)[:, 0]
+  rows = centre_of_mass(masks)[:, 0]
   assert np.all((rows < 0.5) | (rows > 0.65))
   assert 4 <= (rows < 0.5).sum() <= 28
 
