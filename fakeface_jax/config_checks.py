@@ -16,7 +16,7 @@ from fakeface_jax import rundir
 from fakeface_jax import self_blend
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
-from fakeface_jax.data import face_files
+from fakeface_jax.data import face_crop
 from fakeface_jax.data import mixture
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
@@ -57,7 +57,7 @@ def _check_file_transforms(data_config: Any, where: str = "config.data") -> None
   except (ValueError, TypeError) as e:
     raise ConfigError(f"{where}.resave: {e}") from None
   try:
-    face_files.settings_of(data_config)
+    face_crop.settings_of(data_config)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"{where}.face_crop: {e}") from None
 

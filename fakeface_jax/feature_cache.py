@@ -53,7 +53,8 @@ from fakeface_jax import preprocessing
 from fakeface_jax import sharding
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
-from fakeface_jax.data import face_files
+from fakeface_jax.data import face_crop
+from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax.models import base
@@ -131,7 +132,7 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
     dataset_info = hashlib.sha256(f.read()).hexdigest()
   files = hashlib.sha256("\n".join(cached_paths(data)).encode()).hexdigest()
   resave = degradations.FileResave.from_config(config.data.resave)
-  face = face_files.settings_of(config.data)
+  face = face_crop.settings_of(config.data)
   return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
           "files_sha256": files, "image_size": config.data.image_size,
           "native_crop": config.data.native_crop,
@@ -140,7 +141,7 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
           # Only where files are re-saved, so the keys of runs on the files as they are
           # stay what they were.
           **({"resave": dataclasses.asdict(resave)} if resave else {}),
-          **({"face_crop": {"margin": face.margin, "detector": face_files.detector_key()}}
+          **({"face_crop": {"margin": face.margin, "detector": faces.settings_key()}}
              if face else {})}
 
 

@@ -113,8 +113,8 @@ class Predictor:
   def crop_settings(self) -> face_crop.CropSettings:
     """How a found face becomes this model's input: at its image size, with the margin
     it was trained with (FFHQ's framing for a run trained on whole images)."""
-    face = self.config.data.get("face_crop") or {}
-    return face_crop.CropSettings(self.image_size, float(face.get("margin", 1.0)))
+    return (face_crop.settings_of(self.config.data)
+            or face_crop.CropSettings(self.image_size))
 
   def face_warnings(self, image_format: image_decoding.ImageFormat, side: float,
                     distance: float | None) -> list[str]:

@@ -51,7 +51,7 @@ from PIL import ImageFont
 from fakeface_jax import cli
 from fakeface_jax import errors
 from fakeface_jax import inference
-from fakeface_jax.data import face_files
+from fakeface_jax.data import face_crop
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 
@@ -146,7 +146,7 @@ def image_verdicts(predictor: inference.Predictor, paths: list[str]) -> list[str
   """Each file's verdict (`image_prediction`) as the run was trained to give it: of its
   faces for a run trained on face crops, of the whole file otherwise; None where there
   is none (no face, or unreadable)."""
-  trained_on_faces = face_files.settings_of(predictor.config.data) is not None
+  trained_on_faces = face_crop.settings_of(predictor.config.data) is not None
   rows = (predict_faces if trained_on_faces else predict_files)(predictor, paths)
   verdicts = {}
   for row in rows:

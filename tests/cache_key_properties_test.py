@@ -22,7 +22,7 @@ from conftest import make_ciplab
 from fakeface_jax import feature_cache
 from fakeface_jax import models
 from fakeface_jax import preprocessing
-from fakeface_jax.data import face_files
+from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 
@@ -340,7 +340,7 @@ def test_where_files_are_cut_to_their_faces_the_crop_and_detector_are_in_the_key
   config.data.face_crop.enabled = True
   [base] = keys_of(config)
   check("data.face_crop.enabled", FEATURES, plain, base)
-  assert base[0]["face_crop"] == {"margin": 1.0, "detector": face_files.detector_key()}
+  assert base[0]["face_crop"] == {"margin": 1.0, "detector": faces.settings_key()}
   for path, category in FACE_CROP_FIELDS.items():
     [after] = keys_of(mutated(config, path, downloads, str(tmp_path)))
     check(path, category, base, after)

@@ -129,9 +129,9 @@ def test_a_crops_format_is_the_files_at_the_faces_size_without_a_grid():
 def test_the_crop_is_at_the_models_input_size_when_enabled(enabled, margin, expected):
   data = ml_collections.ConfigDict({"image_size": 48, "face_crop": {"enabled": enabled,
                                                                     "margin": margin}})
-  settings = face_files.settings_of(data)
+  settings = face_crop.settings_of(data)
   assert (settings and (settings.size, settings.margin)) == expected
-  assert face_files.settings_of(ml_collections.ConfigDict({"image_size": 48})) is None
+  assert face_crop.settings_of(ml_collections.ConfigDict({"image_size": 48})) is None
 
 
 def _folder_config(root, data_dir, size=32, margin=1.0):
@@ -160,7 +160,7 @@ def test_faces_are_found_once_per_prepared_dataset_and_files_without_one_kept_wh
   assert detector.calls == 12
   builder = datasets.prepare(config.data)
   summary_path = os.path.join(builder.data_dir, face_files.LANDMARKS_DIR,
-                              face_files.detector_key() + ".json")
+                              faces.settings_key() + ".json")
   with open(summary_path) as f:
     summary = json.load(f)
   assert (summary["files"], summary["faces_found"], summary["kept_whole"]) == (12, 9, 3)
@@ -202,7 +202,7 @@ def test_the_feature_cache_key_names_the_crop_and_the_detector(detector, tmp_pat
   config.model = cooccurrence.get_config().model
   data = input_pipeline.load_data(config, cache="stream")
   key = feature_cache.cache_key(config, models.create_model(config.model), data)
-  assert key["face_crop"] == {"margin": 1.0, "detector": face_files.detector_key()}
+  assert key["face_crop"] == {"margin": 1.0, "detector": faces.settings_key()}
   config.data.face_crop.enabled = False
   plain = feature_cache.cache_key(config, models.create_model(config.model), data)
   assert "face_crop" not in plain

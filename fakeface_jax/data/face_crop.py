@@ -17,6 +17,7 @@ an edge.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,6 +37,14 @@ class CropSettings:
       raise ValueError(f"face crop size must be at least 8 pixels, got {self.size}")
     if not 0.25 <= self.margin <= 4.0:
       raise ValueError(f"face crop margin must be in [0.25, 4], got {self.margin}")
+
+
+def settings_of(data_config: Any) -> CropSettings | None:
+  """config.data.face_crop -> the crop at the model's input size, or None when off."""
+  face = data_config.get("face_crop")
+  if not face or not face.enabled:
+    return None
+  return CropSettings(int(data_config.image_size), float(face.margin))
 
 
 def square(landmarks: np.ndarray, margin: float = 1.0) -> np.ndarray:

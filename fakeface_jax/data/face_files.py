@@ -2,8 +2,9 @@
 
 The faces are found once per prepared dataset: `landmarks` runs the detector over every
 file of every split and keeps each file's largest face (its subject) in
-`PREPARED_DIR/face_landmarks/KEY.npz` (KEY: the detector's settings), so later runs,
-and a source's re-saved copy, read them back. `FaceCropFiles` then turns a file's bytes
+`PREPARED_DIR/face_landmarks/KEY.npz` (KEY: `faces.settings_key()`, so landmarks found
+with other settings are not reused), so later runs, and a source's re-saved copy, read
+them back. `FaceCropFiles` then turns a file's bytes
 into its crop (`face_crop.crop` at the model's input size, stored as PNG so that nothing
 is lost before decoding): the same crop predict makes of a face in a photo, so training,
 validation, evaluation and predict see faces framed alike.
@@ -21,7 +22,6 @@ import io
 import json
 import os
 import time
-from typing import Any
 
 import jax
 import numpy as np
@@ -39,19 +39,6 @@ from fakeface_jax.data import selection
 LANDMARKS_DIR = "face_landmarks"
 # Seconds between progress lines while faces are found.
 PROGRESS_EVERY_S = 30.0
-
-
-def settings_of(data_config: Any) -> face_crop.CropSettings | None:
-  """config.data.face_crop -> the crop at the model's input size, or None when off."""
-  face = data_config.get("face_crop")
-  if not face or not face.enabled:
-    return None
-  return face_crop.CropSettings(int(data_config.image_size), float(face.margin))
-
-
-def detector_key() -> str:
-  """The detector's settings as a file name: landmarks found with others are not reused."""
-  return faces.settings_key()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +100,7 @@ def _save(landmarks: Landmarks, path: str, seconds: float) -> None:
   os.replace(path + ".tmp", path)
   summary = {"files": len(landmarks.paths), "faces_found": landmarks.found,
              "kept_whole": len(landmarks.paths) - landmarks.found,
-             "detector": detector_key(), "seconds": round(seconds, 1)}
+             "detector": faces.settings_key(), "seconds": round(seconds, 1)}
   with open(path[:-len(".npz")] + ".json", "w") as f:
     json.dump(summary, f, indent=2)
 
@@ -121,7 +108,7 @@ def _save(landmarks: Landmarks, path: str, seconds: float) -> None:
 def landmarks(builder) -> Landmarks:
   """Each file's face in the prepared dataset of `builder`, found once and cached beside
   it; on several hosts process 0 finds them and the others read them."""
-  path = os.path.join(builder.data_dir, LANDMARKS_DIR, detector_key() + ".npz")
+  path = os.path.join(builder.data_dir, LANDMARKS_DIR, faces.settings_key() + ".npz")
   if jax.process_index() == 0 and not os.path.exists(path):
     logging.info("Finding the face in every file of %s (once) into %s.",
                  builder.info.full_name, path)

@@ -26,6 +26,7 @@ from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
+from fakeface_jax.data import face_crop
 from fakeface_jax.data import face_files
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
@@ -138,7 +139,7 @@ def file_transform(data_config: Any, builder) -> FileTransform | None:
   """What a source's files go through before decoding: re-saved (config.data.resave),
   then cut to their face (config.data.face_crop), or None for the files as they are."""
   resave = degradations.FileResave.from_config(data_config.resave)
-  settings = face_files.settings_of(data_config)
+  settings = face_crop.settings_of(data_config)
   if settings is None:
     return resave
   return face_files.FaceCropFiles(face_files.landmarks(builder), settings, resave)
