@@ -147,11 +147,18 @@ def image_verdicts(predictor: inference.Predictor, paths: list[str]) -> list[str
   faces for a run trained on face crops, of the whole file otherwise; None where there
   is none (no face, or unreadable)."""
   trained_on_faces = face_crop.settings_of(predictor.config.data) is not None
-  rows = (predict_faces if trained_on_faces else predict_files)(predictor, paths)
-  verdicts = {}
+  by_file = rows_by_file((predict_faces if trained_on_faces else predict_files)(
+      predictor, paths))
+  return [by_file[path][0]["image_prediction"] for path in paths]
+
+
+def rows_by_file(rows: list[dict]) -> dict[str, list[dict]]:
+  """Each file's rows (one per face, or one), files in order; a file's first row carries
+  what is the file's (its verdict, format, error)."""
+  by_file = {}
   for row in rows:
-    verdicts.setdefault(row["path"], row["image_prediction"])
-  return [verdicts[path] for path in paths]
+    by_file.setdefault(row["path"], []).append(row)
+  return by_file
 
 
 def _p_fake_text(p_fake: float | None) -> str:
@@ -201,10 +208,7 @@ def annotate(rows: list[dict], folder: str) -> None:
   """Writes each readable input to `folder` as NNNN_NAME.png (NNNN its place among the
   inputs, so names never clash) with its faces drawn."""
   os.makedirs(folder, exist_ok=True)
-  by_path = {}
-  for row in rows:
-    by_path.setdefault(row["path"], []).append(row)
-  for number, (path, faces) in enumerate(by_path.items()):
+  for number, (path, faces) in enumerate(rows_by_file(rows).items()):
     if faces[0]["error"] is not None:
       continue
     with open(path, "rb") as f:
@@ -216,9 +220,7 @@ def annotate(rows: list[dict], folder: str) -> None:
 def _summary(rows: list[dict], faces: bool) -> str:
   """Counts of the summary line: files by their verdict (a photo is fake when any of its
   faces is), and with faces on, the faces found and the files without one."""
-  files = {}
-  for row in rows:
-    files.setdefault(row["path"], row)  # A file's first row carries its verdict.
+  files = {path: file_rows[0] for path, file_rows in rows_by_file(rows).items()}
   verdicts = [r["image_prediction"] for r in files.values()]
   failed = sum(r["error"] is not None for r in files.values())
   warned = len({r["path"] for r in rows if r["warnings"] and r["warnings"] != "no_face"})
