@@ -6,6 +6,9 @@ read. An image reaches the model's square size by resizing, or with `crop` by a 
 crop at its native resolution where it is large enough: the crop's offsets are
 multiples of 8, so a JPEG keeps its 8x8 grid and its pixel-level traces.
 
+`decode_photo` gives the whole photo instead, upright by its EXIF orientation, for
+finding faces (`faces`, `face_crop`); the same guards apply.
+
 `decode_image` either returns an array of exactly (size, size, 1 or 3) uint8 or raises
 `ImageDecodeError`, whatever the bytes: PIL raises many exception types on malformed
 input (OSError, SyntaxError, ValueError, struct.error, ...), and callers should need to
