@@ -32,6 +32,7 @@ from absl import flags
 from PIL import Image
 from PIL import ImageFilter
 
+from fakeface_jax import classes
 from fakeface_jax import inference
 from fakeface_jax import predict
 from fakeface_jax.data import faces
@@ -157,12 +158,12 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str], originals: li
               labels: np.ndarray) -> dict:
   """Accuracy of the photos' verdicts on the canvases and on the face images alone."""
   rows = predict.predict_faces(predictor, canvases)
-  verdict = {r["path"]: r["image_prediction"] for r in rows}
-  fake_label = np.array(["fake" if y == 0 else "real" for y in labels])
-  on_canvas = np.array([verdict[p] for p in canvases])
+  by_file = predict.rows_by_file(rows)
+  truth = np.array([classes.NAMES[y] for y in labels], object)
+  on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)
   alone = np.array(predict.image_verdicts(predictor, originals), object)
-  return {"canvas_accuracy": float((on_canvas == fake_label).mean()),
-          "alone_accuracy": float((alone == fake_label).mean()),
+  return {"canvas_accuracy": float((on_canvas == truth).mean()),
+          "alone_accuracy": float((alone == truth).mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
           "canvas_size_warned": float(np.mean([
               "size" in (r["warnings"] or "").split(";") for r in rows
