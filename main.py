@@ -2,10 +2,10 @@
 
   python main.py --config configs/default.py --workdir runs/default
 
-`python main.py --help` lists the flags; fakeface_jax/train_command.py is the code.
+`python main.py --help` lists the flags; fakeface_jax/training/train_command.py is the code.
 """
 
-from fakeface_jax import train_command
+from fakeface_jax.training import train_command
 
 if __name__ == "__main__":
   train_command.run()

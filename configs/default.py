@@ -56,7 +56,7 @@ def full_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 50
   # "auto": a model with fixed features (cooccurrence, spectral) computes each image's
   # features once and trains its head on them, unless an augmentation changes the
-  # images (fakeface_jax/feature_cache.py); "off": features in every step.
+  # images (fakeface_jax/training/feature_cache.py); "off": features in every step.
   config.features_cache = "auto"
   # The decision threshold (threshold.json) has the best balanced accuracy on validation
   # among those calling at most this share of the real validation images fake (of each
@@ -136,7 +136,7 @@ def full_config() -> ml_collections.ConfigDict:
   # noise, JPEG. Each is drawn from a random stream of its own, so turning one on leaves
   # the others' draws as they were. All of them on (JPEG over a wide quality range, some
   # downscaling, blur, noise) give both classes the same resolution, compression, blur
-  # and noise, so that file format cannot carry the label (fakeface_jax/format_probe.py
+  # and noise, so that file format cannot carry the label (fakeface_jax/experiments/format_probe.py
   # checks that on a run's batches).
   config.augment.host.jpeg_prob = 0.0  # JPEG re-encoding at a quality in [min, max].
   config.augment.host.jpeg_min_quality = 30

@@ -9,15 +9,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from fakeface_jax import checkpointing
-from fakeface_jax import errors
-from fakeface_jax import models
-from fakeface_jax import rundir
-from fakeface_jax import self_blend
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import mixture
+from fakeface_jax.data import self_blend
+from fakeface_jax import errors
+from fakeface_jax import models
+from fakeface_jax import rundir
+from fakeface_jax.training import checkpointing
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 # feature_cache: "auto" computes fixed features once where nothing changes the images.

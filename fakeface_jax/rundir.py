@@ -23,8 +23,8 @@ DOMAIN_JSON = "training_domain.json"     # What it trained on, for predict's war
 MANIFEST_CSV = "data_files.csv"          # Which files went into which role.
 LOCK_FILE = "train.lock"                 # Held while a process trains in the workdir.
 # Written by the other entry points.
-EVALUATION_DIR = "evaluation"            # fakeface_jax.evaluate's reports.
-ANALYSIS_DIR = "analysis"                # fakeface_jax.analysis's figures.
+EVALUATION_DIR = "evaluation"            # fakeface_jax.evaluation.evaluate's reports.
+ANALYSIS_DIR = "analysis"                # fakeface_jax.experiments.analysis's figures.
 SWEEP_ROW_JSON = "row.json"              # A finished sweep run's table row.
 SWEEP_RESULTS_MD = "results.md"          # A sweep's table, and as CSV:
 SWEEP_RESULTS_CSV = "results.csv"

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from fakeface_jax import analysis
-from fakeface_jax import preprocessing
+from fakeface_jax.data import preprocessing
+from fakeface_jax.experiments import analysis
 from fakeface_jax.models import spectral
 
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from fakeface_jax import preprocessing
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
 
 BATCH = 8
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fakeface_jax import benchmark
+from fakeface_jax.benchmarks import benchmark
 
 
 @pytest.mark.slow

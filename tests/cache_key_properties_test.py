@@ -19,12 +19,12 @@ from configs import cooccurrence
 from configs import default
 from configs import spectral
 from conftest import make_ciplab
-from fakeface_jax import feature_cache
-from fakeface_jax import models
-from fakeface_jax import preprocessing
 from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.data import preprocessing
+from fakeface_jax import models
+from fakeface_jax.training import feature_cache
 
 # What changing a field does to the key (with the data loaded again from the new config):
 FEATURES = "features"  # The key changes; the same prepared data and the same files.

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from fakeface_jax import caches
 from fakeface_jax import errors
-from fakeface_jax import feature_cache
+from fakeface_jax.training import caches
+from fakeface_jax.training import feature_cache
 
 NOW = time.time()
 

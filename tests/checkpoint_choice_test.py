@@ -6,10 +6,10 @@ import optax
 import pytest
 
 from conftest import make_tiny_config
-from fakeface_jax import checkpointing
-from fakeface_jax import inference
 from fakeface_jax import models
-from fakeface_jax import train
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import steps
 
 # Step -> validation accuracy: the best (step 2) is neither the first nor the last.
 VAL_ACCURACY = {1: 0.6, 2: 0.9, 3: 0.7}
@@ -21,7 +21,7 @@ def run_with_known_accuracies(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("known"))
   config = make_tiny_config(str(tmp_path_factory.mktemp("unused_data")))
   size = config.data.image_size
-  state = train.create_train_state(jax.random.key(0), models.create_model(config.model),
+  state = steps.create_train_state(jax.random.key(0), models.create_model(config.model),
                                    (size, size, 3), optax.adam(1e-3))
   checkpointing.write_config(workdir, config)
   checkpoints = checkpointing.Checkpoints(workdir, max_to_keep=1)

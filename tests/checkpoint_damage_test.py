@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
-from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
-from fakeface_jax import inference
 from fakeface_jax import rundir
-from fakeface_jax import train
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import steps
+from fakeface_jax.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3
@@ -118,7 +119,7 @@ IMAGES = np.zeros((3, 32, 32, 3), np.uint8)
 
 def newest_digest(workdir):
   step = checkpointing.usable_steps(workdir)[0]
-  return train.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
+  return steps.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
 
 
 def damaged_copy(trained, tmp_path, damage) -> str:
@@ -137,15 +138,15 @@ def test_predict_and_resume_skip_the_damaged_newest_step(trained, compiled_predi
                                                         tmp_path, caplog, case):
   damage, named = CASES[case]
   workdir = damaged_copy(trained, tmp_path, damage)
-  steps = {}
+  chosen = {}
   with caplog.at_level("WARNING"):
     for which in ("last", "best"):
       predictor = inference.load_run(workdir, which)
-      steps[which] = predictor.step
+      chosen[which] = predictor.step
       compiled_predictor.params = predictor.params
       assert np.all(np.isfinite(compiled_predictor.p_fake(IMAGES)))
-  assert steps["last"] == PREVIOUS
-  assert steps["best"] == checkpointing.best_step(
+  assert chosen["last"] == PREVIOUS
+  assert chosen["best"] == checkpointing.best_step(
       os.path.join(workdir, rundir.CHECKPOINTS_DIR), [4, PREVIOUS])
   [warning] = [r.getMessage() for r in caplog.records if "Skipping" in r.getMessage()][:1]
   assert f"{step_dir(workdir, NEWEST)}" in warning and named in warning, warning
@@ -195,7 +196,7 @@ def test_predict_command_warns_once_and_predicts(trained, tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
   proc = subprocess.run(
-      [sys.executable, "-m", "fakeface_jax.predict", "--workdir", workdir, "--checkpoint",
+      [sys.executable, "-m", "fakeface_jax.serving.predict", "--workdir", workdir, "--checkpoint",
        "last", "--output", "-", str(image)], cwd=REPO, capture_output=True, text=True,
       timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,26 +22,26 @@ import pytest
 from absl import logging as absl_logging
 from PIL import Image
 
-from fakeface_jax import checkpointing
 from fakeface_jax import cli
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
+from fakeface_jax.training import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Console script -> how the tests run it without installing.
 COMMANDS = {
     "fakeface-train": ["main.py"],
-    "fakeface-predict": ["-m", "fakeface_jax.predict"],
-    "fakeface-evaluate": ["-m", "fakeface_jax.evaluate"],
-    "fakeface-sweep": ["-m", "fakeface_jax.sweep"],
-    "fakeface-analysis": ["-m", "fakeface_jax.analysis"],
-    "fakeface-benchmark": ["-m", "fakeface_jax.benchmark"],
-    "fakeface-input-benchmark": ["-m", "fakeface_jax.input_benchmark"],
-    "fakeface-scale-benchmark": ["-m", "fakeface_jax.scale_benchmark"],
-    "fakeface-caches": ["-m", "fakeface_jax.caches"],
+    "fakeface-predict": ["-m", "fakeface_jax.serving.predict"],
+    "fakeface-evaluate": ["-m", "fakeface_jax.evaluation.evaluate"],
+    "fakeface-sweep": ["-m", "fakeface_jax.experiments.sweep"],
+    "fakeface-analysis": ["-m", "fakeface_jax.experiments.analysis"],
+    "fakeface-benchmark": ["-m", "fakeface_jax.benchmarks.benchmark"],
+    "fakeface-input-benchmark": ["-m", "fakeface_jax.benchmarks.input_benchmark"],
+    "fakeface-scale-benchmark": ["-m", "fakeface_jax.benchmarks.scale_benchmark"],
+    "fakeface-caches": ["-m", "fakeface_jax.training.caches"],
 }
 # The first flag each tool's help must list.
 FIRST_FLAG = {"fakeface-train": "--config", "fakeface-predict": "--workdir",
@@ -77,7 +77,7 @@ def test_help_prints_the_tools_usage_flags_and_examples_first():
   names = list(COMMANDS)
   # -h for one tool, --help for the others: both are this tool's help.
   results = run_together([COMMANDS[n] + ["-h" if n == "fakeface-benchmark" else "--help"]
-                          for n in names] + [["-m", "fakeface_jax.crossval", "--help"]])
+                          for n in names] + [["-m", "fakeface_jax.experiments.crossval", "--help"]])
   for name, proc in zip(names, results):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
@@ -116,7 +116,7 @@ def test_user_mistakes_fail_in_one_error_line_without_traceback(tmp_path):
       (COMMANDS["fakeface-scale-benchmark"] + ["--config", "configs/cnn.py", "--root",
                                                "configs"], cli.USER_ERROR,
        "is not empty and holds no scale_tree.json"),
-      (["-m", "fakeface_jax.crossval", "--folds", "5"], cli.USAGE_ERROR, "--folds K"),
+      (["-m", "fakeface_jax.experiments.crossval", "--folds", "5"], cli.USAGE_ERROR, "--folds K"),
       (COMMANDS["fakeface-caches"] + ["--data_dir", missing, "--remove", "0a2f40b2"],
        cli.USER_ERROR, "no feature cache named 0a2f40b2"),
   ]

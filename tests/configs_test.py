@@ -8,9 +8,9 @@ import pytest
 
 from configs import general
 from fakeface_jax import config_checks
-from fakeface_jax import feature_cache
-from fakeface_jax import models
 from fakeface_jax.data import degradations
+from fakeface_jax import models
+from fakeface_jax.training import feature_cache
 
 CONFIG_FILES = sorted(path for path in glob.glob(
     os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))

@@ -11,8 +11,8 @@ from absl import flags
 from PIL import Image
 
 from configs import default
-from fakeface_jax import train
 from fakeface_jax.data import folders
+from fakeface_jax.training import train
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 

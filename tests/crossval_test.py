@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_ciplab
 from fakeface_jax import config_checks
-from fakeface_jax import crossval
+from fakeface_jax.experiments import crossval
 from fakeface_jax import rundir
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import main_command
-from fakeface_jax import checkpointing
 from fakeface_jax import rundir
+from fakeface_jax.training import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGEST = re.compile(r"Final parameters \(step (\d+)\) sha256 ([0-9a-f]{64})")

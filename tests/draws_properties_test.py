@@ -21,8 +21,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fakeface_jax import preprocessing
-from fakeface_jax import self_blend
+from fakeface_jax.data import preprocessing
+from fakeface_jax.data import self_blend
 from tests.conftest import centre_of_mass
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding

@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import feature_cache
-from fakeface_jax import models
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
@@ -25,6 +23,8 @@ from fakeface_jax.data import faces
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax import models
+from fakeface_jax.training import feature_cache
 from configs import cooccurrence
 from configs import default
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import preprocessing
 from fakeface_jax.data import face_generator
+from fakeface_jax.data import preprocessing
 
 
 def test_render_shape_dtype_and_determinism():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import faces
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 from tests.conftest import shared_data
 from tools import face_check
 

@@ -14,16 +14,16 @@ from configs import cooccurrence
 from configs import default
 from configs import spectral
 from conftest import run_on_cpu_devices
-from fakeface_jax import checkpointing
 from fakeface_jax import classes
 from fakeface_jax import config_checks
-from fakeface_jax import feature_cache
-from fakeface_jax import inference
-from fakeface_jax import models
-from fakeface_jax import preprocessing
-from fakeface_jax import rundir
-from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import preprocessing
+from fakeface_jax import models
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import feature_cache
+from fakeface_jax.training import train
 
 
 def tiny_detector_config(data_dir, features_cache="auto"):
@@ -332,8 +332,9 @@ def test_an_unknown_features_cache_mode_is_refused(data_dir):
 _DEVICE_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from fakeface_jax import feature_cache, models
     from fakeface_jax.data import input_pipeline
+    from fakeface_jax import models
+    from fakeface_jax.training import feature_cache
     rng = np.random.default_rng(0)
     split = input_pipeline.ArraySplit(rng.integers(0, 256, (11, 16, 16, 3), np.uint8),
                                       np.zeros(11, np.int32))

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from fakeface_jax import config_checks
-from fakeface_jax import format_probe
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.experiments import format_probe
 
 SIZE = 32
 # Fakes saved at one JPEG quality, reals at another: the only thing telling them apart.

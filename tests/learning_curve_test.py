@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fakeface_jax import learning_curve
+from fakeface_jax.experiments import learning_curve
 
 
 def point(model, images, seed, accuracy, auc, dataset="lfw_faceswap"):

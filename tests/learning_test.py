@@ -17,15 +17,15 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import classes
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import predict
-from fakeface_jax import rundir
-from fakeface_jax import sharding
-from fakeface_jax import train
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import metrics
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
+from fakeface_jax.training import sharding
+from fakeface_jax.training import steps
 
 MIN_ACCURACY = 0.85
 MIN_AUC = 0.95
@@ -90,11 +90,11 @@ def test_training_and_inference_feed_the_model_identical_arrays(learned_run, tes
   predictor = inference.load_run(workdir)
   decoded = np.stack([predictor.decode(data)[0] for data in encoded])
   np.testing.assert_array_equal(decoded, split.images)
-  # The training loop's own evaluation (train.eval_step) and the predictor, same weights.
+  # The training loop's own evaluation (steps.eval_step) and the predictor, same weights.
   mesh = sharding.make_mesh()
-  compiled_eval = jax.jit(lambda params, batch: train.eval_step(
-      params, batch, apply_fn=train.model_apply_fn(predictor.model)))
-  trained = train.evaluate(compiled_eval, predictor.params, split, 16,
+  compiled_eval = jax.jit(lambda params, batch: steps.eval_step(
+      params, batch, apply_fn=steps.model_apply_fn(predictor.model)))
+  trained = steps.evaluate(compiled_eval, predictor.params, split, 16,
                            NamedSharding(mesh, P("data")))
   np.testing.assert_allclose(predictor.p_fake(decoded), trained["p_fake"], atol=1e-6)
 

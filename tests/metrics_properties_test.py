@@ -16,12 +16,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from fakeface_jax import classes
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import metrics
+from fakeface_jax.training import final
 
 SCORES = st.sampled_from([0.0, 1.0, 0.5, 0.25, 0.75, 0.1, 0.9, 0.3, 0.6, 0.95, 0.05])
 
@@ -421,7 +420,7 @@ def test_a_mixtures_second_source_at_a_threshold_where_one_half_disagrees():
 
 
 def _stub_run(workdir, data, scores):
-  """What `train._final_test` reads of a run: checkpoints, evaluation and data."""
+  """What `final.test_best_checkpoint` reads of a run: checkpoints, evaluation and data."""
   def evaluate_role(params, role):
     del params
     p_fake, labels = scores[role], data[role].labels
@@ -456,9 +455,9 @@ def test_the_final_test_reports_at_the_validation_threshold_and_fakes_as_positiv
   scores = {role: np.concatenate([part.images[:, 0] for part in split.parts])
             for role, split in data.items()}
   written = {}
-  monkeypatch.setattr(train, "write_outputs",
+  monkeypatch.setattr(final, "write_outputs",
                       lambda workdir, rows, results: written.update(results) or [])
-  results = train._final_test(  # pylint: disable=protected-access
+  results = final.test_best_checkpoint(  # pylint: disable=protected-access
       _stub_run(tmp_path, data, scores), types.SimpleNamespace(params=None))
   assert written == results
   threshold = results["threshold"]

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fakeface_jax import metrics
+from fakeface_jax.evaluation import metrics
 
 
 def test_confusion_matrix_rows_are_true_classes():

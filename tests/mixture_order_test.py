@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from conftest import make_ciplab
 from conftest import make_tiny_config
 from fakeface_jax import classes
-from fakeface_jax import crossval
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import rundir
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import metrics
+from fakeface_jax.experiments import crossval
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
 from tools import validation_cv
 
 NAMES = ("alpha", "beta", "gamma", "delta")

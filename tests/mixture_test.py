@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
-from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import rundir
-from fakeface_jax import train
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import metrics
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import train
 
 
 def _split(n: int, value: int) -> input_pipeline.ArraySplit:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import benchmark
-from fakeface_jax import checkpointing
-from fakeface_jax import inference
+from fakeface_jax.benchmarks import benchmark
 from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
 from tests.conftest import shared_data
 from tools import package_model
 
@@ -81,7 +81,7 @@ def test_a_damaged_or_missing_packaged_file_is_one_error_line(damage, tmp_path):
 def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):
   image = tmp_path / "gray.png"
   Image.fromarray(np.full((64, 64), 128, np.uint8)).save(image)
-  proc = subprocess.run([sys.executable, "-m", "fakeface_jax.predict", str(image)],
+  proc = subprocess.run([sys.executable, "-m", "fakeface_jax.serving.predict", str(image)],
                         cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
   assert proc.returncode == 0, proc.stderr[-2000:]

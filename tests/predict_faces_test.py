@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 from tests import image_decoding_test
 
 # Landmarks (left eye, right eye, nose, mouth corners) of a face at (x, y), `scale`

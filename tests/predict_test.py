@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from fakeface_jax import classes
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 
 @pytest.fixture(scope="module")

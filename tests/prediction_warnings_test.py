@@ -10,15 +10,15 @@ import pytest
 from PIL import Image
 
 from fakeface_jax import classes
-from fakeface_jax import cross_dataset
-from fakeface_jax import domain
-from fakeface_jax import errors
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax import errors
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax.serving import domain
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 
 @pytest.fixture(scope="module")

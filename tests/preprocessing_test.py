@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fakeface_jax import preprocessing
+from fakeface_jax.data import preprocessing
 
 
 def test_to_grayscale_uses_skimage_weights():

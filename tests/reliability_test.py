@@ -17,12 +17,15 @@ import pytest
 
 from configs import detector
 from conftest import main_command
-from fakeface_jax import checkpointing
 from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import rundir
-from fakeface_jax import train
-from fakeface_jax import workdir_lock
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_state
+from fakeface_jax.training import speed
+from fakeface_jax.training import steps
+from fakeface_jax.training import train
+from fakeface_jax.training import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +34,7 @@ def final_params_digest(workdir: str) -> str:
   """SHA-256 of the parameters of the newest checkpoint, as training logs it."""
   directory = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  return train.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
+  return steps.params_digest(checkpointing.restore_state_here(workdir, step)["params"])
 
 
 def run_main(*args, **kwargs):
@@ -97,26 +100,26 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_dir,
 
 def send_stop_after_step(monkeypatch, stop_step, stop_signal=signal.SIGTERM):
   """Makes the train loop receive `stop_signal` right after global step `stop_step`."""
-  step_done = train._Throughput.step_done  # pylint: disable=protected-access
+  step_done = speed.Throughput.step_done  # pylint: disable=protected-access
 
   def step_done_then_stop(self, state):
     step_done(self, state)
     if int(state.step) == stop_step:
       os.kill(os.getpid(), stop_signal)
 
-  monkeypatch.setattr(train._Throughput, "step_done",  # pylint: disable=protected-access
+  monkeypatch.setattr(speed.Throughput, "step_done",  # pylint: disable=protected-access
                       step_done_then_stop)
 
 
 def send_stop_during_first_validation(monkeypatch):
-  evaluate = train.evaluate
+  evaluate = steps.evaluate
 
   def stop_then_evaluate(*args, **kwargs):
-    monkeypatch.setattr(train, "evaluate", evaluate)
+    monkeypatch.setattr(steps, "evaluate", evaluate)
     os.kill(os.getpid(), signal.SIGTERM)
     return evaluate(*args, **kwargs)
 
-  monkeypatch.setattr(train, "evaluate", stop_then_evaluate)
+  monkeypatch.setattr(steps, "evaluate", stop_then_evaluate)
 
 
 # The tiny config has 4 steps per epoch. A single process stops at the next step, also
@@ -138,7 +141,7 @@ def test_stop_anywhere_in_an_epoch_checkpoints_that_step_and_resumes_to_identica
     send_stop_after_step(monkeypatch, int(when.split()[-1]), stop_signal)
   workdir = str(tmp_path / "stopped")
   name = signal.Signals(stop_signal).name
-  with pytest.raises(train.Preempted, match=f"stopped by {name} at step"):
+  with pytest.raises(run_state.Preempted, match=f"stopped by {name} at step"):
     train.train_and_evaluate(tiny_config, workdir)
   assert (f"stop requested ({name}): stopping after this step with a checkpoint"
           in caplog.text)
@@ -153,7 +156,7 @@ def test_stop_anywhere_in_an_epoch_checkpoints_that_step_and_resumes_to_identica
   monkeypatch.undo()
   if when == "during validation":  # Resumed, and stopped again before validating.
     send_stop_during_first_validation(monkeypatch)
-    with pytest.raises(train.Preempted, match=f"stopped by {name} at step 4"):
+    with pytest.raises(run_state.Preempted, match=f"stopped by {name} at step 4"):
       train.train_and_evaluate(tiny_config, workdir)
     monkeypatch.undo()
   train.train_and_evaluate(tiny_config, workdir)
@@ -176,7 +179,7 @@ def test_same_config_and_seed_give_identical_parameters(tiny_config, tmp_path,
 
 def small_state():
   model = models.TaperingMLP(width=4)
-  return train.create_train_state(jax.random.key(0), model, (4, 4, 1), optax.adam(1e-3))
+  return steps.create_train_state(jax.random.key(0), model, (4, 4, 1), optax.adam(1e-3))
 
 
 def save_steps(workdir, steps=(1, 2, 3)):
@@ -301,8 +304,8 @@ def small_state_like(config):
   schedule), to restore checkpoints into."""
   model = models.create_model(config.model)
   shape = (config.data.image_size, config.data.image_size, 3)
-  tx = optax.adam(train.learning_rate_schedule(config, steps_per_epoch=4))
-  return train.create_train_state(jax.random.key(0), model, shape, tx)
+  tx = optax.adam(steps.learning_rate_schedule(config, steps_per_epoch=4))
+  return steps.create_train_state(jax.random.key(0), model, shape, tx)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -403,7 +406,7 @@ def test_a_second_training_in_a_busy_workdir_is_refused_in_one_line(tiny_config,
   assert not os.path.exists(os.path.join(workdir, rundir.CHECKPOINTS_DIR))
 
 
-_HOLD_LOCK = ("import sys, time; from fakeface_jax import workdir_lock\n"
+_HOLD_LOCK = ("import sys, time; from fakeface_jax.training import workdir_lock\n"
               "with workdir_lock.hold(sys.argv[1]):\n"
               "  print('locked', flush=True); time.sleep(600)")
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from fakeface_jax import classes
-from fakeface_jax import evaluate
-from fakeface_jax import metrics
 from fakeface_jax.data import degradations
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import metrics
 
 
 class RecordingPredictor:

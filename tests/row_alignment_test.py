@@ -27,15 +27,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fakeface_jax import classes
-from fakeface_jax import cross_dataset
-from fakeface_jax import domain
-from fakeface_jax import errors
-from fakeface_jax import inference
-from fakeface_jax import models
-from fakeface_jax import predict
-from fakeface_jax import preprocessing
 from fakeface_jax.data import datasets
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
+from fakeface_jax import errors
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax import models
+from fakeface_jax.serving import domain
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 # Test-split images of each class (the run's own kind of file), then files of other
 # formats and sizes, which get other warnings, format fields and JPEG grids.

@@ -1,6 +1,6 @@
 """Preparing and streaming a dataset take memory that does not grow with its size.
 
-Runs the scale benchmark's own code (`fakeface_jax.scale_benchmark`: the 140k-layout
+Runs the scale benchmark's own code (`fakeface_jax.benchmarks.scale_benchmark`: the 140k-layout
 tree, preparation, one epoch through `load_data(cache="stream")` and `train_batches`) on
 two datasets three times apart in size, each phase in a fresh process, and bounds how
 much more the larger one's peak resident memory may be.
@@ -9,7 +9,7 @@ much more the larger one's peak resident memory may be.
 import concurrent.futures
 
 from configs import default
-from fakeface_jax import scale_benchmark
+from fakeface_jax.benchmarks import scale_benchmark
 from fakeface_jax.data import folders
 
 # Both have more than one shard of training images (SHARD_EXAMPLES), so that what one

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fakeface_jax import classes
-from fakeface_jax import self_blend
+from fakeface_jax.data import self_blend
 from tests.conftest import centre_of_mass
 
 SIZE = 32

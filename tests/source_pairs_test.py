@@ -9,8 +9,8 @@ import pytest
 from configs import general
 from fakeface_jax import config_checks
 from fakeface_jax import models
-from fakeface_jax import train
 from fakeface_jax.models import base
+from fakeface_jax.training import steps
 
 
 def test_merged_pairs_give_each_class_its_probability_summed_over_the_sources():
@@ -44,14 +44,14 @@ def _flipping_sources(n=256, seed=0):
 def _head_accuracy(num_sources):
   model = models.CooccurrenceClassifier(num_sources=num_sources)
   batch = jax.tree.map(jnp.asarray, _flipping_sources())
-  state = train.create_train_state(jax.random.key(0), model, (8,), optax.adam(0.05),
+  state = steps.create_train_state(jax.random.key(0), model, (8,), optax.adam(0.05),
                                    init_inputs=batch["image"], on_features=True)
-  step = jax.jit(lambda s, t: train.train_step(s, t, batch, jax.random.key(1),
+  step = jax.jit(lambda s, t: steps.train_step(s, t, batch, jax.random.key(1),
                                                 on_features=True))
   for _ in range(200):
-    state, totals = step(state, train.init_totals())
+    state, totals = step(state, steps.init_totals())
   held_out = jax.tree.map(jnp.asarray, _flipping_sources(seed=1))
-  out = train.eval_step(state.params, held_out, apply_fn=state.apply_fn, on_features=True)
+  out = steps.eval_step(state.params, held_out, apply_fn=state.apply_fn, on_features=True)
   assert out["probs"].shape == (256, base.NUM_CLASSES)
   return float(jnp.mean(jnp.argmax(out["probs"], -1) == held_out["label"]))
 

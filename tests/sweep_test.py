@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from fakeface_jax import sweep
-from fakeface_jax import train
+from fakeface_jax.experiments import sweep
+from fakeface_jax.training import train
 
 
 def test_tiny_sweep_runs_tabulates_and_skips_finished_runs(tmp_path, data_dir, monkeypatch):

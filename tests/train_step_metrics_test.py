@@ -17,8 +17,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from fakeface_jax import classes
-from fakeface_jax import train
 from fakeface_jax.models import base
+from fakeface_jax.training import steps
+from fakeface_jax.training import train
 
 BATCH = 8
 SIZE = 16
@@ -48,14 +49,14 @@ def constant_state(logits):
 @functools.lru_cache(maxsize=None)
 def compiled_inputs(share):
   """model_inputs with self-blending of `share`: what the step trains on."""
-  return jax.jit(functools.partial(train.model_inputs, on_features=False, augmentation={
+  return jax.jit(functools.partial(steps.model_inputs, on_features=False, augmentation={
       "flip": False, "self_blend_share": share, "self_blend_kinds": KINDS}))
 
 
 @functools.lru_cache(maxsize=None)
 def compiled_step(share):
   """train_step compiled with self-blending of `share` (as train._setup compiles it)."""
-  return jax.jit(functools.partial(train.train_step, on_features=False, flip=False,
+  return jax.jit(functools.partial(steps.train_step, on_features=False, flip=False,
                                    self_blend_share=share, self_blend_kinds=KINDS))
 
 
@@ -76,7 +77,7 @@ def test_totals_are_of_the_labels_the_step_trained_on(share, trained_as):
   # only and so is right every time; with share 0 on reals only, and never right.
   state = constant_state([3.0, 0.0])  # argmax: FAKE (0).
   batch = {"image": images(), "label": jnp.full((BATCH,), classes.REAL, jnp.int32)}
-  new_state, totals = compiled_step(share)(state, train.init_totals(), batch,
+  new_state, totals = compiled_step(share)(state, steps.init_totals(), batch,
                                            jax.random.key(0))
   totals = jax.device_get(totals)
   assert int(totals["count"]) == BATCH
@@ -95,11 +96,11 @@ def test_a_share_of_one_makes_every_real_of_a_mixed_batch_a_fake_the_totals_coun
   # Predicting real: right on none of the trained labels (all fake), though half of the
   # given ones are real.
   state = constant_state([0.0, 2.0])
-  _, totals = compiled_step(1.0)(state, train.init_totals(), batch, jax.random.key(3))
+  _, totals = compiled_step(1.0)(state, steps.init_totals(), batch, jax.random.key(3))
   assert int(totals["correct"]) == 0 and int(totals["count"]) == BATCH
   assert float(totals["loss_sum"]) == pytest.approx(BATCH * cross_entropy([0.0, 2.0], 0),
                                                     rel=1e-5)
-  _, totals = compiled_step(0.0)(state, train.init_totals(), batch, jax.random.key(3))
+  _, totals = compiled_step(0.0)(state, steps.init_totals(), batch, jax.random.key(3))
   assert int(totals["correct"]) == BATCH // 2
 
 
@@ -111,15 +112,15 @@ def test_a_share_of_one_makes_every_real_of_a_mixed_batch_a_fake_the_totals_coun
                 unique=True),
        st.integers(1, 3), st.integers(0, 2 ** 16))
 def test_totals_sum_each_steps_loss_and_hits_against_its_augmented_labels(
-    share, labels, logits, steps, seed):
+    share, labels, logits, num_steps, seed):
   given_logits = np.asarray(logits, np.float32)
   state = constant_state(given_logits)
   key = jax.random.key(seed)
   batch = {"image": images(seed % 3), "label": jnp.asarray(labels, jnp.int32)}
-  totals = train.init_totals()
+  totals = steps.init_totals()
   expected_correct, expected_loss = 0, 0.0
   prediction = int(np.argmax(given_logits))
-  for _ in range(steps):
+  for _ in range(num_steps):
     # What the step trains on: model_inputs keyed by the step number.
     # At the ends of the range: the labels given, or every one fake.
     if share == 0.0:
@@ -134,10 +135,10 @@ def test_totals_sum_each_steps_loss_and_hits_against_its_augmented_labels(
     expected_loss += sum(cross_entropy(given_logits, y) for y in trained)
     state, totals = compiled_step(share)(state, totals, batch, key)
   totals = jax.device_get(totals)
-  assert int(totals["count"]) == steps * BATCH
+  assert int(totals["count"]) == num_steps * BATCH
   assert int(totals["correct"]) == expected_correct
   assert float(totals["loss_sum"]) == pytest.approx(expected_loss, rel=1e-4, abs=1e-4)
-  assert int(totals["first_nonfinite_step"]) == train.NO_NONFINITE_STEP
+  assert int(totals["first_nonfinite_step"]) == steps.NO_NONFINITE_STEP
 
 
 def test_pairs_of_sources_train_on_each_images_augmented_pair():
@@ -147,7 +148,7 @@ def test_pairs_of_sources_train_on_each_images_augmented_pair():
   sources = jnp.array([0, 1] * (BATCH // 2), jnp.int32)
   batch = {"image": images(2), "label": jnp.full((BATCH,), classes.REAL, jnp.int32),
            "source": sources}
-  _, totals = compiled_step(1.0)(state, train.init_totals(), batch, jax.random.key(5))
+  _, totals = compiled_step(1.0)(state, steps.init_totals(), batch, jax.random.key(5))
   # Every image trained as fake: its pair is (its source, fake).
   targets = np.asarray(base.pair_labels(jnp.zeros(BATCH, jnp.int32), sources, 4))
   np.testing.assert_array_equal(targets, [0, 2] * (BATCH // 2))
@@ -155,7 +156,7 @@ def test_pairs_of_sources_train_on_each_images_augmented_pair():
       sum(cross_entropy(pairs, t) for t in targets), rel=1e-5)
   # Accuracy of the classes summed over the sources: fake (e^4 + 1 against 2).
   assert int(totals["correct"]) == BATCH and int(totals["count"]) == BATCH
-  _, totals = compiled_step(0.0)(state, train.init_totals(), batch, jax.random.key(5))
+  _, totals = compiled_step(0.0)(state, steps.init_totals(), batch, jax.random.key(5))
   targets = np.asarray(base.pair_labels(jnp.ones(BATCH, jnp.int32), sources, 4))
   assert float(totals["loss_sum"]) == pytest.approx(
       sum(cross_entropy(pairs, t) for t in targets), rel=1e-5)
@@ -166,8 +167,8 @@ def test_cached_features_train_on_their_own_labels():
   state = constant_state([1.0, 0.0])
   features = jnp.ones((BATCH, 5), jnp.float32)
   labels = jnp.array([classes.FAKE] * 3 + [classes.REAL] * (BATCH - 3), jnp.int32)
-  step = jax.jit(functools.partial(train.train_step, on_features=True))
-  _, totals = step(state, train.init_totals(), {"image": features, "label": labels},
+  step = jax.jit(functools.partial(steps.train_step, on_features=True))
+  _, totals = step(state, steps.init_totals(), {"image": features, "label": labels},
                    jax.random.key(0))
   assert int(totals["correct"]) == 3 and int(totals["count"]) == BATCH
   assert float(totals["loss_sum"]) == pytest.approx(
@@ -177,9 +178,9 @@ def test_cached_features_train_on_their_own_labels():
 
 def test_mean_metrics_divide_the_sums_by_the_count():
   totals = {"loss_sum": np.float32(6.0), "correct": np.int32(3), "count": np.int32(4),
-            "first_nonfinite_step": np.int32(train.NO_NONFINITE_STEP)}
+            "first_nonfinite_step": np.int32(steps.NO_NONFINITE_STEP)}
   assert train._mean_metrics(totals) == (1.5, 0.75)  # pylint: disable=protected-access
-  empty = jax.device_get(train.init_totals())
+  empty = jax.device_get(steps.init_totals())
   assert train._mean_metrics(empty) == (0.0, 0.0)  # pylint: disable=protected-access
 
 

@@ -15,11 +15,13 @@ from configs import detector
 from conftest import run_on_cpu_devices
 from fakeface_jax import classes
 from fakeface_jax import config_checks
-from fakeface_jax import models
-from fakeface_jax import preprocessing
-from fakeface_jax import rundir
-from fakeface_jax import train
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
+from fakeface_jax import models
+from fakeface_jax import rundir
+from fakeface_jax.training import speed
+from fakeface_jax.training import steps
+from fakeface_jax.training import train
 
 
 def fixed_batch(n=32, size=16, seed=0):
@@ -30,31 +32,31 @@ def fixed_batch(n=32, size=16, seed=0):
 
 def test_train_steps_fit_a_fixed_batch_to_its_own_labels():
   model = models.ConvNet(features=(8, 8, 8, 8), conv_impl="xla")
-  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(3e-3))
-  step = jax.jit(lambda s, t, b: train.train_step(s, t, b, jax.random.key(1), flip=False,
+  state = steps.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(3e-3))
+  step = jax.jit(lambda s, t, b: steps.train_step(s, t, b, jax.random.key(1), flip=False,
                                                   rotation_degrees=0.0))
   batch = jax.tree.map(jnp.asarray, fixed_batch())
   losses = []
   for _ in range(40):
-    totals = train.init_totals()
+    totals = steps.init_totals()
     state, totals = step(state, totals, batch)
     losses.append(float(totals["loss_sum"] / totals["count"]))
   assert losses[-1] < 0.5 * losses[0]
   assert int(state.step) == 40
   # A falling loss alone would also come from fitting the labels backwards: the
   # evaluation step, which reads the batch's labels itself, must find them learned.
-  out = train.eval_step(state.params, batch, apply_fn=state.apply_fn)
+  out = steps.eval_step(state.params, batch, apply_fn=state.apply_fn)
   assert np.mean(np.argmax(out["probs"], -1) == fixed_batch()["label"]) >= 0.9
   assert float(out["loss"].mean()) < 0.5 * losses[0]
 
 
 def test_train_step_records_the_first_nonfinite_step():
   model = models.TaperingMLP(width=4)
-  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.sgd(1e30))
+  state = steps.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.sgd(1e30))
   batch = jax.tree.map(jnp.asarray, fixed_batch())
-  totals = train.init_totals()
+  totals = steps.init_totals()
   for _ in range(4):
-    state, totals = train.train_step(state, totals, batch, jax.random.key(0), flip=False,
+    state, totals = steps.train_step(state, totals, batch, jax.random.key(0), flip=False,
                                      rotation_degrees=0.0)
   step = int(totals["first_nonfinite_step"])
   assert 0 < step < 4
@@ -64,8 +66,8 @@ def test_train_step_records_the_first_nonfinite_step():
 
 def test_eval_step_returns_per_example_loss_and_probabilities():
   model = models.TaperingMLP(width=4)
-  state = train.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(1e-3))
-  out = train.eval_step(state.params, jax.tree.map(jnp.asarray, fixed_batch(n=5)),
+  state = steps.create_train_state(jax.random.key(0), model, (16, 16, 3), optax.adam(1e-3))
+  out = steps.eval_step(state.params, jax.tree.map(jnp.asarray, fixed_batch(n=5)),
                         apply_fn=state.apply_fn)
   assert out["loss"].shape == (5,) and out["probs"].shape == (5, 2)
   np.testing.assert_allclose(out["probs"].sum(-1), 1.0, rtol=1e-6)
@@ -75,7 +77,7 @@ def test_weight_decay_is_an_l2_penalty_on_kernels_only():
   config = default.get_config()
   config.learning_rate, config.weight_decay = 0.5, 0.1
   params = {"kernel": jnp.full((2, 2), 3.0), "bias": jnp.full((2,), 3.0)}
-  tx = train.optimizer(config, steps_per_epoch=1)
+  tx = steps.optimizer(config, steps_per_epoch=1)
   zero = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zero, tx.init(params), params)
   # Adam's first step moves a weight by lr against the sign of its gradient, here the
@@ -83,7 +85,7 @@ def test_weight_decay_is_an_l2_penalty_on_kernels_only():
   np.testing.assert_allclose(updates["kernel"], -0.5, rtol=1e-4)
   np.testing.assert_allclose(updates["bias"], 0.0)
   config.weight_decay = 0.0
-  plain_adam = train.optimizer(config, 1)
+  plain_adam = steps.optimizer(config, 1)
   updates, _ = plain_adam.update(zero, plain_adam.init(params), params)
   np.testing.assert_allclose(updates["kernel"], 0.0)
 
@@ -91,12 +93,12 @@ def test_weight_decay_is_an_l2_penalty_on_kernels_only():
 def test_data_dependent_models_initialise_on_augmented_training_images(tiny_config):
   data = train.input_pipeline.load_data(tiny_config)
   key = jax.random.key(0)
-  images, _ = train.initialisation_images(data["train"], tiny_config.augment, 3, key)
-  assert images.shape == (min(train.NUM_INIT_IMAGES, len(data["train"])),
+  images, _ = steps.initialisation_images(data["train"], tiny_config.augment, 3, key)
+  assert images.shape == (min(steps.NUM_INIT_IMAGES, len(data["train"])),
                           *data["train"].image_shape)
   assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
   np.testing.assert_array_equal(
-      images, train.initialisation_images(data["train"], tiny_config.augment, 3, key)[0])
+      images, steps.initialisation_images(data["train"], tiny_config.augment, 3, key)[0])
 
   def high_frequency_energy(batch):
     return float(jnp.mean(jnp.diff(batch, axis=2) ** 2))
@@ -107,34 +109,36 @@ def test_data_dependent_models_initialise_on_augmented_training_images(tiny_conf
                          ("device", {"blur_prob": 1.0, "blur_max_sigma": 3.0})):
     augment = tiny_config.augment.copy_and_resolve_references()
     augment[where].update(setting)
-    degraded, _ = train.initialisation_images(data["train"], augment, 3, key)
+    degraded, _ = steps.initialisation_images(data["train"], augment, 3, key)
     assert high_frequency_energy(degraded) < 0.8 * high_frequency_energy(images), setting
 
 
 def test_inverse_time_schedule_is_keras_decay():
   config = default.get_config()
   config.learning_rate, config.num_epochs, config.lr_schedule = 1e-3, 10, "inverse_time"
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=5)
+  schedule = steps.learning_rate_schedule(config, steps_per_epoch=5)
   decay = 1e-3 / 10
   for step in (0, 1, 100):
     np.testing.assert_allclose(schedule(step), 1e-3 / (1 + decay * step), rtol=1e-6)
   config.lr_decay = 0.5
-  np.testing.assert_allclose(train.learning_rate_schedule(config, 5)(2), 1e-3 / 2, rtol=1e-6)
+  np.testing.assert_allclose(steps.learning_rate_schedule(config, 5)(2), 1e-3 / 2, rtol=1e-6)
 
 
 _DEVICE_SCRIPT = textwrap.dedent("""
     import functools, sys
     import jax, numpy as np, optax
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from fakeface_jax import models, sharding, train
+    from fakeface_jax import models
+    from fakeface_jax.training import sharding
+    from fakeface_jax.training import steps
     mesh = sharding.make_mesh()
     rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     model = models.ConvNet(features=(8, 8, 8, 8), conv_impl="xla")
-    state = jax.device_put(train.create_train_state(
+    state = jax.device_put(steps.create_train_state(
         jax.random.key(0), model, (16, 16, 3), optax.adam(1e-2)), rep)
-    step = jax.jit(functools.partial(train.train_step, flip=True, rotation_degrees=10.0),
+    step = jax.jit(functools.partial(steps.train_step, flip=True, rotation_degrees=10.0),
                    out_shardings=(rep, rep), donate_argnums=(0, 1))
-    totals = jax.device_put(train.init_totals(), rep)
+    totals = jax.device_put(steps.init_totals(), rep)
     rng = np.random.default_rng(0)
     for i in range(5):
       batch = {"image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
@@ -210,8 +214,8 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tiny_config, tmp_path):
   assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     assert [json.loads(line)["epoch"] for line in f] == [1, 2]
-  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
-  assert steps == [4, 8]  # 64 images / batch 16 = 4 steps per epoch.
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert saved == [4, 8]  # 64 images / batch 16 = 4 steps per epoch.
 
   # Asking for more epochs continues from epoch 2 instead of restarting.
   tiny_config.num_epochs = 3
@@ -219,8 +223,8 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tiny_config, tmp_path):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     assert [json.loads(line)["epoch"] for line in f] == [1, 2, 3]
   assert again["num_test"] == 40
-  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
-  assert steps[-1] == 12
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert saved[-1] == 12
 
 
 class FakeClock:
@@ -233,7 +237,7 @@ class FakeClock:
 
 def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_step():
   clock = FakeClock()
-  throughput = train._Throughput(total_steps=11, batch_size=10, clock=clock)
+  throughput = speed.Throughput(total_steps=11, batch_size=10, clock=clock)
   clock.now += 100.0  # The first step compiles.
   throughput.step_done(None)
   assert throughput.line_due()  # 100 s without a line.
@@ -242,7 +246,7 @@ def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_
     clock.now += 2.0
     throughput.step_done(None)
     assert not throughput.line_due()
-  clock.now += train.LOG_INTERVAL_S - 10.0
+  clock.now += speed.LOG_INTERVAL_S - 10.0
   assert throughput.line_due()
   # 5 steps of 10 images in 30 s since the first step ended, 5 steps left: 30 s.
   assert throughput.summary() == "2 img/s | ETA 0m30s"
@@ -253,9 +257,9 @@ def test_progress_waits_for_the_device_about_once_a_second(monkeypatch):
   # Steps are dispatched asynchronously; waits make time-based lines describe finished
   # steps. At 0.1 s a step, the tracker waits every 10 steps.
   waits = []
-  monkeypatch.setattr(train.jax, "block_until_ready", waits.append)
+  monkeypatch.setattr(speed.jax, "block_until_ready", waits.append)
   clock = FakeClock()
-  throughput = train._Throughput(total_steps=100, batch_size=1, clock=clock)
+  throughput = speed.Throughput(total_steps=100, batch_size=1, clock=clock)
   for step in range(41):
     clock.now += 0.1
     throughput.step_done(step)
@@ -300,10 +304,10 @@ def test_self_blending_makes_a_share_of_real_images_fake_in_the_train_step():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)), jnp.uint8)
   real = jnp.full((8,), classes.REAL, jnp.int32)
   key = jax.random.key(0)
-  plain, labels = train.model_inputs(key, images, real, False, {"self_blend_share": 0.0})
+  plain, labels = steps.model_inputs(key, images, real, False, {"self_blend_share": 0.0})
   np.testing.assert_array_equal(plain, preprocessing.rescale(images))
   np.testing.assert_array_equal(labels, real)
-  blended, labels = jax.jit(lambda k, x, y: train.model_inputs(
+  blended, labels = jax.jit(lambda k, x, y: steps.model_inputs(
       k, x, y, False, {"self_blend_share": 1.0, "self_blend_kinds": ("face",)}))(
           key, images, real)
   np.testing.assert_array_equal(labels, np.full(8, classes.FAKE))
@@ -323,7 +327,7 @@ def test_a_run_with_self_blended_pseudo_fakes_trains(tiny_config, tmp_path):
 def test_the_train_and_eval_steps_hand_each_images_jpeg_tables_to_a_model_that_reads_them():
   model = models.create_model(detector.get_config().model)
   images = jnp.asarray(np.random.default_rng(0).random((2, 32, 32, 3)), jnp.float32)
-  apply_fn = train.model_apply_fn(model)
+  apply_fn = steps.model_apply_fn(model)
   variables = jax.jit(model.init)(jax.random.key(0), images)
   def logits(quality):
     tables = np.broadcast_to(jpeg_tables.standard_tables(quality), (2, 2, 8, 8))
@@ -333,6 +337,6 @@ def test_the_train_and_eval_steps_hand_each_images_jpeg_tables_to_a_model_that_r
   mlp = models.create_model(default.get_config().model)
   mlp_variables = mlp.init(jax.random.key(0), images)
   np.testing.assert_array_equal(
-      train.model_apply_fn(mlp)(mlp_variables, images, train=False,
+      steps.model_apply_fn(mlp)(mlp_variables, images, train=False,
                                 jpeg_tables=np.zeros((2, 2, 8, 8))),
       mlp.apply(mlp_variables, images, train=False))

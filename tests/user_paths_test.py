@@ -20,17 +20,17 @@ from PIL import Image
 
 from fakeface_jax import classes
 from fakeface_jax import cli
-from fakeface_jax import cross_dataset
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import predict
-from fakeface_jax import rundir
 from fakeface_jax.data import datasets
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import metrics
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 CORRUPT = b"\xff\xd8\xff\xe0 not really a jpeg"
 

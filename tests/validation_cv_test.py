@@ -8,7 +8,7 @@ from conftest import make_ciplab
 from crossval_test import ciplab_config
 from crossval_test import manifest_roles
 from fakeface_jax import config_checks
-from fakeface_jax import train
+from fakeface_jax.training import train
 from tools import validation_cv
 
 

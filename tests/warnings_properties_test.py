@@ -17,9 +17,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fakeface_jax import domain
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.serving import domain
 
 IMAGE_SIZES = (8, 16, 32)
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")

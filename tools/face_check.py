@@ -14,8 +14,9 @@ share of canvases with exactly one face found and inside the pasted image, with 
 inside it, faces found outside it, and the detector's median time per canvas; with a
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
 on the face images alone, scored as the model was trained (`predict.image_verdicts`:
-whole files, or faces for a run trained on face crops), and the share of canvases
-warned `size`. Writes the table to stdout and JSON to --output.
+whole files, or faces for a run trained on face crops), and the shares of pasted faces
+and of other faces found (people in the background of an LFW photo) warned `size`.
+Writes the table to stdout and JSON to --output.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from PIL import Image
 from PIL import ImageFilter
 
 from fakeface_jax import classes
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax.data import faces
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                       "shared", "data")
@@ -131,10 +132,11 @@ def check_set(name: str, per_set: int, seed: int, folder: str,
   """One set's row: face finding on its canvases, and a model's verdicts if given."""
   rng = np.random.default_rng([seed, len(name)])
   paths, labels = draw_files(name, per_set, rng)
-  canvases, found_one, found_inside, outside, seconds = [], 0, 0, 0, []
+  canvases, regions, found_one, found_inside, outside, seconds = [], [], 0, 0, 0, []
   for i, path in enumerate(paths):
     background = _read_rgb(paths[(i + 1) % len(paths)])
     data, [region] = canvas([_read_rgb(path)], background, rng)
+    regions.append(region)
     canvases.append(os.path.join(folder, f"{name}_{i:04d}.jpg"))
     with open(canvases[-1], "wb") as f:
       f.write(data)
@@ -150,24 +152,33 @@ def check_set(name: str, per_set: int, seed: int, folder: str,
          "any_face_inside": found_inside / len(paths), "faces_outside": outside,
          "detect_ms_median": 1000 * float(np.median(seconds))}
   if predictor is not None:
-    row.update(_verdicts(predictor, canvases, paths, np.array(labels)))
+    row.update(_verdicts(predictor, canvases, regions, paths, np.array(labels)))
   return row
 
 
-def _verdicts(predictor: inference.Predictor, canvases: list[str], originals: list[str],
+def _verdicts(predictor: inference.Predictor, canvases: list[str],
+              regions: list[tuple[int, int, int, int]], originals: list[str],
               labels: np.ndarray) -> dict:
-  """Accuracy of the photos' verdicts on the canvases and on the face images alone."""
+  """Accuracy of the photos' verdicts on the canvases and on the face images alone, and
+  the share of pasted faces (and of other faces found) warned `size`."""
   rows = predict.predict_faces(predictor, canvases)
   by_file = predict.rows_by_file(rows)
+  region_of = dict(zip(canvases, regions))
+  pasted, other = [], []
+  for r in rows:
+    if r["face"] is not None:
+      box = np.array([r["x0"], r["y0"], r["x1"], r["y1"]], float)
+      warned = "size" in (r["warnings"] or "").split(";")
+      (pasted if inside(box, region_of[r["path"]]) else other).append(warned)
   truth = np.array([classes.NAMES[y] for y in labels], object)
   on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)
   alone = np.array(predict.image_verdicts(predictor, originals), object)
   return {"canvas_accuracy": float((on_canvas == truth).mean()),
           "alone_accuracy": float((alone == truth).mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
-          "canvas_size_warned": float(np.mean([
-              "size" in (r["warnings"] or "").split(";") for r in rows
-              if r["face"] is not None]))}
+          "pasted_size_warned": float(np.mean(pasted)) if pasted else 0.0,
+          "other_faces": len(other),
+          "other_size_warned": float(np.mean(other)) if other else 0.0}
 
 
 def main(argv: list[str]) -> None:

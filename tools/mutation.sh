@@ -10,7 +10,7 @@
 #   nohup tools/mutation.sh > mutation.log 2>&1 &     # background, both cores
 #   mutmut results                                     # the survivors, then `mutmut show NAME`
 #
-# Extra arguments replace the scope, e.g. `tools/mutation.sh 'fakeface_jax.metrics.*'`.
+# Extra arguments replace the scope, e.g. `tools/mutation.sh 'fakeface_jax.evaluation.metrics.*'`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 m=fakeface_jax

@@ -24,10 +24,10 @@ from absl import flags
 from ml_collections import config_flags
 
 from fakeface_jax import classes
-from fakeface_jax import inference
-from fakeface_jax import predict
 from fakeface_jax import rundir
-from fakeface_jax import train
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
+from fakeface_jax.training import train
 
 FLAGS = flags.FLAGS
 

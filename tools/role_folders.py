@@ -21,10 +21,10 @@ import os
 
 import ml_collections
 
-from fakeface_jax import checkpointing
-from fakeface_jax import rundir
 from fakeface_jax.data import degradations
 from fakeface_jax.data import mixture
+from fakeface_jax import rundir
+from fakeface_jax.training import checkpointing
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,10 +27,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from fakeface_jax import crossval
-from fakeface_jax import reporting
-from fakeface_jax import train
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import reporting
+from fakeface_jax.experiments import crossval
+from fakeface_jax.training import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)

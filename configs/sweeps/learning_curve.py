@@ -15,7 +15,7 @@ of its training images for the checkpoint and threshold choices
 curves are not chosen on the images they report. Datasets are read from
 `../shared/data`; point `--set data.manual_dir=` elsewhere only with one dataset
 selected. Besides the sweep's tables this writes `learning_curve.{md,png,json}`
-(`fakeface_jax.learning_curve`): mean and spread over seeds per model and size.
+(`fakeface_jax.experiments.learning_curve`): mean and spread over seeds per model and size.
 """
 
 from typing import NamedTuple

@@ -1,6 +1,6 @@
 r"""Study 1's grid: the tapering MLP on 140k Real and Fake Faces, every row of its tables.
 
-  python -m fakeface_jax.sweep --sweep configs/sweeps/study1.py --workdir runs/study1 \
+  python -m fakeface_jax.experiments.sweep --sweep configs/sweeps/study1.py --workdir runs/study1 \
       --set data.manual_dir=/path/to/140k [--max_epochs 100]
 
 Models as the study named them: model_g, model_g2, model_g3 (gray; node structures

@@ -1,6 +1,6 @@
 r"""Study 2's two runs: the small CNN on ciplab's hard fakes, with an 8:2 split.
 
-  python -m fakeface_jax.sweep --sweep configs/sweeps/study2.py --workdir runs/study2 \
+  python -m fakeface_jax.experiments.sweep --sweep configs/sweeps/study2.py --workdir runs/study2 \
       --set data.manual_dir=/path/to/real_and_fake_face
 
 Both use rotation and flip augmentation and Keras-style inverse-time decay with

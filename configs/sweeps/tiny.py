@@ -1,6 +1,6 @@
 r"""A two-run grid on the built-in dataset, to try the sweep runner in a minute:
 
-  python -m fakeface_jax.sweep --sweep configs/sweeps/tiny.py --workdir runs/sweep_tiny
+  python -m fakeface_jax.experiments.sweep --sweep configs/sweeps/tiny.py --workdir runs/sweep_tiny
 """
 
 import ml_collections

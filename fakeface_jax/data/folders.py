@@ -33,8 +33,8 @@ from absl import logging
 from tensorflow_datasets.core import hashing
 
 from fakeface_jax import classes
-from fakeface_jax import errors
 from fakeface_jax.data import image_decoding
+from fakeface_jax import errors
 
 NO_DIFFICULTY = "none"
 DIFFICULTIES = ("easy", "mid", "hard")

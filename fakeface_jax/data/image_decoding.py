@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
-from fakeface_jax import preprocessing
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Larger images are refused before decoding: a few header bytes can claim gigapixels.

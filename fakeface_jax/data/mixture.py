@@ -27,7 +27,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from fakeface_jax import metrics
+from fakeface_jax.evaluation import metrics
 
 MIXTURE_ONLY_KEYS = ("weight",)
 

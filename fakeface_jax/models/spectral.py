@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fakeface_jax import preprocessing
+from fakeface_jax.data import preprocessing
 from fakeface_jax.models import base
 
 # Added to |F|^2 before the log. Far below the power of uint8 rounding noise at the

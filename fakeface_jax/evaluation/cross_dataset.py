@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from fakeface_jax import classes
-from fakeface_jax import errors
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import predict
-from fakeface_jax import reporting
 from fakeface_jax.data import degradations
+from fakeface_jax import errors
+from fakeface_jax.evaluation import metrics
+from fakeface_jax.evaluation import reporting
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 
 # name -> what it does to each file's bytes (None: the file as it is).
 SHIFTS: dict[str, Callable[[bytes], bytes] | None] = {

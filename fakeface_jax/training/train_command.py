@@ -5,6 +5,7 @@ r"""Trains and evaluates a fake-face detector from a config file (`fakeface-trai
   fakeface-train --config configs/detector.py --workdir runs/cv --folds 5 \
       --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
       --config.data.validation_fraction=0.1
+  fakeface-train --config configs/general.py --workdir runs/general_loso --leave_out
 
 `python main.py` is the same command. On several hosts (GPU nodes, a TPU pod slice) run
 the same command on every host with `--distributed`; see docs/speed.md, "Data parallelism".
@@ -15,10 +16,12 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from fakeface_jax import checkpointing
 from fakeface_jax import cli
-from fakeface_jax import crossval
-from fakeface_jax import train
+from fakeface_jax import config_checks
+from fakeface_jax.experiments import crossval
+from fakeface_jax.experiments import leave_out
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import train
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +33,9 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
   flags.DEFINE_integer("folds", 0, "Cross-validate instead: train fold k of this many in "
                        "WORKDIR/fold_k and summarise them in WORKDIR/crossval.md.")
+  flags.DEFINE_bool("leave_out", False, "Leave one source out instead: for a data "
+                    "mixture, train without each source in WORKDIR/without_NAME and score "
+                    "it; the table in WORKDIR/leave_out.md.")
   flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first. On "
                     "TPU pods, SLURM and Kubernetes the other flags are detected "
                     "automatically.")
@@ -46,8 +52,12 @@ def main(argv: list[str]) -> None:
                                FLAGS.process_id)
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
+  if FLAGS.folds and FLAGS.leave_out:
+    raise config_checks.ConfigError("--folds and --leave_out are two protocols; pick one")
   if FLAGS.folds:
     crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
+  elif FLAGS.leave_out:
+    leave_out.leave_one_source_out(FLAGS.config, FLAGS.workdir)
   else:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

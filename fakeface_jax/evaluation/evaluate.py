@@ -33,18 +33,18 @@ import numpy as np
 from absl import flags
 from absl import logging
 
-from fakeface_jax import checkpointing
 from fakeface_jax import classes
 from fakeface_jax import cli
-from fakeface_jax import cross_dataset
-from fakeface_jax import inference
-from fakeface_jax import metrics
-from fakeface_jax import reporting
-from fakeface_jax import rundir
 from fakeface_jax.data import degradations
 from fakeface_jax.data import folders
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax.evaluation import metrics
+from fakeface_jax.evaluation import reporting
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
 
 FLAGS = flags.FLAGS
 

@@ -23,15 +23,15 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fakeface_jax import checkpointing
-from fakeface_jax import domain
-from fakeface_jax import models
-from fakeface_jax import preprocessing
-from fakeface_jax import rundir
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
+from fakeface_jax import models
+from fakeface_jax import rundir
+from fakeface_jax.serving import domain
+from fakeface_jax.training import checkpointing
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -200,7 +200,8 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
 
 # The recommended detector, shipped inside the package (docs/model_card.md): a run's
 # config, threshold and training domain as a workdir holds them, and its parameters.
-PACKAGED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+PACKAGED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "pretrained")
 PARAMS_FILE = "params.msgpack"
 # Each source's test files, labels and accuracy as predict scores them, at packaging.
 FIGURES_JSON = "figures.json"

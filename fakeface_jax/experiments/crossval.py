@@ -30,14 +30,14 @@ from absl import logging
 
 from fakeface_jax import cli
 from fakeface_jax import config_checks
-from fakeface_jax import evaluate
-from fakeface_jax import inference
-from fakeface_jax import reporting
-from fakeface_jax import rundir
-from fakeface_jax import train
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import reporting
+from fakeface_jax import rundir
+from fakeface_jax.serving import inference
+from fakeface_jax.training import train
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc")
 # Not a command of its own: cross-validation is a training run with --folds.

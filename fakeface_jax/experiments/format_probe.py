@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fakeface_jax import preprocessing
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.data import preprocessing
 
 STATISTICS = ("jpeg_quality", "has_grid", "blockiness", "laplacian_energy",
               "laplacian_median", "png_bytes_per_pixel")

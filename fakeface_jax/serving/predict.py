@@ -49,11 +49,11 @@ from PIL import ImageDraw
 from PIL import ImageFont
 
 from fakeface_jax import cli
-from fakeface_jax import errors
-from fakeface_jax import inference
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax import errors
+from fakeface_jax.serving import inference
 
 FLAGS = flags.FLAGS
 

@@ -20,7 +20,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from fakeface_jax import reporting  # pylint: disable=g-import-not-at-top
+from fakeface_jax.evaluation import reporting  # pylint: disable=g-import-not-at-top
 from fakeface_jax import rundir  # pylint: disable=g-import-not-at-top
 
 METRICS = {"test_accuracy": "accuracy", "test_roc_auc": "ROC AUC"}

@@ -34,15 +34,15 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from fakeface_jax import checkpointing
 from fakeface_jax import cli
 from fakeface_jax import config_checks
-from fakeface_jax import learning_curve
-from fakeface_jax import reporting
-from fakeface_jax import rundir
-from fakeface_jax import train
 from fakeface_jax.data import datasets
 from fakeface_jax.data import selection
+from fakeface_jax.evaluation import reporting
+from fakeface_jax.experiments import learning_curve
+from fakeface_jax import rundir
+from fakeface_jax.training import checkpointing
+from fakeface_jax.training import train
 
 FLAGS = flags.FLAGS
 COLUMNS = ("run", "model", "epochs", "node_structure", "train_accuracy", "val_accuracy",

@@ -48,16 +48,16 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from fakeface_jax import config_checks
-from fakeface_jax import errors
-from fakeface_jax import preprocessing
-from fakeface_jax import sharding
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax.data import preprocessing
+from fakeface_jax import errors
 from fakeface_jax.models import base
+from fakeface_jax.training import sharding
 
 CACHE_DIR = "feature_cache"
 KEY_JSON = "key.json"

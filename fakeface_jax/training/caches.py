@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from absl import flags
 
 from fakeface_jax import cli
-from fakeface_jax import errors
-from fakeface_jax import feature_cache
-from fakeface_jax import reporting
 from fakeface_jax.data import datasets
+from fakeface_jax import errors
+from fakeface_jax.evaluation import reporting
+from fakeface_jax.training import feature_cache
 
 FLAGS = flags.FLAGS
 

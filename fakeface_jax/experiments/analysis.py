@@ -38,10 +38,10 @@ from ml_collections import config_flags
 
 from fakeface_jax import classes
 from fakeface_jax import cli
-from fakeface_jax import preprocessing
-from fakeface_jax import rundir
 from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import preprocessing
 from fakeface_jax.models import spectral
+from fakeface_jax import rundir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fakeface_jax import rundir
 from fakeface_jax.data import image_decoding
+from fakeface_jax import rundir
 
 # Each warning's name (as `predict` writes it) and what it means.
 WARNINGS = {

@@ -7,7 +7,7 @@ r"""Training-throughput benchmark of the studies' models, on the protocol of pee
 
 Same models, batch sizes, optimizer, loss and synthetic uint8 data as
 `shared/bench/peers_bench.py` (Keras and PyTorch): 3 warm-up steps, then the median of
-5 repeats of N steps. The step is the project's own compiled `train.train_step`. Prints
+5 repeats of N steps. The step is the project's own compiled `steps.train_step`. Prints
 one JSON line with images/s, achieved GFLOP/s (XLA's count of the compiled step), the
 machine's float32 matrix-product ceiling measured in the same run, and the device;
 `--compare` runs the peers' script for Keras and PyTorch in the same run and adds their
@@ -43,13 +43,13 @@ from absl import flags
 from PIL import Image
 
 from fakeface_jax import cli
-from fakeface_jax import inference
-from fakeface_jax import models
-from fakeface_jax import predict
-from fakeface_jax import preprocessing
-from fakeface_jax import sweep
-from fakeface_jax import train
 from fakeface_jax.data import image_decoding
+from fakeface_jax.data import preprocessing
+from fakeface_jax.experiments import sweep
+from fakeface_jax import models
+from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
+from fakeface_jax.training import steps as train_steps
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +69,7 @@ def define_flags() -> None:
   flags.DEFINE_string("peers_python", sys.executable,
                       "Python with TensorFlow/Keras and/or PyTorch for --compare.")
   flags.DEFINE_string("peers_bench", os.path.join(
-      os.path.dirname(__file__), "..", "..", "shared", "bench", "peers_bench.py"),
+      os.path.dirname(__file__), "..", "..", "..", "shared", "bench", "peers_bench.py"),
                       "Path of peers_bench.py.")
 
 
@@ -118,9 +118,9 @@ def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
   rng = np.random.default_rng(0)
   data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
           "label": jnp.asarray(rng.integers(0, 2, (batch,)).astype(np.int32))}
-  state = train.create_train_state(jax.random.key(0), model, shape, optax.adam(1e-3))
-  totals = train.init_totals()
-  step = jax.jit(functools.partial(train.train_step, flip=False, rotation_degrees=0.0),
+  state = train_steps.create_train_state(jax.random.key(0), model, shape, optax.adam(1e-3))
+  totals = train_steps.init_totals()
+  step = jax.jit(functools.partial(train_steps.train_step, flip=False, rotation_degrees=0.0),
                  donate_argnums=(0, 1))
   key = jax.random.key(1)
   compiled = step.lower(state, totals, data, key).compile()
@@ -194,7 +194,7 @@ def benchmark_cold_start(path: str, repeats: int = 3) -> dict:
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # The command's own cache is measured.
     for _ in range(1 + repeats):
       start = time.perf_counter()
-      subprocess.run([sys.executable, "-m", "fakeface_jax.predict", "--output", os.devnull,
+      subprocess.run([sys.executable, "-m", "fakeface_jax.serving.predict", "--output", os.devnull,
                       path], env=env, check=False, capture_output=True)
       seconds.append(time.perf_counter() - start)
   result = {"benchmark": "predict_cold_start", "path": path, "first_call_s":

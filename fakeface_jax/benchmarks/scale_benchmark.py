@@ -33,14 +33,14 @@ from PIL import Image
 
 from fakeface_jax import classes
 from fakeface_jax import cli
-from fakeface_jax import errors
 from fakeface_jax.data import face_generator
+from fakeface_jax import errors
 
 FLAGS = flags.FLAGS
 
 LAYOUT = os.path.join("real_vs_fake", "real-vs-fake")
 MARKER = "scale_tree.json"
-DEFAULT_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+DEFAULT_SOURCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                               "real_vs_fake_140k")
 # The full download's train:valid:test proportions (100k:20k:20k).
 SPLIT_SHARES = (("train", 5 / 7), ("valid", 1 / 7), ("test", 1 / 7))

@@ -1,0 +1,1 @@
+"""Benchmarks: training, input pipeline and multi-device throughput."""

@@ -1,0 +1,1 @@
+"""Data: datasets, decoding, selection, mixtures, faces, preprocessing and pseudo-fakes."""

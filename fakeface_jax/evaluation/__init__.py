@@ -1,0 +1,1 @@
+"""Evaluation: metrics, reports, evaluate and the cross-dataset protocol."""

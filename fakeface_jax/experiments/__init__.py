@@ -1,0 +1,1 @@
+"""Experiments: sweeps, cross-validation, learning curves and analyses of the data."""

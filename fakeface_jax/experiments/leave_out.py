@@ -1,0 +1,138 @@
+r"""Leave one source out: does a detector catch a source it never saw?
+
+  fakeface-train --config configs/general.py --workdir runs/general_loso --leave_out
+
+For a data mixture, each source in turn is held out entirely, its fakes and its reals,
+together with every other entry that reads the same files (its re-saved copy). The run
+in WORKDIR/without_NAME trains on the rest, chooses its checkpoint and threshold on
+their validation tenths, and is then scored on the held-out source's training images:
+never on its `valid` or test part, which stay for in-distribution reports, and never
+on anything the run's choices saw. Reported per held-out source: accuracy, ROC AUC and
+the real false-positive rate at the run's threshold. Writes
+`WORKDIR/leave_out.{json,md,png}`.
+
+This is the project's stand-in for generators and sources outside ../shared: design
+choices are made by the mean left-out AUC, not by `valid`. Runs resume like any other,
+and a finished one is only scored again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from fakeface_jax import classes
+from fakeface_jax import config_checks
+from fakeface_jax.data import datasets
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import reporting
+from fakeface_jax.serving import inference
+from fakeface_jax.training import train
+
+PREFIX = "leave_out"  # leave_out.{json,md,png} in the workdir.
+# The held-out source's images that are scored: its training images, which no run of the
+# protocol saw and no in-distribution report uses.
+SCORED_ROLE = "train"
+COLUMNS = ("held_out", "count", "accuracy", "roc_auc", "real_fpr", "threshold")
+
+
+def source_groups(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+  """The mixture's sources grouped by the files they read (the folder their dataset is
+  prepared into), named by each group's first source: a source and its re-saved copy
+  are one group."""
+  groups: dict[str, list[str]] = {}
+  for name in mixture.source_names(config.data):
+    files = datasets.prepared_dir(mixture.source_config(config, name).data)
+    groups.setdefault(files, []).append(name)
+  return {names[0]: names for names in groups.values()}
+
+
+def check_protocol(config: ml_collections.ConfigDict) -> None:
+  """Holding a source out needs a mixture of at least two groups of sources."""
+  config_checks.check_config(config)
+  if len(source_groups(config)) < 2:
+    raise config_checks.ConfigError(
+        "--leave_out needs a config.data.mixture of at least two sources that read "
+        "different files (configs/general.py has three)")
+
+
+def without(config: ml_collections.ConfigDict, names: list[str]) -> ml_collections.ConfigDict:
+  """`config` with the mixture's sources `names` removed; a model with a logit pair per
+  source (config.model.num_sources equal to the mixture's size) keeps one per source
+  left."""
+  config = config.copy_and_resolve_references()
+  per_source = config.model.get("num_sources", 0) == len(config.data.mixture)
+  with config.unlocked():
+    for name in names:
+      del config.data.mixture[name]
+    if per_source:
+      config.model.num_sources = len(config.data.mixture)
+  return config
+
+
+def held_out_report(run_dir: str, config: ml_collections.ConfigDict,
+                    source: str) -> dict[str, Any]:
+  """The run in `run_dir` scored on `source`'s SCORED_ROLE images at its own threshold."""
+  predictor = inference.load_run(run_dir)
+  source_config = mixture.source_config(config, source)
+  data = input_pipeline.load_data(source_config, cache="memory")[SCORED_ROLE]
+  report = evaluate.split_report(predictor, data, predictor.threshold)
+  real = data.labels == classes.REAL
+  fake_calls = np.asarray(report["confusion_matrix"])[classes.REAL, classes.FAKE]
+  report["real_fpr"] = float(fake_calls / max(int(real.sum()), 1))
+  return report
+
+
+def run_dir(workdir: str, source: str) -> str:
+  return os.path.join(workdir, f"without_{source}")
+
+
+def leave_one_source_out(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains without each source group in turn and scores the group's first source;
+  returns (and writes) the table and the mean left-out AUC."""
+  check_protocol(config)
+  rows = []
+  for source, names in source_groups(config).items():
+    logging.info("=== Without %s (%s).", source, ", ".join(names))
+    directory = run_dir(workdir, source)
+    train.train_and_evaluate(without(config, names), directory)
+    report = held_out_report(directory, config, source)
+    rows.append({"held_out": source, **{c: report[c] for c in COLUMNS[1:]}})
+    logging.info("Held out %s: accuracy %.4f, ROC AUC %.4f, real FPR %.3f (%d images).",
+                 source, report["accuracy"], report["roc_auc"], report["real_fpr"],
+                 report["count"])
+  summary = {"rows": rows, "mean_roc_auc": float(np.mean([r["roc_auc"] for r in rows])),
+             "scored_role": SCORED_ROLE}
+  if jax.process_index() == 0:
+    paths = write(summary, workdir)
+    logging.info("Leave one source out:\n%s\nWrote %s.", markdown(summary),
+                 ", ".join(paths))
+  return summary
+
+
+def markdown(summary: dict[str, Any]) -> str:
+  return (f"Each source held out of training, scored on its {summary['scored_role']} "
+          f"images; mean ROC AUC {summary['mean_roc_auc']:.3f}\n\n"
+          + reporting.markdown_table(summary["rows"], COLUMNS))
+
+
+def write(summary: dict[str, Any], workdir: str) -> list[str]:
+  prefix = os.path.join(workdir, PREFIX)
+  paths = [prefix + ext for ext in (".json", ".md", ".png")]
+  with open(paths[0], "w", encoding="utf-8") as f:
+    json.dump(summary, f, indent=2)
+  with open(paths[1], "w", encoding="utf-8") as f:
+    f.write(markdown(summary))
+  rows = summary["rows"]
+  reporting.plot_bars([r["held_out"] for r in rows],
+                      {m: [r[m] for r in rows] for m in ("accuracy", "roc_auc", "real_fpr")},
+                      paths[2], title="Each source held out of training", chance=0.5)
+  return paths

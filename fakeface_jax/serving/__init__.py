@@ -1,0 +1,1 @@
+"""Serving: a trained run or the packaged model loaded, scored, warned and predicted."""

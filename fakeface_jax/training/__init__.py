@@ -1,0 +1,1 @@
+"""Training: the loop, its steps, checkpoints, preemption, the workdir lock and caches."""

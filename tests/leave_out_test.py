@@ -1,0 +1,77 @@
+"""The leave-one-source-out protocol: what each run trains on, and what it is scored on."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_tiny_config
+from fakeface_jax import config_checks
+from fakeface_jax import rundir
+from fakeface_jax.experiments import leave_out
+
+
+def _mixture_config(data_dir):
+  """Two sources that read different files, one of them twice (as a re-saved copy is)."""
+  config = make_tiny_config(data_dir)
+  config.data.mixture.easy = {"name": "synthetic", "weight": 1.0}
+  config.data.mixture.easy_again = {"name": "synthetic", "weight": 1.0}
+  config.data.mixture.hard = {"name": "synthetic", "weight": 1.0,
+                              "synthetic": {"difficulty": 1.0, "seed": 1}}
+  return config
+
+
+def _training_sources(run_dir):
+  with open(os.path.join(run_dir, rundir.MANIFEST_CSV), newline="", encoding="utf-8") as f:
+    return {row["path"].split(":")[0] for row in csv.DictReader(f)
+            if row["role"] in ("train", "validation")}
+
+
+def test_entries_that_read_the_same_files_are_one_source(data_dir):
+  assert leave_out.source_groups(_mixture_config(data_dir)) == {
+      "easy": ["easy", "easy_again"], "hard": ["hard"]}
+
+
+def test_the_held_out_source_never_appears_in_its_runs_training_rows(data_dir, tmp_path):
+  config = _mixture_config(data_dir)
+  summary = leave_out.leave_one_source_out(config, str(tmp_path))
+  assert _training_sources(leave_out.run_dir(str(tmp_path), "easy")) == {"hard"}
+  assert _training_sources(leave_out.run_dir(str(tmp_path), "hard")) == {"easy", "easy_again"}
+  assert [r["held_out"] for r in summary["rows"]] == ["easy", "hard"]
+  for row in summary["rows"]:
+    # Scored on the held-out source's training images: the tiny set's 64.
+    assert row["count"] == 64
+    assert 0 <= row["accuracy"] <= 1 and 0 <= row["real_fpr"] <= 1
+  assert summary["mean_roc_auc"] == pytest.approx(
+      np.mean([r["roc_auc"] for r in summary["rows"]]))
+  with open(tmp_path / "leave_out.json", encoding="utf-8") as f:
+    assert json.load(f) == summary
+  assert "| easy |" in (tmp_path / "leave_out.md").read_text()
+  assert (tmp_path / "leave_out.png").stat().st_size > 0
+  # The false-positive rate is of the held-out source's real images.
+  report = leave_out.held_out_report(leave_out.run_dir(str(tmp_path), "hard"), config, "hard")
+  real_called_fake = report["confusion_matrix"][1][0]
+  assert report["real_fpr"] == pytest.approx(real_called_fake / report["count_real"])
+  assert summary["rows"][1]["real_fpr"] == report["real_fpr"]
+
+
+def test_a_logit_pair_per_source_keeps_one_per_source_left(data_dir):
+  config = _mixture_config(data_dir)
+  with config.unlocked():
+    config.model.num_sources = 3
+  assert leave_out.without(config, ["easy", "easy_again"]).model.num_sources == 1
+  assert list(leave_out.without(config, ["hard"]).data.mixture) == ["easy", "easy_again"]
+  # The config itself is left as it was.
+  assert list(config.data.mixture) == ["easy", "easy_again", "hard"]
+
+
+def test_one_dataset_or_one_source_cannot_be_left_out(data_dir):
+  with pytest.raises(config_checks.ConfigError, match="at least two sources"):
+    leave_out.check_protocol(make_tiny_config(data_dir))
+  config = make_tiny_config(data_dir)
+  config.data.mixture.easy = {"name": "synthetic", "weight": 1.0}
+  config.data.mixture.easy_again = {"name": "synthetic", "weight": 2.0}
+  with pytest.raises(config_checks.ConfigError, match="at least two sources"):
+    leave_out.check_protocol(config)
