@@ -86,6 +86,14 @@ def full_config() -> ml_collections.ConfigDict:
   config.data.face_crop = ml_collections.ConfigDict()
   config.data.face_crop.enabled = False
   config.data.face_crop.margin = 1.0
+  # Every fake file replaced by a pseudo-fake of a real file of its split (kinds of
+  # data/artifacts.py: up-sampling layers, a random decoder, self_blend; weights: their
+  # proportions, () for equal), made once per file, as the files are re-saved: no real
+  # fake in training where every source has them (data/pseudo_fake_files.py).
+  config.data.pseudo_fakes = ml_collections.ConfigDict()
+  config.data.pseudo_fakes.kinds = ()
+  config.data.pseudo_fakes.weights = ()
+  config.data.pseudo_fakes.seed = 0
   config.data.manual_dir = config_dict.placeholder(str)
   config.data.data_dir = config_dict.placeholder(str)  # None: ~/tensorflow_datasets
   # "memory": decode once into RAM; "stream": decode every batch; "auto": memory if it fits.

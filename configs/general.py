@@ -1,6 +1,7 @@
 r"""The general detector: one model for the face photos of every shared dataset at once.
 
   python main.py --config configs/general.py --workdir runs/general
+  python main.py --config configs/general.py:pseudo_only --workdir runs/general_pseudo_only
 
 From the repository root with ../shared beside it (about 22 minutes on 2 cores). On
 full downloads, point each source (and with it its re-saved copy) at one:
@@ -16,12 +17,9 @@ detector's residual features (co-occurrences in RGB and in Y, Cb, Cr; DCT residu
 each JPEG's grid) of the whole image and its central half, cached per source, and a
 linear head with logits per (source, class). The checkpoint and the threshold are chosen
 on each source's validation tenth, the threshold calling at most 15% of each source's
-real images fake. `--folds 5` cross-validates ciplab; `python -m tools.validation_cv
---config configs/general.py --workdir runs/general_vcv --folds 5` validates choices on
-the training images alone. It is the packaged model (docs/model_card.md).
-
-Figures, and every choice's measurements: docs/results.md, "The general detector" and
-"Faces in photos".
+real images fake. `--folds 5` cross-validates ciplab, `--leave_out` leaves each source
+out (docs/training.md). It is the packaged model (docs/model_card.md). ARG (VARIANTS)
+replaces or adds pseudo-fakes. Figures: docs/results.md, "The general detector".
 """
 
 import ml_collections
@@ -34,7 +32,17 @@ SHARED = "../shared/data"
 RESAVE = {"scale": (0.35, 0.85), "quality": (60, 95), "seed": 0}
 
 
-def get_config() -> ml_collections.ConfigDict:
+# Arguments (`configs/general.py:ARG`): what pseudo-fakes (data/artifacts.py) replace or
+# add. "pseudo_only": every source's fakes replaced, so no real fake is trained on;
+# "pseudo": a copy of each source whose fakes are pseudo-fakes, beside it.
+VARIANTS = ("", "pseudo", "pseudo_only")
+PSEUDO_FAKES = {"kinds": ("nearest", "bilinear", "transposed", "pixel_shuffle", "decoder",
+                          "self_blend"), "seed": 0}
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  if arg not in VARIANTS:
+    raise ValueError(f"configs/general.py takes one of {VARIANTS[1:]} or nothing, got {arg!r}")
   config = cooccurrence.get_config()
   # Every choice below was made on the sources' validation tenths or on 5 folds of the
   # training images; the figures are in docs/results.md, "The general detector".
@@ -70,6 +78,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.mixture[f"{source}_resaved"] = {
         "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
         "resave": RESAVE}
+  for source in list(config.data.mixture):
+    entry = config.data.mixture[source]
+    if arg == "pseudo_only":
+      entry.pseudo_fakes = PSEUDO_FAKES
+    elif arg == "pseudo":
+      config.data.mixture[f"{source}_pseudo"] = {
+          "name": entry.name, "weight": entry.weight,
+          "manual_dir": entry.get_ref("manual_dir"), "pseudo_fakes": PSEUDO_FAKES,
+          **({"resave": RESAVE} if "resave" in entry else {})}
   # A logit pair per source: each draws its own line between real and fake.
   config.model.num_sources = len(config.data.mixture)
   # A detector for any photo must seldom call a real one fake (docs/results.md gives

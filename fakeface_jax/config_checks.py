@@ -12,6 +12,7 @@ import numpy as np
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
+from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import mixture
 from fakeface_jax.data import self_blend
 from fakeface_jax import errors
@@ -57,9 +58,18 @@ def _check_file_transforms(data_config: Any, where: str = "config.data") -> None
   except (ValueError, TypeError) as e:
     raise ConfigError(f"{where}.resave: {e}") from None
   try:
-    face_crop.settings_of(data_config)
+    crop = face_crop.settings_of(data_config)
   except (ValueError, TypeError) as e:
     raise ConfigError(f"{where}.face_crop: {e}") from None
+  try:
+    pseudo_fakes = pseudo_fake_files.settings_of(data_config)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"{where}.pseudo_fakes: {e}") from None
+  if crop is not None and pseudo_fakes is not None:
+    # A pseudo-fake is made of another file than the fake it replaces, whose face
+    # landmarks it does not have.
+    raise ConfigError(f"{where}.pseudo_fakes and {where}.face_crop cannot be combined; "
+                      "turn one off")
 
 
 def _check_mixture(data_config: Any) -> None:

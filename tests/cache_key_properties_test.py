@@ -62,6 +62,9 @@ DATA_FIELDS = {
     "data.resave.scale": NONE, "data.resave.seed": NONE,
     # Only where files are cut to their faces; see FACE_CROP_FIELDS.
     "data.face_crop.enabled": FEATURES, "data.face_crop.margin": NONE,
+    # Only where fakes are replaced by pseudo-fakes; see PSEUDO_FAKE_FIELDS.
+    "data.pseudo_fakes.kinds": FEATURES, "data.pseudo_fakes.weights": NONE,
+    "data.pseudo_fakes.seed": NONE,
     "data.cache": NONE,
     "data.examples_per_class": FILES, "data.train_examples_per_class": FILES,
     "data.eval_examples_per_class": FILES, "data.fake_difficulties": FILES,
@@ -84,6 +87,8 @@ SYNTHETIC_DATA_FIELDS = {
 RESAVED_FIELDS = {"data.resave.scale": FEATURES, "data.resave.seed": FEATURES}
 # Where files are cut to their faces, the crop's margin is a setting of the features.
 FACE_CROP_FIELDS = {"data.face_crop.margin": FEATURES}
+# Where fakes are replaced by pseudo-fakes, every setting of them is.
+PSEUDO_FAKE_FIELDS = {"data.pseudo_fakes.weights": FEATURES, "data.pseudo_fakes.seed": FEATURES}
 
 # The models' fields: the head's leave the features as they are.
 COOCCURRENCE_FIELDS = {
@@ -113,6 +118,8 @@ def mutation(path, value, downloads, tmp_dir):
       "model.jpeg_features": ("dctr",), "model.regions": (1.0, 0.5), "model.hidden": (4,),
       "lr_schedule": "constant", "lr_decay": 0.1, "features_cache": "off",
       "augment.device.self_blend_kinds": ("face",), "augment.device.crop_min_scale": 0.5,
+      "data.pseudo_fakes.kinds": ("nearest",) if value != ("nearest",) else ("bilinear",),
+      "data.pseudo_fakes.weights": (1.0, 3.0),
   }
   if path in special:
     return special[path]
@@ -342,6 +349,19 @@ def test_where_files_are_cut_to_their_faces_the_crop_and_detector_are_in_the_key
   check("data.face_crop.enabled", FEATURES, plain, base)
   assert base[0]["face_crop"] == {"margin": 1.0, "detector": faces.settings_key()}
   for path, category in FACE_CROP_FIELDS.items():
+    [after] = keys_of(mutated(config, path, downloads, str(tmp_path)))
+    check(path, category, base, after)
+
+
+def test_where_fakes_are_pseudo_fakes_their_every_setting_is_in_the_key(
+    data_dir, downloads, keys_of, tmp_path):
+  config = ciplab_config(data_dir, downloads)
+  [plain] = keys_of(config)
+  config.data.pseudo_fakes.kinds = ("nearest", "transposed")
+  [base] = keys_of(config)
+  check("data.pseudo_fakes.kinds", FEATURES, plain, base)
+  assert base[0]["pseudo_fakes"]["kinds"] == ["nearest", "transposed"]
+  for path, category in PSEUDO_FAKE_FIELDS.items():
     [after] = keys_of(mutated(config, path, downloads, str(tmp_path)))
     check(path, category, base, after)
 

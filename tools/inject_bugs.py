@@ -203,7 +203,7 @@ def run_tests(scratch: str, tests: tuple[str, ...], timeout: int) -> tuple[bool,
   # The scratch copy's package, not the editable install of this checkout.
   env = dict(os.environ, PYTHONPATH=scratch)
   try:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p",
                            "no:cacheprovider", *tests], cwd=scratch, env=env,
                           capture_output=True, text=True, timeout=timeout)
   except subprocess.TimeoutExpired:

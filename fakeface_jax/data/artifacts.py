@@ -349,7 +349,7 @@ def _self_blend_one(key: jax.Array, image: jax.Array) -> jax.Array:
   return blended[0]
 
 
-def _check_mixture(kinds: tuple[str, ...], weights: Sequence[float] | None) -> np.ndarray:
+def check_mixture(kinds: tuple[str, ...], weights: Sequence[float] | None) -> np.ndarray:
   """The cumulative, normalised weights of `kinds` (uniform without `weights`)."""
   unknown = [kind for kind in kinds if kind not in PSEUDO_FAKE_KINDS]
   if not kinds or unknown or len(set(kinds)) != len(kinds):
@@ -373,7 +373,7 @@ def pseudo_fake(key: jax.Array, image: jax.Array,
   (`PSEUDO_FAKE_KINDS`: the artifact kinds and "self_blend") with probabilities
   proportional to `weights` (default: equal). All static; every kind is traced and
   `lax.switch` runs the one drawn (under `vmap`, all run and one is selected)."""
-  cumulative = _check_mixture(kinds, weights)
+  cumulative = check_mixture(kinds, weights)
   _check_factors(factors)
   pick_key, kind_key = jax.random.split(key)
   index = _pick(jax.random.uniform(pick_key), cumulative)
@@ -396,7 +396,7 @@ def artifact_batch(key: jax.Array, images: jax.Array, labels: jax.Array,
   """
   if isinstance(share, (int, float)) and not 0 <= share <= 1:
     raise ValueError(f"share must be in [0, 1], got {share}")
-  _check_mixture(kinds, weights)
+  check_mixture(kinds, weights)
   choose_key, fake_key = jax.random.split(key)
   chosen = (jax.random.bernoulli(choose_key, share, labels.shape)
             & (labels == classes.REAL))

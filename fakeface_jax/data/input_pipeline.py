@@ -31,6 +31,7 @@ from fakeface_jax.data import face_files
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import mixture
+from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import selection
 
 CACHE_MODES = ("auto", "memory", "stream")
@@ -136,9 +137,14 @@ Split = ArraySplit | StreamedSplit | mixture.MixedSplit
 
 
 def file_transform(data_config: Any, builder) -> FileTransform | None:
-  """What a source's files go through before decoding: re-saved (config.data.resave),
-  then cut to their face (config.data.face_crop), or None for the files as they are."""
+  """What a source's files go through before decoding: fakes replaced by pseudo-fakes
+  (config.data.pseudo_fakes), re-saved (config.data.resave), then cut to their face
+  (config.data.face_crop; config_checks refuses it with pseudo-fakes), or None for the
+  files as they are."""
   resave = degradations.FileResave.from_config(data_config.resave)
+  pseudo_fakes = pseudo_fake_files.settings_of(data_config)
+  if pseudo_fakes is not None:
+    return pseudo_fake_files.PseudoFakeFiles(builder, pseudo_fakes, resave)
   settings = face_crop.settings_of(data_config)
   if settings is None:
     return resave

@@ -55,7 +55,8 @@ RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
 # config.data keys added since runs were saved, with the behaviour older runs had.
 ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0,
                    "resave": {"quality": [0, 0], "scale": [1.0, 1.0], "seed": 0},
-                   "face_crop": {"enabled": False, "margin": 1.0}}
+                   "face_crop": {"enabled": False, "margin": 1.0},
+                   "pseudo_fakes": {"kinds": [], "weights": [], "seed": 0}}
 # Top-level config keys added since runs were saved, likewise.
 ADDED_KEYS = {"max_real_fpr": 1.0}
 # config.model keys added since runs were saved, by model name, likewise.

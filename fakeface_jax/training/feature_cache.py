@@ -51,6 +51,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
+from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
@@ -133,6 +134,7 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
   files = hashlib.sha256("\n".join(cached_paths(data)).encode()).hexdigest()
   resave = degradations.FileResave.from_config(config.data.resave)
   face = face_crop.settings_of(config.data)
+  pseudo_fakes = pseudo_fake_files.settings_of(config.data)
   return {"prepared_dir": prepared, "dataset_info_sha256": dataset_info,
           "files_sha256": files, "image_size": config.data.image_size,
           "native_crop": config.data.native_crop,
@@ -142,7 +144,10 @@ def cache_key(config: Any, model: base.Detector, data: dict[str, Any]) -> dict[s
           # stay what they were.
           **({"resave": dataclasses.asdict(resave)} if resave else {}),
           **({"face_crop": {"margin": face.margin, "detector": faces.settings_key()}}
-             if face else {})}
+             if face else {}),
+          **({"pseudo_fakes": {**pseudo_fakes.to_json(),
+                               "version": pseudo_fake_files.VERSION}}
+             if pseudo_fakes else {})}
 
 
 def cached_paths(data: dict[str, Any]) -> np.ndarray:
