@@ -1,7 +1,7 @@
 r"""The general detector: one model for the face photos of every shared dataset at once.
 
   python main.py --config configs/general.py --workdir runs/general
-  python main.py --config configs/general.py:pseudo_only --workdir runs/general_pseudo_only
+  python main.py --config configs/general.py:pseudo --workdir runs/general_pseudo
 
 From the repository root with ../shared beside it (about 22 minutes on 2 cores). On
 full downloads, point each source (and with it its re-saved copy) at one:
@@ -18,8 +18,8 @@ each JPEG's grid) of the whole image and its central half, cached per source, an
 linear head with logits per (source, class). The checkpoint and the threshold are chosen
 on each source's validation tenth, the threshold calling at most 15% of each source's
 real images fake. `--folds 5` cross-validates ciplab, `--leave_out` leaves each source
-out (docs/training.md). It is the packaged model (docs/model_card.md). ARG (VARIANTS)
-replaces or adds pseudo-fakes. Figures: docs/results.md, "The general detector".
+out, `--pseudo_only` trains on no real fake (docs/training.md). It is the packaged model
+(docs/model_card.md); `:pseudo` adds pseudo-fake copies. Figures: docs/results.md, "The general detector".
 """
 
 import ml_collections
@@ -32,12 +32,11 @@ SHARED = "../shared/data"
 RESAVE = {"scale": (0.35, 0.85), "quality": (60, 95), "seed": 0}
 
 
-# Arguments (`configs/general.py:ARG`): what pseudo-fakes (data/artifacts.py) replace or
-# add. "pseudo_only": every source's fakes replaced, so no real fake is trained on;
-# "pseudo": a copy of each source whose fakes are pseudo-fakes, beside it.
-VARIANTS = ("", "pseudo", "pseudo_only")
+# Arguments (`configs/general.py:ARG`): "pseudo" adds beside each source a copy whose
+# fakes are pseudo-fakes (data/artifacts.py). With no real fake at all: --pseudo_only.
+VARIANTS = ("", "pseudo")
 PSEUDO_FAKES = {"kinds": ("nearest", "bilinear", "transposed", "pixel_shuffle", "decoder",
-                          "self_blend"), "seed": 0}
+                          "self_blend"), "weights": (), "seed": 0}
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -78,15 +77,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.mixture[f"{source}_resaved"] = {
         "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
         "resave": RESAVE}
-  for source in list(config.data.mixture):
+  for source in list(config.data.mixture) if arg == "pseudo" else ():
     entry = config.data.mixture[source]
-    if arg == "pseudo_only":
-      entry.pseudo_fakes = PSEUDO_FAKES
-    elif arg == "pseudo":
-      config.data.mixture[f"{source}_pseudo"] = {
-          "name": entry.name, "weight": entry.weight,
-          "manual_dir": entry.get_ref("manual_dir"), "pseudo_fakes": PSEUDO_FAKES,
-          **({"resave": RESAVE} if "resave" in entry else {})}
+    config.data.mixture[f"{source}_pseudo"] = {
+        "name": entry.name, "weight": entry.weight,
+        "manual_dir": entry.get_ref("manual_dir"), "pseudo_fakes": PSEUDO_FAKES,
+        **({"resave": RESAVE} if "resave" in entry else {})}
   # A logit pair per source: each draws its own line between real and fake.
   config.model.num_sources = len(config.data.mixture)
   # A detector for any photo must seldom call a real one fake (docs/results.md gives

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_tiny_config
 from fakeface_jax import config_checks
 from fakeface_jax import rundir
+from fakeface_jax.data import mixture
 from fakeface_jax.experiments import leave_out
 
 
@@ -51,7 +52,8 @@ def test_the_held_out_source_never_appears_in_its_runs_training_rows(data_dir, t
   assert "| easy |" in (tmp_path / "leave_out.md").read_text()
   assert (tmp_path / "leave_out.png").stat().st_size > 0
   # The false-positive rate is of the held-out source's real images.
-  report = leave_out.held_out_report(leave_out.run_dir(str(tmp_path), "hard"), config, "hard")
+  report = leave_out.held_out_report(leave_out.run_dir(str(tmp_path), "hard"),
+                                     mixture.source_config(config, "hard"))
   real_called_fake = report["confusion_matrix"][1][0]
   assert report["real_fpr"] == pytest.approx(real_called_fake / report["count_real"])
   assert summary["rows"][1]["real_fpr"] == report["real_fpr"]
@@ -75,3 +77,19 @@ def test_one_dataset_or_one_source_cannot_be_left_out(data_dir):
   config.data.mixture.easy_again = {"name": "synthetic", "weight": 2.0}
   with pytest.raises(config_checks.ConfigError, match="at least two sources"):
     leave_out.check_protocol(config)
+
+
+def test_pseudo_fakes_only_trains_on_no_real_fake_and_scores_every_source(data_dir,
+                                                                          tmp_path):
+  config = _mixture_config(data_dir)
+  config.data.mixture.hard.pseudo_fakes = {"kinds": ("nearest",)}
+  summary = leave_out.pseudo_fakes_only(config, str(tmp_path))
+  with open(tmp_path / leave_out.PSEUDO_ONLY / rundir.CONFIG_JSON, encoding="utf-8") as f:
+    trained = json.load(f)["data"]["mixture"]
+  # Every source's fakes were pseudo-fakes: all kinds where it named none.
+  assert trained["easy"]["pseudo_fakes"]["kinds"] == list(leave_out.artifacts.PSEUDO_FAKE_KINDS)
+  assert trained["hard"]["pseudo_fakes"]["kinds"] == ["nearest"]
+  # Scored on the real fakes of each source's test images (the tiny set has 40).
+  assert [(r["held_out"], r["count"]) for r in summary["rows"]] == [("easy", 40), ("hard", 40)]
+  assert (tmp_path / "pseudo_only.md").read_text().startswith(
+      "Trained on reals and pseudo-fakes alone")

@@ -1,6 +1,8 @@
-r"""Leave one source out: does a detector catch a source it never saw?
+r"""Leave one source out: does a detector catch a source it never saw? And one trained
+on no fake at all?
 
   fakeface-train --config configs/general.py --workdir runs/general_loso --leave_out
+  fakeface-train --config configs/general.py --workdir runs/general_pseudo --pseudo_only
 
 For a data mixture, each source in turn is held out entirely, its fakes and its reals,
 together with every other entry that reads the same files (its re-saved copy). The run
@@ -14,6 +16,13 @@ the real false-positive rate at the run's threshold. Writes
 This is the project's stand-in for generators and sources outside ../shared: design
 choices are made by the mean left-out AUC, not by `valid`. Runs resume like any other,
 and a finished one is only scored again.
+
+`--pseudo_only` trains as Self-Blended Images does, with no real fake: every source's
+fakes are replaced by pseudo-fakes of its reals (`config.data.pseudo_fakes`, all of
+`artifacts.PSEUDO_FAKE_KINDS` where a source sets none), in WORKDIR/pseudo_only. It is
+then scored on each source's real fakes and reals of its test role (`valid` for the
+140k set and lfw_faceswap, ciplab's held-out part): its training saw none of those
+images and no fake of any kind made them. Writes `WORKDIR/pseudo_only.{json,md,png}`.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from absl import logging
 
 from fakeface_jax import classes
 from fakeface_jax import config_checks
+from fakeface_jax.data import artifacts
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
@@ -38,9 +48,13 @@ from fakeface_jax.serving import inference
 from fakeface_jax.training import train
 
 PREFIX = "leave_out"  # leave_out.{json,md,png} in the workdir.
+PSEUDO_ONLY = "pseudo_only"  # The run's folder, and pseudo_only.{json,md,png}.
 # The held-out source's images that are scored: its training images, which no run of the
 # protocol saw and no in-distribution report uses.
 SCORED_ROLE = "train"
+# A pseudo-fakes-only run trained on every source's training reals: scored on its test
+# images.
+PSEUDO_ONLY_ROLE = "test"
 COLUMNS = ("held_out", "count", "accuracy", "roc_auc", "real_fpr", "threshold")
 
 
@@ -78,12 +92,15 @@ def without(config: ml_collections.ConfigDict, names: list[str]) -> ml_collectio
   return config
 
 
-def held_out_report(run_dir: str, config: ml_collections.ConfigDict,
-                    source: str) -> dict[str, Any]:
-  """The run in `run_dir` scored on `source`'s SCORED_ROLE images at its own threshold."""
+def held_out_report(run_dir: str, source_config: ml_collections.ConfigDict,
+                    role: str = SCORED_ROLE) -> dict[str, Any]:
+  """The run in `run_dir` scored on the `role` images of one dataset (`source_config`, a
+  run's config on it alone), with its real fakes, at the run's threshold."""
   predictor = inference.load_run(run_dir)
-  source_config = mixture.source_config(config, source)
-  data = input_pipeline.load_data(source_config, cache="memory")[SCORED_ROLE]
+  source_config = source_config.copy_and_resolve_references()
+  with source_config.unlocked():
+    source_config.data.pseudo_fakes.kinds = ()
+  data = input_pipeline.load_data(source_config, cache="memory")[role]
   report = evaluate.split_report(predictor, data, predictor.threshold)
   real = data.labels == classes.REAL
   fake_calls = np.asarray(report["confusion_matrix"])[classes.REAL, classes.FAKE]
@@ -95,6 +112,22 @@ def run_dir(workdir: str, source: str) -> str:
   return os.path.join(workdir, f"without_{source}")
 
 
+def _row(source: str, report: dict[str, Any]) -> dict[str, Any]:
+  logging.info("%s: accuracy %.4f, ROC AUC %.4f, real FPR %.3f (%d images).", source,
+               report["accuracy"], report["roc_auc"], report["real_fpr"], report["count"])
+  return {"held_out": source, **{c: report[c] for c in COLUMNS[1:]}}
+
+
+def _summary(rows: list[dict[str, Any]], role: str, title: str, workdir: str,
+             prefix: str) -> dict[str, Any]:
+  summary = {"title": title, "rows": rows, "scored_role": role,
+             "mean_roc_auc": float(np.mean([r["roc_auc"] for r in rows]))}
+  if jax.process_index() == 0:
+    paths = write(summary, workdir, prefix)
+    logging.info("%s:\n%s\nWrote %s.", title, markdown(summary), ", ".join(paths))
+  return summary
+
+
 def leave_one_source_out(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains without each source group in turn and scores the group's first source;
   returns (and writes) the table and the mean left-out AUC."""
@@ -104,28 +137,48 @@ def leave_one_source_out(config: ml_collections.ConfigDict, workdir: str) -> dic
     logging.info("=== Without %s (%s).", source, ", ".join(names))
     directory = run_dir(workdir, source)
     train.train_and_evaluate(without(config, names), directory)
-    report = held_out_report(directory, config, source)
-    rows.append({"held_out": source, **{c: report[c] for c in COLUMNS[1:]}})
-    logging.info("Held out %s: accuracy %.4f, ROC AUC %.4f, real FPR %.3f (%d images).",
-                 source, report["accuracy"], report["roc_auc"], report["real_fpr"],
-                 report["count"])
-  summary = {"rows": rows, "mean_roc_auc": float(np.mean([r["roc_auc"] for r in rows])),
-             "scored_role": SCORED_ROLE}
-  if jax.process_index() == 0:
-    paths = write(summary, workdir)
-    logging.info("Leave one source out:\n%s\nWrote %s.", markdown(summary),
-                 ", ".join(paths))
-  return summary
+    report = held_out_report(directory, mixture.source_config(config, source))
+    rows.append(_row(source, report))
+  return _summary(rows, SCORED_ROLE, "Each source held out of training", workdir, PREFIX)
+
+
+def pseudo_only_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with every source's fakes replaced by pseudo-fakes (all kinds where a
+  source names none)."""
+  config = config.copy_and_resolve_references()
+  entries = ([config.data.mixture[name] for name in mixture.source_names(config.data)]
+             or [config.data])
+  with config.unlocked():
+    for entry in entries:
+      current = entry.get("pseudo_fakes")
+      if current is None or not tuple(current.get("kinds", ())):
+        entry.pseudo_fakes = {"kinds": artifacts.PSEUDO_FAKE_KINDS, "weights": (),
+                              "seed": 0}
+  return config
+
+
+def pseudo_fakes_only(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains on reals and pseudo-fakes alone, then scores every source's real fakes;
+  returns (and writes) the table."""
+  config_checks.check_config(config)
+  directory = os.path.join(workdir, PSEUDO_ONLY)
+  train.train_and_evaluate(pseudo_only_config(config), directory)
+  sources = ({name: mixture.source_config(config, name) for name in source_groups(config)}
+             if mixture.source_names(config.data) else {config.data.name: config})
+  rows = [_row(name, held_out_report(directory, source, PSEUDO_ONLY_ROLE))
+          for name, source in sources.items()]
+  return _summary(rows, PSEUDO_ONLY_ROLE, "Trained on reals and pseudo-fakes alone",
+                  workdir, PSEUDO_ONLY)
 
 
 def markdown(summary: dict[str, Any]) -> str:
-  return (f"Each source held out of training, scored on its {summary['scored_role']} "
-          f"images; mean ROC AUC {summary['mean_roc_auc']:.3f}\n\n"
+  return (f"{summary['title']}, scored on each source's {summary['scored_role']} images; "
+          f"mean ROC AUC {summary['mean_roc_auc']:.3f}\n\n"
           + reporting.markdown_table(summary["rows"], COLUMNS))
 
 
-def write(summary: dict[str, Any], workdir: str) -> list[str]:
-  prefix = os.path.join(workdir, PREFIX)
+def write(summary: dict[str, Any], workdir: str, prefix: str = PREFIX) -> list[str]:
+  prefix = os.path.join(workdir, prefix)
   paths = [prefix + ext for ext in (".json", ".md", ".png")]
   with open(paths[0], "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=2)
@@ -134,5 +187,5 @@ def write(summary: dict[str, Any], workdir: str) -> list[str]:
   rows = summary["rows"]
   reporting.plot_bars([r["held_out"] for r in rows],
                       {m: [r[m] for r in rows] for m in ("accuracy", "roc_auc", "real_fpr")},
-                      paths[2], title="Each source held out of training", chance=0.5)
+                      paths[2], title=summary["title"], chance=0.5)
   return paths

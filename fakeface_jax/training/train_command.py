@@ -6,6 +6,7 @@ r"""Trains and evaluates a fake-face detector from a config file (`fakeface-trai
       --config.data.name=ciplab --config.data.manual_dir=/path/to/ciplab \
       --config.data.validation_fraction=0.1
   fakeface-train --config configs/general.py --workdir runs/general_loso --leave_out
+  fakeface-train --config configs/general.py --workdir runs/general_pseudo --pseudo_only
 
 `python main.py` is the same command. On several hosts (GPU nodes, a TPU pod slice) run
 the same command on every host with `--distributed`; see docs/speed.md, "Data parallelism".
@@ -36,6 +37,10 @@ def define_flags() -> None:
   flags.DEFINE_bool("leave_out", False, "Leave one source out instead: for a data "
                     "mixture, train without each source in WORKDIR/without_NAME and score "
                     "it; the table in WORKDIR/leave_out.md.")
+  flags.DEFINE_bool("pseudo_only", False, "Train on reals and pseudo-fakes alone (every "
+                    "source's fakes replaced, config.data.pseudo_fakes) in "
+                    "WORKDIR/pseudo_only, then score every source's real fakes; the table "
+                    "in WORKDIR/pseudo_only.md.")
   flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first. On "
                     "TPU pods, SLURM and Kubernetes the other flags are detected "
                     "automatically.")
@@ -52,12 +57,15 @@ def main(argv: list[str]) -> None:
                                FLAGS.process_id)
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
-  if FLAGS.folds and FLAGS.leave_out:
-    raise config_checks.ConfigError("--folds and --leave_out are two protocols; pick one")
+  if sum(map(bool, (FLAGS.folds, FLAGS.leave_out, FLAGS.pseudo_only))) > 1:
+    raise config_checks.ConfigError("--folds, --leave_out and --pseudo_only are three "
+                                    "protocols; pick one")
   if FLAGS.folds:
     crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
   elif FLAGS.leave_out:
     leave_out.leave_one_source_out(FLAGS.config, FLAGS.workdir)
+  elif FLAGS.pseudo_only:
+    leave_out.pseudo_fakes_only(FLAGS.config, FLAGS.workdir)
   else:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
