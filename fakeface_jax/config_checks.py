@@ -12,13 +12,14 @@ import numpy as np
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
-from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import mixture
+from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import self_blend
 from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_config
 
 LR_SCHEDULES = ("constant", "inverse_time", "cosine")
 # feature_cache: "auto" computes fixed features once where nothing changes the images.
@@ -215,7 +216,7 @@ def check_workdir(config: Any, workdir: str) -> None:
   try:
     # The one reader of a run's config: it also renames keys of older runs, which would
     # otherwise look like a different model here.
-    saved = checkpointing.read_config(
+    saved = run_config.read_config(
         workdir, advice="the checkpoints cannot be checked to be this model's; delete it "
         "to resume anyway, or use --config.resume=false to set the checkpoints aside and "
         "start fresh")

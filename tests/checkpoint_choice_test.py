@@ -9,6 +9,7 @@ from conftest import make_tiny_config
 from fakeface_jax import models
 from fakeface_jax.serving import inference
 from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_config
 from fakeface_jax.training import steps
 
 # Step -> validation accuracy: the best (step 2) is neither the first nor the last.
@@ -23,7 +24,7 @@ def run_with_known_accuracies(tmp_path_factory):
   size = config.data.image_size
   state = steps.create_train_state(jax.random.key(0), models.create_model(config.model),
                                    (size, size, 3), optax.adam(1e-3))
-  checkpointing.write_config(workdir, config)
+  run_config.write_config(workdir, config)
   checkpoints = checkpointing.Checkpoints(workdir, max_to_keep=1)
   for step, accuracy in VAL_ACCURACY.items():
     shifted = state.replace(params=jax.tree.map(lambda p, s=step: p + s, state.params))

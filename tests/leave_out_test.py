@@ -9,9 +9,9 @@ import pytest
 
 from conftest import make_tiny_config
 from fakeface_jax import config_checks
-from fakeface_jax import rundir
 from fakeface_jax.data import mixture
 from fakeface_jax.experiments import leave_out
+from fakeface_jax import rundir
 
 
 def _mixture_config(data_dir):

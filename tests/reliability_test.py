@@ -21,6 +21,7 @@ from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_config
 from fakeface_jax.training import run_state
 from fakeface_jax.training import speed
 from fakeface_jax.training import steps
@@ -369,14 +370,14 @@ def test_a_run_saved_before_native_crop_existed_reads_as_resizing_its_images(tmp
   saved = json.loads(detector.get_config().to_json_best_effort())
   del saved["data"]["native_crop"]
   (tmp_path / rundir.CONFIG_JSON).write_text(json.dumps(saved))
-  assert checkpointing.read_config(str(tmp_path))["data"]["native_crop"] is False
+  assert run_config.read_config(str(tmp_path))["data"]["native_crop"] is False
 
 
 def test_a_run_saved_before_the_real_fpr_cap_existed_reads_as_uncapped(tmp_path):
   saved = json.loads(detector.get_config().to_json_best_effort())
   del saved["max_real_fpr"]
   (tmp_path / rundir.CONFIG_JSON).write_text(json.dumps(saved))
-  assert checkpointing.read_config(str(tmp_path))["max_real_fpr"] == 1.0
+  assert run_config.read_config(str(tmp_path))["max_real_fpr"] == 1.0
 
 
 def test_a_detector_saved_before_regions_and_source_pairs_resumes_as_it_was(tmp_path):
@@ -386,7 +387,7 @@ def test_a_detector_saved_before_regions_and_source_pairs_resumes_as_it_was(tmp_
   saved = json.loads(config.to_json_best_effort())
   del saved["model"]["num_sources"], saved["model"]["regions"]
   (workdir / rundir.CONFIG_JSON).write_text(json.dumps(saved))
-  model = checkpointing.read_config(str(workdir))["model"]
+  model = run_config.read_config(str(workdir))["model"]
   assert model["num_sources"] == 1 and model["regions"] == [1.0]
   config_checks.check_workdir(config, str(workdir))  # The same model: it resumes.
 

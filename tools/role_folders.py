@@ -25,6 +25,7 @@ from fakeface_jax.data import degradations
 from fakeface_jax.data import mixture
 from fakeface_jax import rundir
 from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ def place_file(files: SourceFiles, path: str, folder: str) -> None:
 
 def lay_out_role(workdir: str, role: str, out: str) -> dict[str, int]:
   """Lays the files out; returns how many files each source got."""
-  sources = source_files(ml_collections.ConfigDict(checkpointing.read_config(workdir)))
+  sources = source_files(ml_collections.ConfigDict(run_config.read_config(workdir)))
   counts: dict[str, int] = {}
   with open(os.path.join(workdir, rundir.MANIFEST_CSV), newline="") as f:
     for row in csv.DictReader(f):

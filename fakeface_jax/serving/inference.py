@@ -32,6 +32,7 @@ from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.serving import domain
 from fakeface_jax.training import checkpointing
+from fakeface_jax.training import run_config
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -191,7 +192,7 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
     raise checkpointing.CheckpointError(
         f"run directory {workdir} does not exist; give the --workdir of a run trained "
         "with fakeface-train")
-  config = ml_collections.ConfigDict(checkpointing.read_config(workdir))
+  config = ml_collections.ConfigDict(run_config.read_config(workdir))
   step = _checkpoint_step(workdir, checkpoint)
   state = checkpointing.restore_state_here(workdir, step)
   return Predictor(config, state["params"], _read_threshold(workdir, step), step, batch_size,
@@ -213,7 +214,7 @@ def load_packaged(batch_size: int = 64, directory: str = PACKAGED_DIR) -> Predic
   """The detector shipped in the package; CheckpointError (one line) when a file of it is
   missing or damaged."""
   try:
-    config = ml_collections.ConfigDict(checkpointing.read_config(directory, REBUILD_PACKAGED))
+    config = ml_collections.ConfigDict(run_config.read_config(directory, REBUILD_PACKAGED))
     with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
       params = flax.serialization.msgpack_restore(f.read())
     with open(os.path.join(directory, rundir.THRESHOLD_JSON), encoding="utf-8") as f:

@@ -50,17 +50,6 @@ TMP_SUFFIX = ".orbax-checkpoint-tmp"
 COMMIT_FILE = "commit_success.txt"
 COMMIT_TEXT = "Checkpoint commit was successful to "
 METRICS_FILE = os.path.join("metrics", "metrics")
-# config.model keys renamed since runs were saved, so that older runs still load.
-RENAMED_MODEL_KEYS = {"colour_spaces": "color_spaces"}
-# config.data keys added since runs were saved, with the behaviour older runs had.
-ADDED_DATA_KEYS = {"native_crop": False, "validation_folds": 0, "validation_fold": 0,
-                   "resave": {"quality": [0, 0], "scale": [1.0, 1.0], "seed": 0},
-                   "face_crop": {"enabled": False, "margin": 1.0},
-                   "pseudo_fakes": {"kinds": [], "weights": [], "seed": 0}}
-# Top-level config keys added since runs were saved, likewise.
-ADDED_KEYS = {"max_real_fpr": 1.0}
-# config.model keys added since runs were saved, by model name, likewise.
-ADDED_MODEL_KEYS = {"cooccurrence": {"num_sources": 1, "regions": [1.0]}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +84,7 @@ class _Damaged(Exception):
   """What is wrong with one file of a step, for the warning."""
 
 
-def _one_line(error: Exception, limit: int = 200) -> str:
+def one_line(error: Exception, limit: int = 200) -> str:
   return " ".join(str(error).split())[:limit] or type(error).__name__
 
 
@@ -106,7 +95,7 @@ def _read_text(step_dir: str, relative: str) -> str:
   except FileNotFoundError as e:
     raise _Damaged(f"{relative} is missing") from e
   except (OSError, ValueError) as e:  # ValueError: not UTF-8.
-    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+    raise _Damaged(f"{relative} is unreadable: {one_line(e, 80)}") from e
 
 
 def _read_json(step_dir: str, relative: str) -> Any:
@@ -114,7 +103,7 @@ def _read_json(step_dir: str, relative: str) -> Any:
   try:
     return json.loads(text)
   except ValueError as e:
-    raise _Damaged(f"{relative} is unreadable: {_one_line(e, 80)}") from e
+    raise _Damaged(f"{relative} is unreadable: {one_line(e, 80)}") from e
 
 
 def _check_commit_file(step_dir: str, item: str) -> None:
@@ -143,7 +132,7 @@ def _check_arrays(step_dir: str) -> None:
   except ValueError as e:
     # The warning names the step; its path in tensorstore's message only hides the file.
     message = str(e).replace(step_dir + os.sep, "")
-    raise _Damaged(f"state arrays are unreadable: {_one_line(message)}") from e
+    raise _Damaged(f"state arrays are unreadable: {one_line(message)}") from e
   if not keys:
     raise _Damaged("state arrays are missing")
 
@@ -361,7 +350,7 @@ class Checkpoints:
       except Exception as e:  # pylint: disable=broad-except
         # Orbax and tensorstore raise many types for damaged files; any of them means
         # "not this step". The message is cut to one line for the warning.
-        reason = _one_line(e, 300)
+        reason = one_line(e, 300)
         moved = self._quarantine(str(step))
         logging.warning("Skipping damaged checkpoint %s (%s); moved to %s.",
                         os.path.join(self.directory, str(step)), reason, moved)
@@ -401,46 +390,6 @@ class Checkpoints:
 
   def close(self) -> None:
     self.manager.close()
-
-
-def write_config(workdir: str, config: Any) -> None:
-  """Writes the run's config as JSON into the workdir (process 0 only)."""
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, rundir.CONFIG_JSON), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-
-# What to do about a damaged config.json, unless the caller knows better.
-RESTORE_CONFIG_ADVICE = ("it records the run's model and preprocessing: restore it from a "
-                         "copy of the run, or retrain")
-
-
-def read_config(workdir: str, advice: str = RESTORE_CONFIG_ADVICE) -> dict[str, Any]:
-  """The run's saved config, with renamed keys brought up to date; CheckpointError
-  naming the file if it is missing, or damaged (then saying `advice`)."""
-  path = os.path.join(workdir, rundir.CONFIG_JSON)
-  try:
-    with open(path, encoding="utf-8") as f:
-      config = json.load(f)
-  except FileNotFoundError as e:
-    raise CheckpointError(f"{path} is missing: {workdir} is not a run directory written "
-                          "by main.py") from e
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"{path} is damaged ({_one_line(e, 80)}); {advice}") from e
-  if not isinstance(config, dict):
-    raise CheckpointError(f"{path} is damaged (not a JSON object); {advice}")
-  model = config.get("model", {})
-  for old, new in RENAMED_MODEL_KEYS.items():
-    if old in model:
-      model[new] = model.pop(old)
-  for key, value in ADDED_MODEL_KEYS.get(model.get("name"), {}).items():
-    model.setdefault(key, value)
-  data = config.get("data", {})
-  for key, value in ADDED_DATA_KEYS.items():
-    data.setdefault(key, value)
-  for key, value in ADDED_KEYS.items():
-    config.setdefault(key, value)
-  return config
 
 
 def restore_state_here(workdir: str, step: int) -> dict[str, Any]:

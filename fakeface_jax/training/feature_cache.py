@@ -51,11 +51,11 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
-from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import faces
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax.data import preprocessing
+from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax import errors
 from fakeface_jax.models import base
 from fakeface_jax.training import sharding

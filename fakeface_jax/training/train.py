@@ -29,6 +29,7 @@ from fakeface_jax.training import checkpointing
 from fakeface_jax.training import feature_cache
 from fakeface_jax.training import final
 from fakeface_jax.training import preemption
+from fakeface_jax.training import run_config
 from fakeface_jax.training import run_state
 from fakeface_jax.training import sharding
 from fakeface_jax.training import speed
@@ -123,7 +124,7 @@ def _restore(run: run_state.Run, state: steps.TrainState
       progress = checkpointing.Progress.from_json(meta)
       logging.info("Resumed from %s at step %d (%s).", run.checkpoints.directory, step,
                    _describe(progress, run.steps_per_epoch))
-  checkpointing.write_config(run.workdir, run.config)
+  run_config.write_config(run.workdir, run.config)
   if jax.process_index() == 0:
     input_pipeline.write_manifest(run.data, rundir.path(run.workdir, rundir.MANIFEST_CSV))
   return state, progress
