@@ -8,6 +8,7 @@ import pytest
 
 from configs import general
 from fakeface_jax import config_checks
+from fakeface_jax.data import artifacts
 from fakeface_jax.data import degradations
 from fakeface_jax import models
 from fakeface_jax.training import feature_cache
@@ -40,3 +41,18 @@ def test_the_general_config_mixes_every_shared_training_set():
   assert config.data.mixture.ciplab_resaved.manual_dir == "/data/ciplab"
   # Nothing changes the images between steps, so its features are computed once.
   assert feature_cache.why_per_step(config, models.create_model(config.model)) is None
+
+
+def test_the_pseudo_fake_copies_follow_their_source_and_match_pseudo_only():
+  config = general.get_config("pseudo")
+  config.data.mixture.faces140k.manual_dir = "/data/140k"
+  for name in ("faces140k_pseudo", "faces140k_resaved_pseudo"):
+    copy = config.data.mixture[name]
+    assert copy.manual_dir == "/data/140k"
+    # The settings --pseudo_only gives every source: the two share cached features.
+    assert tuple(copy.pseudo_fakes.kinds) == artifacts.PSEUDO_FAKE_KINDS
+  assert "resave" in config.data.mixture.faces140k_resaved_pseudo
+  assert "resave" not in config.data.mixture.faces140k_pseudo
+  assert config.model.num_sources == 12
+  with pytest.raises(ValueError, match="configs/general.py takes"):
+    general.get_config("pseudo_only")
