@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from configs import content
 from configs import general
 from fakeface_jax import config_checks
 from fakeface_jax.data import artifacts
@@ -56,3 +57,15 @@ def test_the_pseudo_fake_copies_follow_their_source_and_match_pseudo_only():
   assert config.model.num_sources == 12
   with pytest.raises(ValueError, match="configs/general.py takes"):
     general.get_config("pseudo_only")
+
+
+@pytest.mark.parametrize("arg", ["", "cnn", "pseudo", "cnn,pseudo"])
+def test_each_content_variant_reads_general_mixture_at_64_px(arg):
+  config = content.get_config(arg)
+  config_checks.check_config(config)
+  assert config.model.name == ("residual_cnn" if "cnn" in arg else "mlp")
+  assert config.data.image_size == 64
+  assert sorted(config.data.mixture) == sorted(general.get_config(
+      "pseudo" if "pseudo" in arg else "").data.mixture)
+  with pytest.raises(ValueError, match="configs/content.py takes"):
+    content.get_config(arg + ",gray")

@@ -1,6 +1,7 @@
 """Tests of the robustness degradations: shapes, dtypes, determinism and their effect."""
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -47,6 +48,29 @@ def test_blur_removes_noise_and_keeps_constant_images():
       axis=(1, 2)).mean()
   flat = np.full((1, 16, 16, 3), 100, np.uint8)
   np.testing.assert_array_equal(degradations.gaussian_blur(flat, 1.0), flat)
+
+
+def test_blur_of_an_impulse_is_the_gaussian_outer_product():
+  impulse = np.zeros((1, 21, 21, 1), np.uint8)
+  impulse[0, 10, 10] = 255
+  taps = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+  taps /= taps.sum()
+  expected = np.zeros((21, 21))
+  expected[7:14, 7:14] = 255 * np.outer(taps, taps)
+  blurred = degradations.gaussian_blur(impulse, 1.0)[0, ..., 0]
+  np.testing.assert_allclose(blurred, np.rint(expected), atol=1)
+
+
+@pytest.mark.parametrize("name", ["blur2", "noise5", "jpeg50", "downscale0.5"])
+def test_degrading_a_batch_needs_little_memory_beyond_its_output(name):
+  # A whole split in float64 took 8 bytes per pixel (and per blur tap) and ran a 24 GB
+  # machine out of memory in `fakeface-evaluate --robustness`.
+  images = _images(n=64, size=128)
+  tracemalloc.start()
+  degradations.DEGRADATIONS[name](images, 0)
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  assert peak < 2 * images.nbytes
 
 
 def test_noise_has_the_requested_spread_and_depends_on_seed():

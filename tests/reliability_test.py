@@ -56,7 +56,7 @@ def wait_for_checkpoint(workdir, process, timeout=300):
 
 # Long enough that a signal sent at the first checkpoint always lands mid-training, even
 # now that a tiny epoch takes a fraction of a second.
-EPOCHS = "--config.num_epochs=24"
+EPOCHS = "--config.num_epochs=16"
 
 
 @pytest.fixture(scope="module")

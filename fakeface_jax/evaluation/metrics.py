@@ -113,6 +113,11 @@ def expected_calibration_error(labels, p_fake, num_bins: int = 15,
                    zip(curve["accuracy"], curve["confidence"], curve["count"]) if n))
 
 
+# Equal scores summed in another order (groups renamed, weights scaled) can differ in
+# the last bits; a real difference is at least a weight over a group's size, far above.
+SCORE_TIE_TOLERANCE = 1e-9
+
+
 def best_threshold(labels, p_fake, groups=None, group_weights=None,
                    max_real_fpr: float = 1.0) -> tuple[float, float]:
   """The threshold t (predict fake when p_fake >= t) maximising balanced accuracy.
@@ -123,7 +128,7 @@ def best_threshold(labels, p_fake, groups=None, group_weights=None,
   Only thresholds that call at most `max_real_fpr` of each group's real images fake
   compete (predicting everything real always qualifies).
   Candidates are midpoints between consecutive distinct scores, 0.5 and the ends; ties
-  in the score go to the candidate closest to 0.5.
+  in the score (within SCORE_TIE_TOLERANCE) go to the candidate closest to 0.5.
   """
   labels, p_fake = np.asarray(labels), np.asarray(p_fake, np.float64)
   _check_lengths(labels, p_fake)
@@ -154,7 +159,7 @@ def best_threshold(labels, p_fake, groups=None, group_weights=None,
                for m, w in zip(members, weights))
 
   scores = np.array([score(t) for t in candidates])
-  best = np.flatnonzero(scores == scores.max())
+  best = np.flatnonzero(scores >= scores.max() - SCORE_TIE_TOLERANCE)
   choice = best[np.argmin(np.abs(candidates[best] - 0.5))]
   return float(candidates[choice]), float(scores[choice])
 

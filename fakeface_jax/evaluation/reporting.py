@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,7 +108,8 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
               title: str, ylabel: str = "", chance: float | None = None) -> str:
   """Grouped bars: one group per label, one bar per series; `chance` draws the level a
   guess reaches (0.5 for accuracy and AUC on two balanced classes)."""
-  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4))
+  fig_width = max(6, 0.9 * len(labels) + 2)
+  fig, ax = plt.subplots(figsize=(fig_width, 4))
   width = 0.8 / len(series)
   for i, (name, values) in enumerate(series.items()):
     positions = [x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))]
@@ -116,7 +118,8 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
   ax.set_ylim(0, 1.05)
   ax.set_ylabel(ylabel)
-  ax.set_title(title)
+  # The legend takes the right of the figure; a long title would run past its edge.
+  ax.set_title("\n".join(textwrap.wrap(title, int(7 * fig_width))))
   ax.grid(axis="y", alpha=0.3)
   if chance is not None:
     ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")

@@ -59,6 +59,7 @@ from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax import errors
 from fakeface_jax.models import base
 from fakeface_jax.training import sharding
+from fakeface_jax.training import speed
 
 CACHE_DIR = "feature_cache"
 KEY_JSON = "key.json"
@@ -66,12 +67,10 @@ FEATURES_FILE = "features.npy"
 # Raise it whenever a model's feature code changes what it computes: caches written by
 # the old code then no longer match any key.
 FEATURES_VERSION = 3  # 2: JPEG features read each image's own tables; 3: row order.
-# Longest wait between progress lines of a feature pass.
-LOG_INTERVAL_S = 30.0
 # What a pass that stopped leaves: `<cache folder>.tmp-<process>-<random>`.
 TMP_MARK = ".tmp-"
 # A temporary folder untouched this long belongs to no live pass (a pass writes rows
-# every few seconds and logs at least every LOG_INTERVAL_S).
+# every few seconds and logs at least every speed.LOG_INTERVAL_S).
 ABANDONED_AFTER_S = 3600.0
 
 
@@ -240,10 +239,11 @@ def compute_features(model: base.Detector, split: Any,
                            )[:len(split) - start]
     yield rows
     start += len(rows)
-    if time.perf_counter() - last_line >= LOG_INTERVAL_S:  # A long pass shows it is alive.
+    if time.perf_counter() - last_line >= speed.LOG_INTERVAL_S:  # A long pass shows it is alive.
       last_line = time.perf_counter()
-      logging.info("Features of %d/%d images, %.1f img/s.", start, len(split),
-                   start / (last_line - clock))
+      rate = start / (last_line - clock)
+      logging.info("Features of %d/%d images, %.1f img/s, ETA %s.", start, len(split), rate,
+                   speed.format_duration((len(split) - start) / rate))
 
 
 def _all_processes(flag: bool) -> bool:
