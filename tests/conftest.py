@@ -1,5 +1,7 @@
 """Shared test fixtures: a tiny config that trains in seconds on the built-in dataset."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -106,27 +108,47 @@ def make_learning_config(data_dir: str):
 RUN_CACHE = os.environ.get("FAKEFACE_TEST_RUN_CACHE")
 
 
-def _shared_run(tmp_path_factory, data_dir, name, config_of):
-  """(workdir, results) of `config_of(data_dir)` trained in a workdir of the session, or
-  of RUN_CACHE (with a data directory of its own there) when that is set."""
+@contextlib.contextmanager
+def shared_by_workers(tmp_path_factory, name: str):
+  """A folder `name` of this run that every xdist worker shares, held under a lock: the
+  first worker in makes what goes in it, and the others find it made instead of making
+  it again (without xdist, a folder of the session)."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # The run's folder; each worker's own is below it.
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      folder = root / name
+      folder.mkdir(exist_ok=True)
+      yield str(folder)
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _shared_run(tmp_path_factory, name, config_of):
+  """(workdir, results) of `config_of(data_dir)` trained once for all workers, or into
+  RUN_CACHE when that is set; either way with a data directory of its own. A finished
+  run's results are read back without training (`train.train_and_evaluate`)."""
   if RUN_CACHE:
     workdir, data_dir = (os.path.join(RUN_CACHE, d) for d in (name, "tensorflow_datasets"))
-  else:
-    workdir = str(tmp_path_factory.mktemp(name))
-  return workdir, train.train_and_evaluate(config_of(data_dir), workdir)
+    return workdir, train.train_and_evaluate(config_of(data_dir), workdir)
+  with shared_by_workers(tmp_path_factory, name) as folder:
+    workdir, data_dir = (os.path.join(folder, d) for d in ("run", "tensorflow_datasets"))
+    return workdir, train.train_and_evaluate(config_of(data_dir), workdir)
 
 
 @pytest.fixture(scope="session")
-def learned_run(tmp_path_factory, data_dir):
+def learned_run(tmp_path_factory):
   """(workdir, results) of one run of the learning config, shared by the whole session."""
-  return _shared_run(tmp_path_factory, data_dir, "learned_run", make_learning_config)
+  return _shared_run(tmp_path_factory, "learned_run", make_learning_config)
 
 
 @pytest.fixture(scope="session")
-def finished_tiny_run(tmp_path_factory, data_dir):
+def finished_tiny_run(tmp_path_factory):
   """(workdir, results) of one uninterrupted run of the tiny config, shared by the
   session; tests must not write into it."""
-  return _shared_run(tmp_path_factory, data_dir, "finished_tiny_run", make_tiny_config)
+  return _shared_run(tmp_path_factory, "finished_tiny_run", make_tiny_config)
 
 
 def run_on_cpu_devices(script: str, devices: int, *args: str) -> subprocess.CompletedProcess:

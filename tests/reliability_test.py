@@ -17,6 +17,7 @@ import pytest
 
 from configs import detector
 from conftest import main_command
+from conftest import shared_by_workers
 from fakeface_jax import config_checks
 from fakeface_jax import models
 from fakeface_jax import rundir
@@ -61,10 +62,16 @@ EPOCHS = "--config.num_epochs=16"
 
 @pytest.fixture(scope="module")
 def uninterrupted_digest(tmp_path_factory, data_dir):
-  workdir = tmp_path_factory.mktemp("uninterrupted")
-  proc = run_main(workdir, data_dir, EPOCHS)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return final_params_digest(str(workdir))
+  with shared_by_workers(tmp_path_factory, "uninterrupted") as folder:
+    digest = os.path.join(folder, "digest")
+    if not os.path.exists(digest):  # Else another worker trained it already.
+      workdir = os.path.join(folder, "run")
+      proc = run_main(workdir, data_dir, EPOCHS)
+      assert proc.returncode == 0, proc.stderr[-3000:]
+      with open(digest, "w") as f:
+        f.write(final_params_digest(workdir))
+    with open(digest) as f:
+      return f.read()
 
 
 @pytest.mark.slow
