@@ -55,8 +55,9 @@ def test_the_held_out_source_never_appears_in_its_runs_training_rows(data_dir, t
   report = leave_out.held_out_report(leave_out.run_dir(str(tmp_path), "hard"),
                                      mixture.source_config(config, "hard"))
   real_called_fake = report["confusion_matrix"][1][0]
-  assert report["real_fpr"] == pytest.approx(real_called_fake / report["count_real"])
-  assert summary["rows"][1]["real_fpr"] == report["real_fpr"]
+  assert report["real_false_positive_rate"] == pytest.approx(
+      real_called_fake / report["count_real"])
+  assert summary["rows"][1]["real_fpr"] == report["real_false_positive_rate"]
 
 
 def test_a_logit_pair_per_source_keeps_one_per_source_left(data_dir):

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from fakeface_jax import classes
 from fakeface_jax.evaluation import metrics
 
 
@@ -187,3 +188,13 @@ def test_confusion_title_names_the_split_accuracy_and_threshold():
   assert title == "Confusion matrix, test:\naccuracy 0.875 at threshold 0.42 (8 images)"
   assert metrics.confusion_title([[1, 0], [0, 1]], None) == (
       "Confusion matrix:\naccuracy 1.000 (2 images)")
+
+
+def test_called_fake_share_is_the_real_fpr_or_the_fake_recall_and_no_verdict_is_not_fake():
+  labels = np.array([classes.REAL] * 4 + [classes.FAKE] * 2)
+  predicted = np.array([classes.FAKE, classes.REAL, -1, classes.REAL, classes.FAKE, -1])
+  assert metrics.called_fake_share(labels, predicted, classes.REAL) == 0.25
+  assert metrics.called_fake_share(labels, predicted, classes.FAKE) == 0.5
+  assert np.isnan(metrics.called_fake_share(labels[:4], predicted[:4], classes.FAKE))
+  report = metrics.classification_report(labels, np.array([0.9, 0.1, 0.2, 0.3, 0.8, 0.4]))
+  assert report["real_false_positive_rate"] == 0.25

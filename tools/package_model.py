@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from fakeface_jax import classes
 from fakeface_jax import rundir
+from fakeface_jax.evaluation import metrics
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
 from fakeface_jax.training import train
@@ -64,12 +65,13 @@ def verdict_figures(predictor: inference.Predictor, paths: list[str], labels: li
                     ) -> dict[str, float]:
   """Accuracy of the files' verdicts as `fakeface-predict` gives them, the share of real
   files called fake, and of fake files called fake (no verdict counts as wrong)."""
-  verdicts = np.array(predict.image_verdicts(predictor, paths), object)
-  truth = np.array([classes.NAMES[y] for y in labels], object)
-  real, fake = truth == "real", truth == "fake"
-  return {"accuracy": float(np.mean(verdicts == truth)),
-          "real_false_positive_rate": float(np.mean(verdicts[real] == "fake")),
-          "fake_recall": float(np.mean(verdicts[fake] == "fake"))}
+  # No verdict becomes -1: neither class, so wrong and never fake.
+  predicted = np.array([-1 if v is None else classes.NAMES.index(v)
+                        for v in predict.image_verdicts(predictor, paths)])
+  return {"accuracy": metrics.accuracy(labels, predicted),
+          "real_false_positive_rate": metrics.called_fake_share(labels, predicted,
+                                                                classes.REAL),
+          "fake_recall": metrics.called_fake_share(labels, predicted, classes.FAKE)}
 
 
 def write_figures(predictor: inference.Predictor, files, path: str) -> dict:

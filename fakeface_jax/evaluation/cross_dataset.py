@@ -128,8 +128,8 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> di
       "roc_auc": metrics.roc_auc(is_fake, p_fake),
       "average_precision": (metrics.average_precision(is_fake, p_fake)
                             if is_real.any() else float("nan")),
-      "real_false_positive_rate": _share(predicted[is_real] == classes.FAKE),
-      "fake_recall": _share(predicted[is_fake] == classes.FAKE),
+      "real_false_positive_rate": metrics.called_fake_share(labels, predicted, classes.REAL),
+      "fake_recall": metrics.called_fake_share(labels, predicted, classes.FAKE),
       "warned": _share(warned),
       "silent_error_rate": _share(wrong & ~warned),
       "warnings": " ".join(f"{cause}:{n}" for cause, n in causes.most_common()),

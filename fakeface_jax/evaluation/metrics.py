@@ -49,6 +49,16 @@ def balanced_accuracy(labels, predictions) -> float:
   return float(np.mean(recalls)) if recalls else float("nan")
 
 
+def called_fake_share(labels, predictions, of_class: int) -> float:
+  """The share of `of_class` images called fake: the real false-positive rate for
+  classes.REAL, the fake recall for classes.FAKE (nan where there is none). A
+  prediction that is neither class (no verdict) counts as not fake."""
+  labels, predictions = np.asarray(labels), np.asarray(predictions)
+  _check_lengths(labels, predictions)
+  chosen = labels == of_class
+  return float(np.mean(predictions[chosen] == classes.FAKE)) if chosen.any() else float("nan")
+
+
 def roc_auc(is_positive, scores) -> float:
   """Probability that a random positive scores above a random negative (ties: half)."""
   is_positive, scores = np.asarray(is_positive, bool), np.asarray(scores, np.float64)
@@ -178,6 +188,7 @@ def classification_report(labels, p_fake, threshold: float = 0.5,
       "threshold": float(threshold),
       "accuracy": accuracy(labels, predictions),
       "balanced_accuracy": balanced_accuracy(labels, predictions),
+      "real_false_positive_rate": called_fake_share(labels, predictions, classes.REAL),
       "roc_auc": roc_auc(is_fake, p_fake),
       "average_precision": average_precision(is_fake, p_fake),
       "ece": expected_calibration_error(labels, p_fake, threshold=threshold),

@@ -36,7 +36,6 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax.data import artifacts
 from fakeface_jax.data import datasets
@@ -101,11 +100,7 @@ def held_out_report(run_dir: str, source_config: ml_collections.ConfigDict,
   with source_config.unlocked():
     source_config.data.pseudo_fakes.kinds = ()
   data = input_pipeline.load_data(source_config, cache="memory")[role]
-  report = evaluate.split_report(predictor, data, predictor.threshold)
-  real = data.labels == classes.REAL
-  fake_calls = np.asarray(report["confusion_matrix"])[classes.REAL, classes.FAKE]
-  report["real_fpr"] = float(fake_calls / max(int(real.sum()), 1))
-  return report
+  return evaluate.split_report(predictor, data, predictor.threshold)
 
 
 def run_dir(workdir: str, source: str) -> str:
@@ -113,9 +108,11 @@ def run_dir(workdir: str, source: str) -> str:
 
 
 def _row(source: str, report: dict[str, Any]) -> dict[str, Any]:
+  row = {"held_out": source, "real_fpr": report["real_false_positive_rate"],
+         **{c: report[c] for c in COLUMNS[1:] if c != "real_fpr"}}
   logging.info("%s: accuracy %.4f, ROC AUC %.4f, real FPR %.3f (%d images).", source,
-               report["accuracy"], report["roc_auc"], report["real_fpr"], report["count"])
-  return {"held_out": source, **{c: report[c] for c in COLUMNS[1:]}}
+               row["accuracy"], row["roc_auc"], row["real_fpr"], row["count"])
+  return {c: row[c] for c in COLUMNS}
 
 
 def _summary(rows: list[dict[str, Any]], role: str, title: str, workdir: str,
