@@ -18,7 +18,8 @@ each JPEG's grid) of the whole image and its central half, cached per source, an
 linear head with logits per (source, class). The checkpoint and the threshold are chosen
 on each source's validation tenth, the threshold calling at most 15% of each source's
 real images fake. `--folds 5` cross-validates ciplab, `--leave_out` leaves each source
-out, `--pseudo_only` trains on no real fake (docs/training.md). It is the packaged model
+out, `--pseudo_only` trains on no real fake (`:self_blend_only`: its fakes all
+self-blends; docs/training.md). It is the packaged model
 (docs/model_card.md); `:pseudo` adds pseudo-fake copies. Figures: docs/results.md, "The general detector".
 """
 
@@ -33,8 +34,9 @@ RESAVE = {"scale": (0.35, 0.85), "quality": (60, 95), "seed": 0}
 
 
 # Arguments (`configs/general.py:ARG`): "pseudo" adds beside each source a copy whose
-# fakes are pseudo-fakes (data/artifacts.py). With no real fake at all: --pseudo_only.
-VARIANTS = ("", "pseudo")
+# fakes are pseudo-fakes (data/artifacts.py). With no real fake at all: --pseudo_only,
+# which makes them of every kind, or of self-blends alone with ":self_blend_only".
+VARIANTS = ("", "pseudo", "self_blend_only")
 PSEUDO_FAKES = {"kinds": ("nearest", "bilinear", "transposed", "pixel_shuffle", "decoder",
                           "self_blend"), "weights": (), "seed": 0}
 
@@ -77,6 +79,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.data.mixture[f"{source}_resaved"] = {
         "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
         "resave": RESAVE}
+  for source in list(config.data.mixture) if arg == "self_blend_only" else ():
+    config.data.mixture[source].pseudo_fakes = {**PSEUDO_FAKES, "kinds": ("self_blend",)}
   for source in list(config.data.mixture) if arg == "pseudo" else ():
     entry = config.data.mixture[source]
     config.data.mixture[f"{source}_pseudo"] = {

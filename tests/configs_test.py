@@ -69,3 +69,11 @@ def test_each_content_variant_reads_general_mixture_at_64_px(arg):
       "pseudo" if "pseudo" in arg else "").data.mixture)
   with pytest.raises(ValueError, match="configs/content.py takes"):
     content.get_config(arg + ",gray")
+
+
+def test_self_blend_only_makes_every_fake_of_every_source_a_self_blend():
+  config = general.get_config("self_blend_only")
+  config_checks.check_config(config)
+  assert sorted(config.data.mixture) == sorted(general.get_config().data.mixture)
+  for entry in config.data.mixture.values():
+    assert tuple(entry.pseudo_fakes.kinds) == ("self_blend",)
