@@ -18,6 +18,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import preprocessing
 from fakeface_jax import models
+from fakeface_jax import progress
 from fakeface_jax import rundir
 from fakeface_jax.training import speed
 from fakeface_jax.training import steps
@@ -246,7 +247,7 @@ def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_
     clock.now += 2.0
     throughput.step_done(None)
     assert not throughput.line_due()
-  clock.now += speed.LOG_INTERVAL_S - 10.0
+  clock.now += progress.LOG_INTERVAL_S - 10.0
   assert throughput.line_due()
   # 5 steps of 10 images in 30 s since the first step ended, 5 steps left: 30 s.
   assert throughput.summary() == "2 img/s | ETA 0m30s"

@@ -28,6 +28,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from fakeface_jax import progress
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
@@ -37,8 +38,6 @@ from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import selection
 
 LANDMARKS_DIR = "face_landmarks"
-# Seconds between progress lines while faces are found.
-PROGRESS_EVERY_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +68,7 @@ def _find(builder) -> Landmarks:
   sources = [datasets.data_source(builder, split) for split in builder.info.splits]
   total = sum(len(source) for source in sources)
   paths, points, sizes = [], np.full((total, 5, 2), np.nan, np.float32), []
-  start = last = time.perf_counter()
+  shown = progress.Progress(f"Finding faces in {builder.info.full_name}", total, "files")
   for source in sources:
     for index in range(len(source)):
       record = source[index]
@@ -84,11 +83,7 @@ def _find(builder) -> Landmarks:
       found = faces.detect(photo)
       if len(found.scores):
         points[row] = found.landmarks[0]
-      if time.perf_counter() - last > PROGRESS_EVERY_S:
-        last = time.perf_counter()
-        rate = (row + 1) / (last - start)
-        logging.info("Finding faces in %s: %d/%d files, %.1f/s, %.0f s left.",
-                     builder.info.full_name, row + 1, total, rate, (total - row - 1) / rate)
+      shown.update(row + 1)
   return Landmarks(np.array(paths, str), points, np.array(sizes, np.int32).reshape(-1, 2))
 
 

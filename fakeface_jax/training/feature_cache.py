@@ -57,9 +57,9 @@ from fakeface_jax.data import mixture
 from fakeface_jax.data import preprocessing
 from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax import errors
+from fakeface_jax import progress
 from fakeface_jax.models import base
 from fakeface_jax.training import sharding
-from fakeface_jax.training import speed
 
 CACHE_DIR = "feature_cache"
 KEY_JSON = "key.json"
@@ -70,7 +70,7 @@ FEATURES_VERSION = 3  # 2: JPEG features read each image's own tables; 3: row or
 # What a pass that stopped leaves: `<cache folder>.tmp-<process>-<random>`.
 TMP_MARK = ".tmp-"
 # A temporary folder untouched this long belongs to no live pass (a pass writes rows
-# every few seconds and logs at least every speed.LOG_INTERVAL_S).
+# every few seconds and logs at least every progress.LOG_INTERVAL_S).
 ABANDONED_AFTER_S = 3600.0
 
 
@@ -229,7 +229,7 @@ def compute_features(model: base.Detector, split: Any,
   the whole batch, so each host can write the cache whatever its filesystem.
   """
   data_sharding = NamedSharding(sharding.make_mesh(), P("data"))
-  start, clock, last_line = 0, time.perf_counter(), time.perf_counter()
+  start, shown = 0, progress.Progress("Features", len(split))
   for batch in input_pipeline.eval_batches(split, batch_size,
                                            process_index=jax.process_index(),
                                            process_count=jax.process_count()):
@@ -239,11 +239,7 @@ def compute_features(model: base.Detector, split: Any,
                            )[:len(split) - start]
     yield rows
     start += len(rows)
-    if time.perf_counter() - last_line >= speed.LOG_INTERVAL_S:  # A long pass shows it is alive.
-      last_line = time.perf_counter()
-      rate = start / (last_line - clock)
-      logging.info("Features of %d/%d images, %.1f img/s, ETA %s.", start, len(split), rate,
-                   speed.format_duration((len(split) - start) / rate))
+    shown.update(start)
 
 
 def _all_processes(flag: bool) -> bool:

@@ -7,16 +7,10 @@ from typing import Any
 
 import jax
 
-# Longest wait between progress lines, so a slow epoch still shows it is alive.
-LOG_INTERVAL_S = 30.0
+from fakeface_jax import progress
+
 # Longest time between waits for the device to finish the steps dispatched so far.
 SYNC_INTERVAL_S = 1.0
-
-
-def format_duration(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  hours, rest = divmod(seconds, 3600)
-  return (f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s")
 
 
 class Throughput:
@@ -63,14 +57,14 @@ class Throughput:
     self.last_sync, self.unsynced = now, 0
 
   def line_due(self) -> bool:
-    """Whether LOG_INTERVAL_S passed since the last line. Each process asks its own
+    """Whether progress.LOG_INTERVAL_S passed since the last line. Each process asks its own
     clock: a line needs no agreement between processes (stopping does)."""
-    return self.clock() - self.last_line >= LOG_INTERVAL_S
+    return self.clock() - self.last_line >= progress.LOG_INTERVAL_S
 
   def summary(self) -> str:
     self.last_line = self.clock()
     if not self.images:
       return "compiled"
     rate = self.images / (self.last_line - self.start)
-    eta = format_duration(self.steps_left * self.batch_size / rate)
+    eta = progress.format_duration(self.steps_left * self.batch_size / rate)
     return f"{rate:.0f} img/s | ETA {eta}"

@@ -1,0 +1,38 @@
+"""Progress lines of long passes: due by time, with the rate and the time left."""
+
+import logging
+
+from fakeface_jax import progress
+
+
+class FakeClock:
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_a_line_comes_once_the_interval_has_passed_with_rate_and_eta(caplog):
+  caplog.set_level(logging.INFO)
+  clock = FakeClock()
+  shown = progress.Progress("Features", 1000, clock=clock)
+  clock.now += progress.LOG_INTERVAL_S - 1
+  shown.update(100)
+  assert not caplog.messages
+  clock.now += 11  # 40 s for 200 images: 5/s, 800 left.
+  shown.update(200)
+  assert caplog.messages == ["Features: 200/1000 images, 5.0/s, ETA 2m40s."]
+  clock.now += 1
+  shown.update(205)
+  assert len(caplog.messages) == 1  # The next is due LOG_INTERVAL_S after this one.
+  clock.now += progress.LOG_INTERVAL_S
+  shown.update(0)
+  assert caplog.messages[-1].endswith("0/1000 images, 0.0/s, ETA unknown.")
+
+
+def test_durations_read_in_minutes_then_hours():
+  assert progress.format_duration(59.9) == "0m59s"
+  assert progress.format_duration(3599) == "59m59s"
+  assert progress.format_duration(3600 * 3 + 61) == "3h01m"
+  assert progress.format_duration(-5) == "0m00s"
