@@ -132,3 +132,21 @@ def test_each_set_pasted_into_canvases_is_found_inside_its_place():
       assert landmarks[0, 0] < landmarks[1, 0] and landmarks[3, 0] < landmarks[4, 0]
       found += 1
   assert found == 12
+
+
+def _row(face, x0, x1, warnings=""):
+  return {"face": face, "x0": x0, "y0": 10.0, "x1": x1, "y1": 40.0, "warnings": warnings}
+
+
+def test_size_warnings_of_the_pasted_face_and_of_smaller_faces_inside_it_are_told_apart():
+  region = (0, 0, 100, 100)
+  canvases = [
+      # A small background face inside the pasted image, listed first, warned; the
+      # pasted face itself not: it is the largest face inside the region.
+      [_row(0, 10, 25, "small_face;size"), _row(1, 30, 90)],
+      [_row(0, 200, 260, "size"), _row(1, 20, 80, "size")],  # One face outside.
+      [_row(None, 0, 0, "no_face")],
+  ]
+  shares = face_check.size_warned(canvases, [region] * 3)
+  assert shares == {"pasted_size_warned": 0.5, "inner_faces": 1, "inner_size_warned": 1.0,
+                    "other_faces": 1, "other_size_warned": 1.0}

@@ -14,8 +14,9 @@ share of canvases with exactly one face found and inside the pasted image, with 
 inside it, faces found outside it, and the detector's median time per canvas; with a
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
 on the face images alone, scored as the model was trained (`predict.image_verdicts`:
-whole files, or faces for a run trained on face crops), and the shares of pasted faces
-and of other faces found (people in the background of an LFW photo) warned `size`.
+whole files, or faces for a run trained on face crops), and the shares warned `size` of
+the pasted faces, of smaller faces inside the pasted image and of faces outside it
+(`size_warned`).
 Writes the table to stdout and JSON to --output.
 """
 
@@ -161,24 +162,35 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str],
               labels: np.ndarray) -> dict:
   """Accuracy of the photos' verdicts on the canvases and on the face images alone, and
   the share of pasted faces (and of other faces found) warned `size`."""
-  rows = predict.predict_faces(predictor, canvases)
-  by_file = predict.rows_by_file(rows)
-  region_of = dict(zip(canvases, regions))
-  pasted, other = [], []
-  for r in rows:
-    if r["face"] is not None:
-      box = np.array([r["x0"], r["y0"], r["x1"], r["y1"]], float)
-      warned = "size" in (r["warnings"] or "").split(";")
-      (pasted if inside(box, region_of[r["path"]]) else other).append(warned)
+  by_file = predict.rows_by_file(predict.predict_faces(predictor, canvases))
   truth = np.array([classes.NAMES[y] for y in labels], object)
   on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)
   alone = np.array(predict.image_verdicts(predictor, originals), object)
   return {"canvas_accuracy": float((on_canvas == truth).mean()),
           "alone_accuracy": float((alone == truth).mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
-          "pasted_size_warned": float(np.mean(pasted)) if pasted else 0.0,
-          "other_faces": len(other),
-          "other_size_warned": float(np.mean(other)) if other else 0.0}
+          **size_warned([by_file[p] for p in canvases], regions)}
+
+
+def size_warned(faces_of_canvases: list[list[dict]], regions: list[tuple[int, int, int, int]]
+                ) -> dict:
+  """Of each canvas's predict rows and the region its face image was pasted in: the share
+  warned `size` of the pasted faces (the largest face found inside each region), of the
+  other faces inside a region (people behind the subject of a face image, often a tenth
+  of its size) and of the faces outside, with the counts of the last two."""
+  warned = {"pasted": [], "inner": [], "outside": []}
+  for rows, region in zip(faces_of_canvases, regions):
+    found = [r for r in rows if r["face"] is not None]
+    within = [r for r in found if inside(np.array([r[k] for k in ("x0", "y0", "x1", "y1")],
+                                                  float), region)]
+    pasted = max(within, key=lambda r: r["x1"] - r["x0"], default=None)
+    for r in found:
+      kind = "pasted" if r is pasted else "inner" if any(r is w for w in within) else "outside"
+      warned[kind].append("size" in (r["warnings"] or "").split(";"))
+  share = {kind: float(np.mean(flags)) if flags else 0.0 for kind, flags in warned.items()}
+  return {"pasted_size_warned": share["pasted"], "inner_faces": len(warned["inner"]),
+          "inner_size_warned": share["inner"], "other_faces": len(warned["outside"]),
+          "other_size_warned": share["outside"]}
 
 
 def main(argv: list[str]) -> None:
