@@ -59,15 +59,6 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def pytest_collection_modifyitems(config, items):
-  """Files with a slow test first, each kept whole (its module fixtures set up once):
-  xdist's workers start on the long tests and share the short ones out at the end,
-  rather than one worker finishing a long test alone while the other waits."""
-  del config
-  slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-  items.sort(key=lambda item: item.path not in slow_files)
-
-
 def pytest_unconfigure(config):
   if not hasattr(config, "workerinput") and os.environ.pop(_OWN_CACHE_ENV, None):
     shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
