@@ -16,6 +16,7 @@ from absl import flags
 from PIL import Image
 
 from configs import default
+from fakeface_jax import cpu_runtime
 from fakeface_jax.data import folders
 from fakeface_jax.training import train
 
@@ -46,6 +47,9 @@ def pytest_configure(config):
   if not hasattr(config, "workerinput") and FAST_COMPILE not in os.environ.get(
       "XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+  # Every command a test starts would start Python and import JAX twice, to restart
+  # itself with huge pages (cpu_runtime); cpu_runtime_test runs that restart itself.
+  os.environ.setdefault(cpu_runtime.OPT_OUT, "1")
   if not hasattr(config, "workerinput") and not os.environ.get(_CACHE_ENV):
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="fakeface_jax_test_jax_cache_")
     os.environ[_OWN_CACHE_ENV] = "1"
