@@ -170,6 +170,16 @@ def finished_tiny_run(tmp_path_factory):
   return _shared_run(tmp_path_factory, "finished_tiny_run", make_tiny_config)
 
 
+class FakeClock:
+  """A clock for progress and throughput tests: it reads `now`, which a test moves."""
+
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
 def run_on_cpu_devices(script: str, devices: int, *args: str) -> subprocess.CompletedProcess:
   """`python -c script *args` on `devices` CPU devices (the count is fixed before JAX
   starts, so in a process of its own), from the repository root."""

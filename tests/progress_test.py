@@ -1,14 +1,7 @@
 """Progress lines of long passes: due by time, with the rate and the time left."""
 
+from conftest import FakeClock
 from fakeface_jax import progress
-
-
-class FakeClock:
-  def __init__(self):
-    self.now = 1000.0
-
-  def __call__(self):
-    return self.now
 
 
 def test_a_line_comes_once_the_interval_has_passed_with_rate_and_eta(monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 
 from configs import default
 from configs import detector
+from conftest import FakeClock
 from conftest import run_on_cpu_devices
 from fakeface_jax import classes
 from fakeface_jax import config_checks
@@ -226,14 +227,6 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tiny_config, tmp_path):
   assert again["num_test"] == 40
   saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
   assert saved[-1] == 12
-
-
-class FakeClock:
-  def __init__(self):
-    self.now = 1000.0
-
-  def __call__(self):
-    return self.now
 
 
 def test_progress_lines_are_due_every_log_interval_and_eta_leaves_out_the_first_step():

@@ -161,7 +161,7 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str],
               regions: list[tuple[int, int, int, int]], originals: list[str],
               labels: np.ndarray) -> dict:
   """Accuracy of the photos' verdicts on the canvases and on the face images alone, and
-  the share of pasted faces (and of other faces found) warned `size`."""
+  the shares of faces warned `size` (`size_warned`)."""
   by_file = predict.rows_by_file(predict.predict_faces(predictor, canvases))
   truth = np.array([classes.NAMES[y] for y in labels], object)
   on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)

@@ -55,6 +55,8 @@ SCORED_ROLE = "train"
 # images.
 PSEUDO_ONLY_ROLE = "test"
 COLUMNS = ("held_out", "count", "accuracy", "roc_auc", "real_fpr", "threshold")
+# The report's key of a column whose name is shorter (the table's header).
+REPORT_KEYS = {"real_fpr": "real_false_positive_rate"}
 
 
 def source_groups(config: ml_collections.ConfigDict) -> dict[str, list[str]]:
@@ -108,11 +110,10 @@ def run_dir(workdir: str, source: str) -> str:
 
 
 def _row(source: str, report: dict[str, Any]) -> dict[str, Any]:
-  row = {"held_out": source, "real_fpr": report["real_false_positive_rate"],
-         **{c: report[c] for c in COLUMNS[1:] if c != "real_fpr"}}
+  row = {"held_out": source, **{c: report[REPORT_KEYS.get(c, c)] for c in COLUMNS[1:]}}
   logging.info("%s: accuracy %.4f, ROC AUC %.4f, real FPR %.3f (%d images).", source,
                row["accuracy"], row["roc_auc"], row["real_fpr"], row["count"])
-  return {c: row[c] for c in COLUMNS}
+  return row
 
 
 def _summary(rows: list[dict[str, Any]], role: str, title: str, workdir: str,
