@@ -49,7 +49,13 @@ def pytest_configure(config):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
   # Every command a test starts would start Python and import JAX twice, to restart
   # itself with huge pages (cpu_runtime); cpu_runtime_test runs that restart itself.
+  # The workers and those commands get the huge pages from birth instead: glibc reads
+  # its tunables when a process starts, and xdist starts its workers after this hook.
   os.environ.setdefault(cpu_runtime.OPT_OUT, "1")
+  huge_pages = cpu_runtime.environment_with_huge_pages(
+      {k: v for k, v in os.environ.items() if k != cpu_runtime.OPT_OUT})
+  if huge_pages is not None:
+    os.environ["GLIBC_TUNABLES"] = huge_pages["GLIBC_TUNABLES"]
   if not hasattr(config, "workerinput") and not os.environ.get(_CACHE_ENV):
     os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix="fakeface_jax_test_jax_cache_")
     os.environ[_OWN_CACHE_ENV] = "1"
