@@ -118,8 +118,21 @@ def test_a_file_resave_is_one_fixed_copy_per_path_within_its_ranges():
       scale, quality)
 
 
+def test_an_enlarged_copy_is_the_image_at_its_scale():
+  data = _encoded(size=100)
+  with Image.open(io.BytesIO(degradations.resave(data, 95, 2.5))) as image:
+    assert image.size == (250, 250)
+    back = np.asarray(image.resize((100, 100), Image.Resampling.LANCZOS), np.float32)
+  with Image.open(io.BytesIO(data)) as image:
+    original = np.asarray(image, np.float32)
+  # Shrunk back, it is the original (less some of its noise), not a shifted or mirrored
+  # one.
+  assert np.abs(back - original).mean() < 0.1 * np.abs(back - original[::-1]).mean()
+
+
 @pytest.mark.parametrize("mode, quality, scale", [
-    ("RGB", 60, 0.37), ("L", 95, 0.5), ("RGBA", 75, 1.0), ("RGB", 90, 0.999)])
+    ("RGB", 60, 0.37), ("L", 95, 0.5), ("RGBA", 75, 1.0), ("RGB", 90, 0.999),
+    ("RGB", 85, 2.31), ("RGB", 80, 4.0)])
 def test_the_format_of_a_resaved_file_is_stated_without_encoding_it(mode, quality, scale):
   buffer = io.BytesIO()
   Image.fromarray(_images(n=1, size=101)[0]).convert(mode).save(buffer, format="PNG")
@@ -133,8 +146,9 @@ def test_the_format_of_a_resaved_file_is_stated_without_encoding_it(mode, qualit
 @pytest.mark.parametrize("ranges, message", [
     ((0.5, 0.8, 60, 96), r"quality must be a range within \[1, 95\], got \(60, 96\)"),
     ((0.5, 0.8, 90, 60), r"quality must be a range within \[1, 95\], got \(90, 60\)"),
-    ((0.0, 0.8, 60, 90), r"scale must be a range within \(0, 1\], got \(0.0, 0.8\)"),
-    ((0.9, 0.5, 60, 90), r"scale must be a range within \(0, 1\], got \(0.9, 0.5\)"),
+    ((0.0, 0.8, 60, 90), r"scale must be a range within \(0, 4\], got \(0.0, 0.8\)"),
+    ((0.9, 0.5, 60, 90), r"scale must be a range within \(0, 4\], got \(0.9, 0.5\)"),
+    ((1.5, 4.01, 60, 90), r"scale must be a range within \(0, 4\], got \(1.5, 4.01\)"),
 ])
 def test_bad_resave_ranges_are_refused(ranges, message):
   with pytest.raises(ValueError, match=message):

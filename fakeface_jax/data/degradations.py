@@ -114,15 +114,21 @@ def gaussian_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
   return out
 
 
+# The largest rescaling of a re-saved copy: a face image enlarged into a larger photo
+# (a 256 px face at 45% of a 1600 px one is 2.8x).
+MAX_RESAVE_SCALE = 4.0
+
+
 def resave(data: bytes, quality: int, scale: float = 1.0) -> bytes:
-  """An encoded image's bytes -> the same image rescaled by `scale` (antialiased
-  Lanczos) and saved as a JPEG at `quality` (PIL's standard tables, 4:2:0)."""
-  if not 1 <= quality <= 95 or not 0 < scale <= 1:
-    raise ValueError(f"resave needs quality in [1, 95] and scale in (0, 1], got {quality} "
-                     f"and {scale}")
+  """An encoded image's bytes -> the same image rescaled by `scale` (Lanczos,
+  antialiased when shrinking) and saved as a JPEG at `quality` (PIL's standard tables,
+  4:2:0)."""
+  if not 1 <= quality <= 95 or not 0 < scale <= MAX_RESAVE_SCALE:
+    raise ValueError(f"resave needs quality in [1, 95] and scale in (0, "
+                     f"{MAX_RESAVE_SCALE:g}], got {quality} and {scale}")
   with Image.open(io.BytesIO(data)) as image:
     image = image.convert("RGB")
-    if scale < 1:
+    if scale != 1:
       image = image.resize(_scaled_size(image.width, image.height, scale),
                            Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -149,7 +155,8 @@ def resaved_format(data: bytes, quality: int, scale: float = 1.0
 @dataclasses.dataclass(frozen=True)
 class FileResave:
   """Every file of a source re-saved once (`resave`), as copies passed around online
-  are: rescaled by a factor in [min_scale, max_scale] and JPEG-encoded at a quality in
+  are: rescaled by a factor in [min_scale, max_scale] (above 1: enlarged, as a face
+  pasted into a larger photo) and JPEG-encoded at a quality in
   [min_quality, max_quality], both drawn per file from (seed, its path). A file gets
   the same copy in every role, run and process, so its features can be cached, and a
   source and its re-saved copy split their files alike (the paths are the same)."""
@@ -163,8 +170,8 @@ class FileResave:
     if not 1 <= self.min_quality <= self.max_quality <= 95:
       raise ValueError(f"resave quality must be a range within [1, 95], got "
                        f"({self.min_quality}, {self.max_quality})")
-    if not 0 < self.min_scale <= self.max_scale <= 1:
-      raise ValueError(f"resave scale must be a range within (0, 1], got "
+    if not 0 < self.min_scale <= self.max_scale <= MAX_RESAVE_SCALE:
+      raise ValueError(f"resave scale must be a range within (0, {MAX_RESAVE_SCALE:g}], got "
                        f"({self.min_scale}, {self.max_scale})")
 
   @classmethod
