@@ -148,7 +148,7 @@ def test_the_scale_draw_stays_in_its_range_and_spreads_over_it():
 
 
 @pytest.mark.parametrize("scale, quality", [((1.0, 1.0), (1, 1)), ((1.0, 1.0), (95, 95)),
-                                            ((0.01, 1.0), (1, 95))])
+                                            ((0.01, 1.0), (1, 95)), ((4.0, 4.0), (50, 50))])
 def test_resave_ranges_at_their_ends_are_accepted(scale, quality):
   resave = degradations.FileResave(*scale, *quality)
   assert scale[0] <= resave.settings("a.png")[0] <= scale[1]
@@ -156,14 +156,14 @@ def test_resave_ranges_at_their_ends_are_accepted(scale, quality):
 
 @pytest.mark.parametrize("scale, quality", [((1.0, 1.0), (0, 50)), ((1.0, 1.0), (50, 96)),
                                             ((1.0, 1.0), (60, 59)), ((0.0, 1.0), (50, 50)),
-                                            ((0.5, 1.01), (50, 50)), ((0.6, 0.5), (50, 50))])
+                                            ((0.5, 4.01), (50, 50)), ((0.6, 0.5), (50, 50))])
 def test_resave_ranges_beyond_their_ends_are_refused(scale, quality):
   with pytest.raises(ValueError, match="resave (quality|scale) must be a range within"):
     degradations.FileResave(*scale, *quality)
 
 
 @pytest.mark.parametrize("width, height", [(40, 24), (24, 40), (3, 50)])
-@pytest.mark.parametrize("scale", [1.0, 0.5, 0.05])
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.05, 2.7])
 def test_a_copys_stated_format_is_the_format_of_the_copy_on_both_axes(width, height, scale):
   data = _encoded(width, height)
   resave = degradations.FileResave(scale, scale, 70, 70)
@@ -183,20 +183,21 @@ def test_the_copy_format_follows_each_paths_own_draw():
     assert resave.copy_format(data, path) == degradations.resaved_format(data, quality, scale)
 
 
-@pytest.mark.parametrize("quality, scale", [(0, 1.0), (96, 1.0), (50, 0.0), (50, 1.01),
+@pytest.mark.parametrize("quality, scale", [(0, 1.0), (96, 1.0), (50, 0.0), (50, 4.01),
                                             (0, 0.0)])
 def test_resave_refuses_a_quality_or_a_scale_beyond_its_range(quality, scale):
   with pytest.raises(ValueError, match=r"resave needs quality in \[1, 95\] and scale in "
-                     r"\(0, 1\], got"):
+                     r"\(0, 4\], got"):
     degradations.resave(_encoded(), quality, scale)
 
 
-@pytest.mark.parametrize("quality, scale", [(1, 1.0), (95, 1.0), (60, 0.37), (60, 0.01)])
+@pytest.mark.parametrize("quality, scale", [(1, 1.0), (95, 1.0), (60, 0.37), (60, 0.01),
+                                            (90, 2.3), (80, 4.0)])
 def test_resave_is_pils_lanczos_rescale_then_jpeg_at_the_ends_of_its_ranges(quality, scale):
   data = _encoded(40, 24)
   with Image.open(io.BytesIO(data)) as image:
     image = image.convert("RGB")
-    if scale < 1:
+    if scale != 1:
       image = image.resize((max(1, round(40 * scale)), max(1, round(24 * scale))),
                            Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
