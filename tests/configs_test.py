@@ -77,3 +77,18 @@ def test_self_blend_only_makes_every_fake_of_every_source_a_self_blend():
   assert sorted(config.data.mixture) == sorted(general.get_config().data.mixture)
   for entry in config.data.mixture.values():
     assert tuple(entry.pseudo_fakes.kinds) == ("self_blend",)
+
+
+def test_the_faces_variant_crops_faces_and_adds_an_enlarged_copy_of_each_source():
+  config = general.get_config("faces")
+  config_checks.check_config(config)
+  assert config.data.face_crop.enabled and not general.get_config().data.face_crop.enabled
+  clean = ["ciplab", "faces140k", "lfw_faceswap"]
+  assert sorted(config.data.mixture) == sorted(
+      clean + [f"{s}_{copy}" for s in clean for copy in ("resaved", "enlarged")])
+  assert config.model.num_sources == 9
+  config.data.mixture.lfw_faceswap.manual_dir = "/data/lfw"
+  enlarged = config.data.mixture.lfw_faceswap_enlarged
+  assert enlarged.manual_dir == "/data/lfw" and enlarged.name == "image_folder"
+  resave = degradations.FileResave.from_config(enlarged.resave)
+  assert resave.min_scale >= 1 and resave.max_scale > 2
