@@ -94,14 +94,16 @@ def test_a_file_becomes_the_png_of_its_faces_crop_and_a_faceless_one_stays_as_it
   assert files(small, "b.jpg") == small
 
 
-def test_a_resaved_copy_is_cut_at_its_own_scale_from_the_originals_landmarks():
+@pytest.mark.parametrize("scale", [0.5, 2.5])  # Shrunk, and enlarged as a pasted face is.
+def test_a_resaved_copy_is_cut_at_its_own_scale_from_the_originals_landmarks(scale):
   data = _jpeg(200, 240)
-  resave = degradations.FileResave(0.5, 0.5, 80, 80)
+  resave = degradations.FileResave(scale, scale, 80, 80)
   settings = face_crop.CropSettings(32, 1.0)
   files = face_files.FaceCropFiles(_table([("a.jpg", 200, 240)]), settings, resave)
   copy, _ = image_decoding.decode_photo(resave(data, "a.jpg"))
-  assert copy.shape[:2] == (120, 100)
-  expected, _ = face_crop.crop(copy, _landmarks_for(100, 120), settings)
+  width, height = round(200 * scale), round(240 * scale)
+  assert copy.shape[:2] == (height, width)
+  expected, _ = face_crop.crop(copy, _landmarks_for(width, height), settings)
   with Image.open(io.BytesIO(files(data, "a.jpg"))) as image:
     np.testing.assert_array_equal(np.asarray(image), expected)
 
