@@ -76,19 +76,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   sources = {"faces140k": ("real_vs_fake_140k", "real_vs_fake_140k"),
              "ciplab": ("ciplab", "ciplab_256"),
              "lfw_faceswap": ("image_folder", "lfw_faceswap")}
+  copies = {"resaved": RESAVE, **({"enlarged": ENLARGED} if arg == "faces" else {})}
   for source, (dataset, folder) in sources.items():
     config.data.mixture[source] = {"name": dataset, "weight": 1.0,
                                    "manual_dir": f"{SHARED}/{folder}"}
     # The same files re-saved, as a source of their own whose manual_dir follows the
     # clean one's: re-saved images get their own line, and the clean line moves little.
     clean = config.data.mixture[source]
-    config.data.mixture[f"{source}_resaved"] = {
-        "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
-        "resave": RESAVE}
-  for source in sources if arg == "faces" else ():
-    config.data.mixture[f"{source}_enlarged"] = {
-        **config.data.mixture[source], "resave": ENLARGED,
-        "manual_dir": config.data.mixture[source].get_ref("manual_dir")}
+    for copy, resave in copies.items():
+      config.data.mixture[f"{source}_{copy}"] = {
+          "name": dataset, "weight": 1.0, "manual_dir": clean.get_ref("manual_dir"),
+          "resave": resave}
   if arg == "faces":
     # Crops narrow the gap between a face in a photo and the face image alone.
     config.data.face_crop.enabled = True
