@@ -10,15 +10,18 @@ Each entry point (`fakeface-train`, `fakeface-predict`, ...) hands its `main` to
   outside the train loop (which checkpoints instead) prints one line and exits 130.
 - Anything else is a bug and keeps its traceback.
 
-This module imports no JAX, so that help and usage errors come back quickly.
+This module imports no JAX, and the entry points import JAX and the library through
+`lazy_import`, so that help and usage errors come back in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import sys
 import textwrap
+import types
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -41,6 +44,22 @@ HELP_ARGS = ("-h", "--help", "-?", "--helpshort")
 # ml_collections reports a bad --config.KEY=VALUE (unknown key with "did you mean", wrong
 # type) with these rather than a flags.Error.
 _CONFIG_OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
+
+
+def lazy_import(name: str) -> types.ModuleType:
+  """The module `name`, run on its first attribute access instead of now (the standard
+  library's `importlib.util.LazyLoader`): an entry point's heavy imports (JAX, the
+  library) cost nothing until its `main` runs. Its parent packages are imported now."""
+  if name in sys.modules:
+    return sys.modules[name]
+  spec = importlib.util.find_spec(name)
+  if spec is None:
+    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+  spec.loader = importlib.util.LazyLoader(spec.loader)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return module
 
 
 def fail(message: object, status: int) -> NoReturn:

@@ -73,10 +73,17 @@ def test_every_console_script_names_an_importable_entry_point():
     assert callable(getattr(importlib.import_module(module), function))
 
 
+# Tools whose help loads no JAX (`cli.lazy_import`): it answers in a fraction of a second.
+HELP_WITHOUT_JAX = ("fakeface-train", "fakeface-predict", "fakeface-benchmark",
+                    "fakeface-input-benchmark", "fakeface-scale-benchmark")
+
+
 def test_help_prints_the_tools_usage_flags_and_examples_first():
   names = list(COMMANDS)
-  # -h for one tool, --help for the others: both are this tool's help.
-  results = run_together([COMMANDS[n] + ["-h" if n == "fakeface-benchmark" else "--help"]
+  # -h for one tool, --help for the others: both are this tool's help. Python's import
+  # log (-X importtime, on stderr) shows which modules each help ran.
+  results = run_together([["-X", "importtime"] + COMMANDS[n]
+                          + ["-h" if n == "fakeface-benchmark" else "--help"]
                           for n in names] + [["-m", "fakeface_jax.experiments.crossval", "--help"]])
   for name, proc in zip(names, results):
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -88,6 +95,7 @@ def test_help_prints_the_tools_usage_flags_and_examples_first():
     assert examples[0].startswith(f"  {name} --")
     # The tool's own flags only: absl's and the libraries' stay behind --helpfull.
     assert "--logtostderr" not in proc.stdout and "--helpfull" in lines[-1]
+    assert ("jax._src." in proc.stderr) == (name not in HELP_WITHOUT_JAX), name
   # Cross-validation is not a command of its own: one line pointing at training's.
   crossval = results[-1]
   assert crossval.returncode == 0
@@ -125,6 +133,21 @@ def test_user_mistakes_fail_in_one_error_line_without_traceback(tmp_path):
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error: ") and words.lower() in line.lower(), line
     assert not os.path.exists(missing)
+
+
+def test_lazy_import_runs_the_module_at_its_first_attribute_access(tmp_path, monkeypatch):
+  ran = tmp_path / "ran"
+  (tmp_path / "lazy_probe.py").write_text(f"open({str(ran)!r}, 'w').close()\nVALUE = 7\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  module = cli.lazy_import("lazy_probe")
+  try:
+    assert sys.modules["lazy_probe"] is module and not ran.exists()
+    assert module.VALUE == 7 and ran.exists()
+    assert cli.lazy_import("lazy_probe") is module
+  finally:
+    del sys.modules["lazy_probe"]
+  with pytest.raises(ModuleNotFoundError, match="lazy_probe_missing"):
+    cli.lazy_import("lazy_probe_missing")
 
 
 def snapshot(directory: str) -> dict[str, float]:

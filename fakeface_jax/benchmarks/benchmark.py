@@ -35,21 +35,22 @@ import sys
 import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import flags
 from PIL import Image
 
 from fakeface_jax import cli
-from fakeface_jax.data import image_decoding
-from fakeface_jax.data import preprocessing
-from fakeface_jax.experiments import sweep
-from fakeface_jax import models
-from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
-from fakeface_jax.training import steps as train_steps
+
+# Loaded on first use: `--help` and usage errors answer without JAX.
+jax = cli.lazy_import("jax")
+optax = cli.lazy_import("optax")
+image_decoding = cli.lazy_import("fakeface_jax.data.image_decoding")
+preprocessing = cli.lazy_import("fakeface_jax.data.preprocessing")
+sweep = cli.lazy_import("fakeface_jax.experiments.sweep")
+models = cli.lazy_import("fakeface_jax.models")
+inference = cli.lazy_import("fakeface_jax.serving.inference")
+predict = cli.lazy_import("fakeface_jax.serving.predict")
+train_steps = cli.lazy_import("fakeface_jax.training.steps")
 
 FLAGS = flags.FLAGS
 
@@ -96,8 +97,8 @@ def matmul_gflops_per_s(repeats: int = 10) -> float:
   best of `repeats` rather than the median, since a ceiling is what the machine can do
   when nothing else runs.
   """
-  a = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
-  product = jax.jit(jnp.dot)
+  a = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jax.numpy.float32)
+  product = jax.jit(jax.numpy.dot)
   jax.block_until_ready(product(a, a))
   times = []
   for _ in range(repeats):
@@ -116,8 +117,8 @@ def benchmark_model(name: str, conv_impl: str = "auto", steps: int = 0,
   model = (models.TaperingMLP("taper") if name == "mlp"
            else models.ConvNet((32, 32, 64, 64), conv_impl=conv_impl))
   rng = np.random.default_rng(0)
-  data = {"image": jnp.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
-          "label": jnp.asarray(rng.integers(0, 2, (batch,)).astype(np.int32))}
+  data = {"image": jax.numpy.asarray(rng.integers(0, 256, (batch, *shape), dtype=np.uint8)),
+          "label": jax.numpy.asarray(rng.integers(0, 2, (batch,)).astype(np.int32))}
   state = train_steps.create_train_state(jax.random.key(0), model, shape, optax.adam(1e-3))
   totals = train_steps.init_totals()
   step = jax.jit(functools.partial(train_steps.train_step, flip=False, rotation_degrees=0.0),

@@ -19,12 +19,14 @@ import os
 import statistics
 import time
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
 from fakeface_jax import cli
-from fakeface_jax.data import input_pipeline
+
+# Loaded on first use: `--help` and usage errors answer without JAX.
+jax = cli.lazy_import("jax")
+input_pipeline = cli.lazy_import("fakeface_jax.data.input_pipeline")
 
 FLAGS = flags.FLAGS
 

@@ -40,7 +40,6 @@ import sys
 import time
 from collections.abc import Callable
 
-import jax
 import numpy as np
 from absl import flags
 from absl import logging
@@ -50,10 +49,13 @@ from PIL import ImageFont
 
 from fakeface_jax import cli
 from fakeface_jax.data import face_crop
-from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax import errors
-from fakeface_jax.serving import inference
+
+# Loaded on first use: `--help` and usage errors answer without JAX.
+jax = cli.lazy_import("jax")
+image_decoding = cli.lazy_import("fakeface_jax.data.image_decoding")
+inference = cli.lazy_import("fakeface_jax.serving.inference")
 
 FLAGS = flags.FLAGS
 
@@ -270,10 +272,16 @@ def main(argv: list[str]) -> int:
   return SOME_FILES_FAILED if any(r["error"] for r in rows) else cli.OK
 
 
+def _command(argv: list[str]) -> int:
+  """`main` with the user's compilation cache: the command's choice, not the library's
+  (tests and other callers of `main` choose their own)."""
+  use_compilation_cache()
+  return main(argv)
+
+
 def run() -> None:
   """Console-script entry point (`fakeface-predict`)."""
-  use_compilation_cache()  # The command's, not the library's: tests and callers choose.
-  cli.run(main, name="fakeface-predict", doc=__doc__, define_flags=define_flags,
+  cli.run(_command, name="fakeface-predict", doc=__doc__, define_flags=define_flags,
           arguments="IMAGE_OR_FOLDER...", huge_pages=False)
 
 

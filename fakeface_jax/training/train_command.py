@@ -12,17 +12,19 @@ r"""Trains and evaluates a fake-face detector from a config file (`fakeface-trai
 the same command on every host with `--distributed`; see docs/speed.md, "Data parallelism".
 """
 
-import jax
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from fakeface_jax import cli
-from fakeface_jax import config_checks
-from fakeface_jax.experiments import crossval
-from fakeface_jax.experiments import leave_out
-from fakeface_jax.training import checkpointing
-from fakeface_jax.training import train
+
+# Loaded when `main` runs: `--help` and usage errors answer without them.
+jax = cli.lazy_import("jax")
+config_checks = cli.lazy_import("fakeface_jax.config_checks")
+crossval = cli.lazy_import("fakeface_jax.experiments.crossval")
+leave_out = cli.lazy_import("fakeface_jax.experiments.leave_out")
+checkpointing = cli.lazy_import("fakeface_jax.training.checkpointing")
+train = cli.lazy_import("fakeface_jax.training.train")
 
 FLAGS = flags.FLAGS
 
