@@ -36,6 +36,9 @@ RESAVE = {"scale": (0.35, 0.85), "quality": (60, 95), "seed": 0}
 # ":faces"' third copy of each source: enlarged and re-saved, as a face image pasted at
 # 18-45% of a 700-1600 px photo is (tools/face_check.py's canvases).
 ENLARGED = {"scale": (1.0, 2.8), "quality": (80, 95), "seed": 0}
+# ":faces"' crop side, as a multiple of FFHQ's: a crop of a face image that fills its file
+# (ciplab, 140k) stays inside it, as it then does inside a photo (docs/results.md).
+FACES_MARGIN = 0.75
 
 
 # Arguments (`configs/general.py:ARG`): "pseudo" adds beside each source a copy whose
@@ -90,6 +93,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg == "faces":
     # Crops narrow the gap between a face in a photo and the face image alone.
     config.data.face_crop.enabled = True
+    config.data.face_crop.margin = FACES_MARGIN
   for source in list(config.data.mixture) if arg == "self_blend_only" else ():
     config.data.mixture[source].pseudo_fakes = {**PSEUDO_FAKES, "kinds": ("self_blend",)}
   for source in list(config.data.mixture) if arg == "pseudo" else ():

@@ -83,6 +83,8 @@ def test_the_faces_variant_crops_faces_and_adds_an_enlarged_copy_of_each_source(
   config = general.get_config("faces")
   config_checks.check_config(config)
   assert config.data.face_crop.enabled and not general.get_config().data.face_crop.enabled
+  # Tighter than FFHQ's framing, so that a crop stays inside a face image that fills its file.
+  assert config.data.face_crop.margin == general.FACES_MARGIN < 1
   clean = ["ciplab", "faces140k", "lfw_faceswap"]
   assert sorted(config.data.mixture) == sorted(
       clean + [f"{s}_{copy}" for s in clean for copy in ("resaved", "enlarged")])

@@ -14,7 +14,8 @@ share of canvases with exactly one face found and inside the pasted image, with 
 inside it, faces found outside it, and the detector's median time per canvas; with a
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
 on the face images alone, scored as the model was trained (`predict.image_verdicts`:
-whole files, or faces for a run trained on face crops), and the shares warned `size` of
+whole files, or faces for a run trained on face crops), both also on the real half
+alone (`*_real_accuracy`), and the shares warned `size` of
 the pasted faces, of smaller faces inside the pasted image and of faces outside it
 (`size_warned`).
 Writes the table to stdout and JSON to --output.
@@ -166,8 +167,11 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str],
   truth = np.array([classes.NAMES[y] for y in labels], object)
   on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)
   alone = np.array(predict.image_verdicts(predictor, originals), object)
+  real = labels == classes.REAL
   return {"canvas_accuracy": float((on_canvas == truth).mean()),
           "alone_accuracy": float((alone == truth).mean()),
+          "canvas_real_accuracy": float((on_canvas == truth)[real].mean()),
+          "alone_real_accuracy": float((alone == truth)[real].mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
           **size_warned([by_file[p] for p in canvases], regions)}
 
