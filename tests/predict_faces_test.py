@@ -7,6 +7,7 @@ be checked against the crop it must have scored; tests/faces_test.py checks the 
 """
 
 import csv
+import dataclasses
 import os
 import types
 
@@ -16,6 +17,8 @@ from PIL import Image
 
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
+from fakeface_jax.data import image_decoding
+from fakeface_jax.data import jpeg_tables
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
 from tests import image_decoding_test
@@ -38,6 +41,8 @@ PLACED = {
     310: [_face(150, 140, 1.0, 0.99)],
     320: [_face(90, 100, 0.8, 0.97), _face(230, 150, 0.25, 0.91)],
     330: [_face(80, 80, 0.6, 0.999), _face(200, 90, 1.2, 0.95), _face(160, 220, 0.5, 0.9)],
+    # A face image: its face's square (162 px) spans 0.62 of the 260 px height.
+    340: [_face(170, 130, 1.5, 0.99), _face(300, 40, 0.3, 0.9)],
 }
 
 
@@ -139,6 +144,51 @@ def test_small_face_and_size_are_about_the_faces_square_not_the_file(
   assert [("small_face" in r["warnings"], "size" in r["warnings"]) for r in rows] == [
       (False, False), (True, True)]
   assert "size" in predict.predict_files(predictor, paths)[0]["warnings"]
+
+
+def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_faces(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  # Training images of 250-350 px: both photos are of their sizes, and only the 340 px
+  # one is a face image (its largest face spans at least half its shorter side).
+  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
+      predictor.training_domain, min_side=250, max_side=350))
+  paths = _photos(tmp_path / "in", widths=(310, 340))
+  rows = predict.predict_faces(predictor, paths)
+  whole = predict.predict_files(predictor, paths[1:])[0]
+  crops = [_own_crop_scores(predictor, path) for path in paths]
+  assert [(r["face"], r["scored"]) for r in rows] == [(0, "face"), (0, "file"), (1, "face")]
+  np.testing.assert_allclose([r["p_fake"] for r in rows],
+                             [crops[0][0], whole["p_fake"], crops[1][1]], atol=1e-6)
+  assert rows[1]["p_fake"] == whole["p_fake"]
+  for key in ("warnings", "jpeg_grid", "feature_distance"):
+    assert rows[1][key] == whole[key], key
+  # Not the face's crop: its score differs from the whole file's.
+  assert abs(crops[1][0] - whole["p_fake"]) > 1e-4
+  verdict = ("fake" if predictor.is_fake(np.array([rows[1]["p_fake"], rows[2]["p_fake"]])).any()
+             else "real")
+  assert rows[1]["image_prediction"] == rows[2]["image_prediction"] == verdict
+
+
+def test_scores_whole_takes_face_images_of_the_training_sizes_of_a_whole_image_run_only(
+    predictor, monkeypatch):
+  domain = dataclasses.replace(predictor.training_domain, min_side=100, max_side=300)
+  monkeypatch.setattr(predictor, "training_domain", domain)
+  image = image_decoding.ImageFormat("JPEG", 300, 200, "RGB", 90, jpeg_tables.NO_TABLES)
+  share = inference.FACE_IMAGE_SHARE * 200
+  assert predictor.scores_whole(image, share)
+  assert not predictor.scores_whole(image, share - 0.01)
+  # The range's ends are inside it; one pixel past either is not.
+  for width, height, inside in [(100, 100, True), (301, 200, False), (300, 99, False)]:
+    sized = dataclasses.replace(image, width=width, height=height)
+    assert predictor.scores_whole(sized, 300) == inside, (width, height)
+  monkeypatch.setattr(predictor, "training_domain", None)
+  assert not predictor.scores_whole(image, 300)
+  monkeypatch.setattr(predictor, "training_domain", domain)
+  faces_run = predictor.config.copy_and_resolve_references()
+  with faces_run.unlocked():
+    faces_run.data.face_crop.enabled = True
+  monkeypatch.setattr(predictor, "config", faces_run)
+  assert predictor.trained_on_faces and not predictor.scores_whole(image, 300)
 
 
 def test_unreadable_files_among_photos_keep_every_other_row_in_place(

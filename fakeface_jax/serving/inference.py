@@ -35,6 +35,11 @@ from fakeface_jax.training import checkpointing
 from fakeface_jax.training import run_config
 
 DEFAULT_THRESHOLD = 0.5
+# A photo is a face image, as a run trained on whole face images saw them, when its
+# largest face's square (FFHQ's framing) spans at least this share of its shorter side:
+# 0.55 to 1.3 in the shared sets' files (1st and 95th percentiles), at most 0.64 for a
+# face image pasted at 18-45% of a larger photo's width (tools/face_check.py).
+FACE_IMAGE_SHARE = 0.5
 
 
 @dataclasses.dataclass
@@ -111,11 +116,27 @@ class Predictor:
                                              self.native_crop)
 
   @property
+  def trained_on_faces(self) -> bool:
+    """Whether the run was trained on face crops (config.data.face_crop), not whole files."""
+    return face_crop.settings_of(self.config.data) is not None
+
+  @property
   def crop_settings(self) -> face_crop.CropSettings:
     """How a found face becomes this model's input: at its image size, with the margin
     it was trained with (FFHQ's framing for a run trained on whole images)."""
     return (face_crop.settings_of(self.config.data)
             or face_crop.CropSettings(self.image_size))
+
+  def scores_whole(self, image_format: image_decoding.ImageFormat, side: float) -> bool:
+    """Whether predict scores a photo whole rather than its largest face's crop, whose
+    square is `side` pixels: where the run was trained on whole files and the photo is
+    one of the kind it saw, a face image (`FACE_IMAGE_SHARE`) of its training images'
+    sizes. A crop resamples the pixel-level traces a whole-image run reads."""
+    known = self.training_domain
+    width, height = image_format.width, image_format.height
+    return (not self.trained_on_faces and known is not None
+            and all(known.min_side <= s <= known.max_side for s in (width, height))
+            and side >= FACE_IMAGE_SHARE * min(width, height))
 
   def face_warnings(self, image_format: image_decoding.ImageFormat, side: float,
                     distance: float | None) -> list[str]:

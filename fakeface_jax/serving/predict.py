@@ -8,14 +8,18 @@ r"""Predicts fake or real for the faces in image files and folders with a traine
 Finds every face in each photo (`data.faces`), crops it aligned at the model's input
 size as training framed its faces (`data.face_crop`), and writes one row per face (to
 stdout unless --output), with the columns
-  path,face,x0,y0,x1,y1,face_score,p_fake,prediction,image_prediction,warnings,format,
-  width,height,jpeg_quality,jpeg_grid,feature_distance,error
+  path,face,x0,y0,x1,y1,face_score,p_fake,prediction,image_prediction,scored,warnings,
+  format,width,height,jpeg_quality,jpeg_grid,feature_distance,error
 `face` numbers a photo's faces from 0, the largest first; x0..y1 is the detector's
 box in the photo's pixels (after its EXIF orientation) and `face_score` its confidence.
 p_fake has 6 decimals. `prediction` is `fake` when p_fake >= the run's decision
 threshold (chosen on its validation split, else 0.5); `image_prediction`, on each of a
-photo's rows, is `fake` when any of its faces is. A photo with no face gets one row
-with an empty `face`, no score and the warning `no_face`. `--faces off` scores each
+photo's rows, is `fake` when any of its faces is. `scored` says what p_fake is of: the
+face's crop (`face`), or the whole file (`file`). A run trained on whole face images
+scores a photo that is one of them (its largest face spans at least half its shorter
+side, and its size is among the training images'; `Predictor.scores_whole`) whole, as it
+was trained, and puts that score on its largest face's row. A photo with no face gets one
+row with an empty `face`, no score and the warning `no_face`. `--faces off` scores each
 whole file instead, one row per file with the face columns empty.
 
 `warnings` lists, separated by `;`, why a prediction has no basis in the training data
@@ -48,7 +52,6 @@ from PIL import ImageDraw
 from PIL import ImageFont
 
 from fakeface_jax import cli
-from fakeface_jax.data import face_crop
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax import errors
 
@@ -78,8 +81,8 @@ def define_flags() -> None:
                       "its faces' boxes and p_fake drawn.")
 
 COLUMNS = ("path", "face", "x0", "y0", "x1", "y1", "face_score", "p_fake", "prediction",
-           "image_prediction", "warnings", "format", "width", "height", "jpeg_quality",
-           "jpeg_grid", "feature_distance", "error")
+           "image_prediction", "scored", "warnings", "format", "width", "height",
+           "jpeg_quality", "jpeg_grid", "feature_distance", "error")
 FACE_COLUMNS = ("face", "x0", "y0", "x1", "y1", "face_score")
 
 
@@ -104,7 +107,7 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
     d = None if distance is None else float(distance[k])
     verdict = "fake" if predictor.is_fake(p) else "real"
     rows[i].update(
-        p_fake=float(p), prediction=verdict, image_prediction=verdict,
+        p_fake=float(p), prediction=verdict, image_prediction=verdict, scored="file",
         warnings=";".join(predictor.warnings(image_format, d)),
         format=image_format.format, width=image_format.width, height=image_format.height,
         jpeg_quality=image_format.jpeg_quality,
@@ -119,37 +122,61 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
   for a file that could not be read."""
   found = inference.decode_faces(predictor, paths)
   p_fake, distance = predictor.score(found.images)
+  whole = _scored_whole(predictor, paths, found)
   rows = []
   for i, (path, image_format, error) in enumerate(zip(paths, found.formats, found.errors)):
     row = dict.fromkeys(COLUMNS) | {"path": path, "error": error}
     faces = np.flatnonzero(found.file_index == i)
     if error is None:
       row.update(format=image_format.format, width=image_format.width,
-                 height=image_format.height, jpeg_quality=image_format.jpeg_quality,
-                 jpeg_grid=_grid(image_format, jpeg_tables.NO_TABLES))
+                 height=image_format.height, jpeg_quality=image_format.jpeg_quality)
     if error is not None or not len(faces):
-      rows.append(row | ({} if error else {"warnings": "no_face"}))
+      rows.append(row | ({} if error else {"warnings": "no_face",
+                                           "jpeg_grid": _grid(image_format,
+                                                              jpeg_tables.NO_TABLES)}))
       continue
-    verdict = "fake" if predictor.is_fake(p_fake[faces]).any() else "real"
-    for face, k in enumerate(faces):
+    scores = []
+    for k in faces:
       d = None if distance is None else float(distance[k])
-      x0, y0, x1, y1 = (round(float(v), 1) for v in found.boxes[k])
-      rows.append(row | {
-          "face": face, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-          "face_score": round(float(found.scores[k]), 4), "p_fake": float(p_fake[k]),
-          "prediction": "fake" if predictor.is_fake(p_fake[k]) else "real",
-          "image_prediction": verdict,
+      scores.append({
+          "p_fake": float(p_fake[k]), "scored": "face",
           "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
+          "jpeg_grid": _grid(image_format, jpeg_tables.NO_TABLES),
           "feature_distance": None if d is None else round(d, 4)})
+    if i in whole:  # The largest face's row carries the whole file's score.
+      scores[0] = {k: whole[i][k] for k in scores[0]}
+    verdict = ("fake" if predictor.is_fake(np.array([s["p_fake"] for s in scores])).any()
+               else "real")
+    for face, (k, score) in enumerate(zip(faces, scores)):
+      x0, y0, x1, y1 = (round(float(v), 1) for v in found.boxes[k])
+      rows.append(row | score | {
+          "face": face, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+          "face_score": round(float(found.scores[k]), 4),
+          "prediction": "fake" if predictor.is_fake(score["p_fake"]) else "real",
+          "image_prediction": verdict})
   return rows
+
+
+def _scored_whole(predictor: inference.Predictor, paths: list[str],
+                  found: inference.DecodedFaces) -> dict[int, dict]:
+  """`predict_files`' rows, by file index, of the files that `Predictor.scores_whole`
+  scores whole: face images of the kind a whole-image run was trained on."""
+  chosen = []
+  for i, (image_format, error) in enumerate(zip(found.formats, found.errors)):
+    faces = np.flatnonzero(found.file_index == i)
+    if error is None and len(faces) and predictor.scores_whole(image_format,
+                                                               found.sides[faces[0]]):
+      chosen.append(i)
+  rows = predict_files(predictor, [paths[i] for i in chosen]) if chosen else []
+  # A file that changed between the two reads keeps its crop's score.
+  return {i: row for i, row in zip(chosen, rows) if row["error"] is None}
 
 
 def image_verdicts(predictor: inference.Predictor, paths: list[str]) -> list[str | None]:
   """Each file's verdict (`image_prediction`) as the run was trained to give it: of its
   faces for a run trained on face crops, of the whole file otherwise; None where there
   is none (no face, or unreadable)."""
-  trained_on_faces = face_crop.settings_of(predictor.config.data) is not None
-  by_file = rows_by_file((predict_faces if trained_on_faces else predict_files)(
+  by_file = rows_by_file((predict_faces if predictor.trained_on_faces else predict_files)(
       predictor, paths))
   return [by_file[path][0]["image_prediction"] for path in paths]
 
