@@ -166,6 +166,15 @@ BUGS = (
         'metrics={checkpointing.BEST_METRIC: row.get(\n                             "val_weighted_accuracy", row["val_accuracy"])},',
         'metrics={checkpointing.BEST_METRIC: row["val_accuracy"]},',
         ("tests/mixture_test.py",)),
+    # Added with whole-file scoring of face images by whole-image runs.
+    Bug("whole_scoring_ignores_the_training_sizes", "fakeface_jax/serving/inference.py",
+        "and all(known.min_side <= s <= known.max_side for s in (width, height))",
+        "and all(known.min_side <= s for s in (width, height))",
+        ("tests/predict_faces_test.py",)),
+    Bug("whole_score_left_off_the_face_row", "fakeface_jax/serving/predict.py",
+        "scores[0] = {k: whole[i][k] for k in scores[0]}",
+        "scores[0] = scores[0] | {\"scored\": \"file\"}",
+        ("tests/predict_faces_test.py",)),
 )
 
 
