@@ -121,8 +121,15 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
   first; one row without a face for a file with none, and one with only path and error
   for a file that could not be read."""
   found = inference.decode_faces(predictor, paths)
-  p_fake, distance = predictor.score(found.images)
   whole = _scored_whole(predictor, paths, found)
+  # Every crop but those of the faces whose file is scored whole instead.
+  cropped = np.ones(len(found.file_index), bool)
+  cropped[[np.flatnonzero(found.file_index == i)[0] for i in whole]] = False
+  p_fake, distance = np.full(len(cropped), np.nan), None
+  p_fake[cropped], crop_distance = predictor.score(found.images[cropped])
+  if crop_distance is not None:
+    distance = np.full(len(cropped), np.nan)
+    distance[cropped] = crop_distance
   rows = []
   for i, (path, image_format, error) in enumerate(zip(paths, found.formats, found.errors)):
     row = dict.fromkeys(COLUMNS) | {"path": path, "error": error}
