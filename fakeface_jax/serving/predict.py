@@ -119,7 +119,8 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
 def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict]:
   """One row per face found (COLUMNS), files in order and each file's faces the largest
   first; one row without a face for a file with none, and one with only path and error
-  for a file that could not be read."""
+  for a file that could not be read. A face image that `Predictor.scores_whole` takes
+  gives its largest face's row the whole file's score."""
   found = inference.decode_faces(predictor, paths)
   whole = _scored_whole(predictor, paths, found)
   # Every crop but those of the faces whose file is scored whole instead.
