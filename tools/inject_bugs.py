@@ -168,8 +168,8 @@ BUGS = (
         ("tests/mixture_test.py",)),
     # Added with whole-file scoring of face images by whole-image runs.
     Bug("whole_scoring_ignores_the_training_sizes", "fakeface_jax/serving/inference.py",
-        "and all(known.min_side <= s <= known.max_side for s in (width, height))",
-        "and all(known.min_side <= s for s in (width, height))",
+        "and known is not None and known.holds_size(image_format)",
+        "and known is not None",
         ("tests/predict_faces_test.py",)),
     Bug("whole_score_left_off_the_face_row", "fakeface_jax/serving/predict.py",
         "scores[0] = {k: whole[i][k] for k in scores[0]}",

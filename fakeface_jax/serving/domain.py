@@ -68,6 +68,11 @@ class TrainingDomain:
   distance_cutoff: float
   validation_distances: dict[str, float]  # Quantiles, for the record.
 
+  def holds_size(self, image_format: image_decoding.ImageFormat) -> bool:
+    """Whether the image's width and height both lie in the training images' range."""
+    return all(self.min_side <= side <= self.max_side
+               for side in (image_format.width, image_format.height))
+
   def to_json(self) -> dict[str, Any]:
     return {f.name: (v.tolist() if isinstance(v := getattr(self, f.name), np.ndarray) else v)
             for f in dataclasses.fields(self)}
@@ -133,8 +138,7 @@ def image_warnings(domain: TrainingDomain | None, image_format: image_decoding.I
     warned.append("upscaled")
   if domain is None:
     return warned
-  if not all(domain.min_side <= side <= domain.max_side
-             for side in (image_format.width, image_format.height)):
+  if not domain.holds_size(image_format):
     warned.append("size")
   if image_format.format not in domain.formats:
     warned.append("format")

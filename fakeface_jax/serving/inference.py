@@ -133,10 +133,9 @@ class Predictor:
     one of the kind it saw, a face image (`FACE_IMAGE_SHARE`) of its training images'
     sizes. A crop resamples the pixel-level traces a whole-image run reads."""
     known = self.training_domain
-    width, height = image_format.width, image_format.height
-    return (not self.trained_on_faces and known is not None
-            and all(known.min_side <= s <= known.max_side for s in (width, height))
-            and side >= FACE_IMAGE_SHARE * min(width, height))
+    return (not self.trained_on_faces
+            and known is not None and known.holds_size(image_format)
+            and side >= FACE_IMAGE_SHARE * min(image_format.width, image_format.height))
 
   def face_warnings(self, image_format: image_decoding.ImageFormat, side: float,
                     distance: float | None) -> list[str]:
