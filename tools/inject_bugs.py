@@ -172,8 +172,9 @@ BUGS = (
         "and known is not None",
         ("tests/predict_faces_test.py",)),
     Bug("whole_score_left_off_the_face_row", "fakeface_jax/serving/predict.py",
-        "scores[0] = {k: whole[i][k] for k in scores[0]}",
-        "scores[0] = scores[0] | {\"scored\": \"file\"}",
+        "scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}",
+        "scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}"
+        " | {\"scored\": \"face\"}",
         ("tests/predict_faces_test.py",)),
 )
 

@@ -84,6 +84,8 @@ COLUMNS = ("path", "face", "x0", "y0", "x1", "y1", "face_score", "p_fake", "pred
            "image_prediction", "scored", "warnings", "format", "width", "height",
            "jpeg_quality", "jpeg_grid", "feature_distance", "error")
 FACE_COLUMNS = ("face", "x0", "y0", "x1", "y1", "face_score")
+# A face row's fields that come from what was scored: its crop, or its whole file.
+SCORE_COLUMNS = ("p_fake", "scored", "warnings", "jpeg_grid", "feature_distance")
 
 
 def _grid(image_format: image_decoding.ImageFormat, tables: np.ndarray) -> str:
@@ -122,19 +124,27 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
   for a file that could not be read. A face image that `Predictor.scores_whole` takes
   gives its largest face's row the whole file's score."""
   found = inference.decode_faces(predictor, paths)
-  whole = _scored_whole(predictor, paths, found)
-  # Every crop but those of the faces whose file is scored whole instead.
-  cropped = np.ones(len(found.file_index), bool)
-  cropped[[np.flatnonzero(found.file_index == i)[0] for i in whole]] = False
-  p_fake, distance = np.full(len(cropped), np.nan), None
-  p_fake[cropped], crop_distance = predictor.score(found.images[cropped])
-  if crop_distance is not None:
-    distance = np.full(len(cropped), np.nan)
-    distance[cropped] = crop_distance
+  faces_of = [np.flatnonzero(found.file_index == i) for i in range(len(paths))]
+  whole = _scored_whole(predictor, paths, found, faces_of)
+  # A file scored whole gives its largest face that score instead of its crop's.
+  crops = np.array([k for i, faces in enumerate(faces_of)
+                    for k in (faces[1:] if i in whole else faces)], np.int64)
+  p_fake, distance = predictor.score(found.images[crops])
+  scores = {}
+  for n, k in enumerate(crops):
+    d = None if distance is None else float(distance[n])
+    image_format = found.formats[found.file_index[k]]
+    scores[k] = {
+        "p_fake": float(p_fake[n]), "scored": "face",
+        "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
+        "jpeg_grid": _grid(image_format, jpeg_tables.NO_TABLES),
+        "feature_distance": None if d is None else round(d, 4)}
+  for i, file_row in whole.items():
+    scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}
   rows = []
   for i, (path, image_format, error) in enumerate(zip(paths, found.formats, found.errors)):
     row = dict.fromkeys(COLUMNS) | {"path": path, "error": error}
-    faces = np.flatnonzero(found.file_index == i)
+    faces = faces_of[i]
     if error is None:
       row.update(format=image_format.format, width=image_format.width,
                  height=image_format.height, jpeg_quality=image_format.jpeg_quality)
@@ -143,38 +153,27 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
                                            "jpeg_grid": _grid(image_format,
                                                               jpeg_tables.NO_TABLES)}))
       continue
-    scores = []
-    for k in faces:
-      d = None if distance is None else float(distance[k])
-      scores.append({
-          "p_fake": float(p_fake[k]), "scored": "face",
-          "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
-          "jpeg_grid": _grid(image_format, jpeg_tables.NO_TABLES),
-          "feature_distance": None if d is None else round(d, 4)})
-    if i in whole:  # The largest face's row carries the whole file's score.
-      scores[0] = {k: whole[i][k] for k in scores[0]}
-    verdict = ("fake" if predictor.is_fake(np.array([s["p_fake"] for s in scores])).any()
-               else "real")
-    for face, (k, score) in enumerate(zip(faces, scores)):
+    fake = predictor.is_fake(np.array([scores[k]["p_fake"] for k in faces])).any()
+    verdict = "fake" if fake else "real"
+    for face, k in enumerate(faces):
       x0, y0, x1, y1 = (round(float(v), 1) for v in found.boxes[k])
-      rows.append(row | score | {
+      rows.append(row | scores[k] | {
           "face": face, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
           "face_score": round(float(found.scores[k]), 4),
-          "prediction": "fake" if predictor.is_fake(score["p_fake"]) else "real",
+          "prediction": "fake" if predictor.is_fake(scores[k]["p_fake"]) else "real",
           "image_prediction": verdict})
   return rows
 
 
 def _scored_whole(predictor: inference.Predictor, paths: list[str],
-                  found: inference.DecodedFaces) -> dict[int, dict]:
+                  found: inference.DecodedFaces, faces_of: list[np.ndarray]
+                  ) -> dict[int, dict]:
   """`predict_files`' rows, by file index, of the files that `Predictor.scores_whole`
-  scores whole: face images of the kind a whole-image run was trained on."""
-  chosen = []
-  for i, (image_format, error) in enumerate(zip(found.formats, found.errors)):
-    faces = np.flatnonzero(found.file_index == i)
-    if error is None and len(faces) and predictor.scores_whole(image_format,
-                                                               found.sides[faces[0]]):
-      chosen.append(i)
+  scores whole (face images of the kind a whole-image run was trained on), given each
+  file's faces, the largest first."""
+  # A file with a face was read.
+  chosen = [i for i, faces in enumerate(faces_of) if len(faces)
+            and predictor.scores_whole(found.formats[i], found.sides[faces[0]])]
   rows = predict_files(predictor, [paths[i] for i in chosen]) if chosen else []
   # A file that changed between the two reads keeps its crop's score.
   return {i: row for i, row in zip(chosen, rows) if row["error"] is None}
