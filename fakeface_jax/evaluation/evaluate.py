@@ -35,18 +35,16 @@ from absl import logging
 
 from fakeface_jax import classes
 from fakeface_jax import cli
+from fakeface_jax.data import degradations
+from fakeface_jax.data import folders
+from fakeface_jax.data import input_pipeline
+from fakeface_jax.data import mixture
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax.evaluation import metrics
+from fakeface_jax.evaluation import reporting
 from fakeface_jax import rundir
-
-# Loaded on first use: `--help` and usage errors answer without JAX.
-degradations = cli.lazy_import("fakeface_jax.data.degradations")
-folders = cli.lazy_import("fakeface_jax.data.folders")
-input_pipeline = cli.lazy_import("fakeface_jax.data.input_pipeline")
-mixture = cli.lazy_import("fakeface_jax.data.mixture")
-cross_dataset = cli.lazy_import("fakeface_jax.evaluation.cross_dataset")
-metrics = cli.lazy_import("fakeface_jax.evaluation.metrics")
-reporting = cli.lazy_import("fakeface_jax.evaluation.reporting")
-inference = cli.lazy_import("fakeface_jax.serving.inference")
-checkpointing = cli.lazy_import("fakeface_jax.training.checkpointing")
+from fakeface_jax.serving import inference
+from fakeface_jax.training import checkpointing
 
 FLAGS = flags.FLAGS
 
