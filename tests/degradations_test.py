@@ -91,6 +91,8 @@ def test_downscale_keeps_low_frequencies():
     (lambda x: degradations.downscale(x, 1.5), "factor"),
     (lambda x: degradations.gaussian_blur(x, 0), "sigma"),
     (lambda x: degradations.jpeg(x.astype(np.float32), 90), "uint8"),
+    (lambda x: degradations.resave(_encoded(), 90, subsampling="4:1:1"),
+     r"subsampling must be one of \['4:4:4', '4:2:2', '4:2:0'\], got '4:1:1'"),
 ])
 def test_bad_arguments(call, message):
   with pytest.raises(ValueError, match=message):

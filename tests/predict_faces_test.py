@@ -43,6 +43,8 @@ PLACED = {
     330: [_face(80, 80, 0.6, 0.999), _face(200, 90, 1.2, 0.95), _face(160, 220, 0.5, 0.9)],
     # A face image: its face's square (162 px) spans 0.62 of the 260 px height.
     340: [_face(170, 130, 1.5, 0.99), _face(300, 40, 0.3, 0.9)],
+    # An original of a face image: its face's square (216 px) spans 0.83 of its height.
+    350: [_face(175, 130, 2.0, 0.99), _face(320, 40, 0.3, 0.9)],
 }
 
 
@@ -169,7 +171,31 @@ def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_f
   assert rows[1]["image_prediction"] == rows[2]["image_prediction"] == verdict
 
 
-def test_scores_whole_takes_face_images_of_the_training_sizes_of_a_whole_image_run_only(
+def test_a_face_image_larger_than_the_training_images_is_scored_as_one_of_them(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  # Training images of 100-300 px: the 350 x 260 face image is larger, so it is scored
+  # whole as the training files were made (300 x 223), and its other face by its crop;
+  # the 340 px photo's face fills it only as a pasted face image would, so its crop.
+  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
+      predictor.training_domain, min_side=100, max_side=300))
+  paths = _photos(tmp_path / "in", widths=(340, 350))
+  rows = predict.predict_faces(predictor, paths)
+  as_training = predict.predict_files(predictor, paths[1:],
+                                      predictor.training_domain.as_training_file)[0]
+  assert [(r["face"], r["scored"]) for r in rows] == [
+      (0, "face"), (1, "face"), (0, "resaved"), (1, "face")]
+  for key in ("p_fake", "warnings", "jpeg_grid", "feature_distance"):
+    assert rows[2][key] == as_training[key], key
+  assert as_training["width"] == 300 and "size" not in as_training["warnings"]
+  # The row tells the file as it is, and the re-saved copy scores unlike the file.
+  assert (rows[2]["width"], rows[2]["height"]) == (350, 260)
+  assert rows[2]["p_fake"] != predict.predict_files(predictor, paths[1:])[0]["p_fake"]
+  crops = [_own_crop_scores(predictor, path) for path in paths]
+  np.testing.assert_allclose([r["p_fake"] for r in rows[:2]] + [rows[3]["p_fake"]],
+                             [*crops[0], crops[1][1]], atol=1e-6)
+
+
+def test_scores_whole_takes_face_images_of_or_above_the_training_sizes_of_a_whole_image_run(
     predictor, monkeypatch):
   domain = dataclasses.replace(predictor.training_domain, min_side=100, max_side=300)
   monkeypatch.setattr(predictor, "training_domain", domain)
@@ -177,10 +203,20 @@ def test_scores_whole_takes_face_images_of_the_training_sizes_of_a_whole_image_r
   share = inference.FACE_IMAGE_SHARE * 200
   assert predictor.scores_whole(image, share)
   assert not predictor.scores_whole(image, share - 0.01)
-  # The range's ends are inside it; one pixel past either is not.
-  for width, height, inside in [(100, 100, True), (301, 200, False), (300, 99, False)]:
+  # A larger photo is an original only where its face fills it more than when pasted.
+  larger = dataclasses.replace(image, width=600, height=400)
+  original = inference.ORIGINAL_FACE_SHARE * 400
+  assert predictor.scores_whole(larger, original)
+  assert not predictor.scores_whole(larger, original - 0.01)
+  # (width, height, scored whole, re-saved first): the range's ends are inside it; one
+  # pixel below is not; a larger image is, re-saved, where its shorter side, scaled with
+  # its longer one to 300, stays at least 100 (1000 x 334 -> 300 x 100).
+  for width, height, whole, resaved in [
+      (100, 100, True, False), (300, 99, False, True), (301, 200, True, True),
+      (1000, 334, True, True), (1000, 330, False, True), (99, 300, False, True)]:
     sized = dataclasses.replace(image, width=width, height=height)
-    assert predictor.scores_whole(sized, 300) == inside, (width, height)
+    assert predictor.scores_whole(sized, height) == whole, (width, height)
+    assert predictor.resaves_whole(sized) == resaved, (width, height)
   monkeypatch.setattr(predictor, "training_domain", None)
   assert not predictor.scores_whole(image, 300)
   monkeypatch.setattr(predictor, "training_domain", domain)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from PIL import JpegImagePlugin
 
 from fakeface_jax import classes
 from fakeface_jax.data import datasets
@@ -193,3 +194,42 @@ def test_resave_changes_format_as_asked():
   halved = image_decoding.read_header(degradations.resave(buffer.getvalue(), 90, 0.5))
   assert (halved.format, halved.width, halved.height, halved.jpeg_quality) == (
       "JPEG", 20, 15, 90)
+
+
+def _encoded(width, height, **save) -> bytes:
+  rng = np.random.default_rng(0)
+  small = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC).save(
+      buffer, **save)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("width, height, save, expected", [
+    # A ciplab original (600 px, q95, 4:4:4) becomes its ciplab_256 file.
+    (600, 600, {"format": "JPEG", "quality": 95, "subsampling": 0}, (256, 256, 95, 0)),
+    # Its own quality held within the training images' [60, 95], its subsampling kept.
+    (640, 480, {"format": "JPEG", "quality": 40, "subsampling": 2}, (256, 192, 60, 2)),
+    (480, 640, {"format": "JPEG", "quality": 80, "subsampling": 1}, (192, 256, 80, 1)),
+    # No JPEG: the highest training quality, every colour sample kept.
+    (1024, 1024, {"format": "PNG"}, (256, 256, 95, 0)),
+])
+def test_a_larger_file_is_made_as_the_datasets_made_theirs_from_originals(
+    width, height, save, expected):
+  known = domain.TrainingDomain(
+      formats=["JPEG"], modes=["RGB"], min_side=78, max_side=256, jpeg_qualities=[60, 95],
+      grid_share=0.4, embedding_mean=np.zeros(2, np.float32),
+      embedding_scale=np.ones(2, np.float32), distance_cutoff=1.0, validation_distances={})
+  data = _encoded(width, height, **save)
+  made = known.as_training_file(data)
+  with Image.open(io.BytesIO(made)) as image:
+    read = image_decoding.read_format(image)
+    assert (image.width, image.height, read.jpeg_quality,
+            JpegImagePlugin.get_sampling(image)) == expected
+    assert image.format == "JPEG" and known.holds_size(read)
+  # Exactly PIL's Lanczos and JPEG at those settings, as ciplab_256 was made.
+  with Image.open(io.BytesIO(data)) as image:
+    buffer = io.BytesIO()
+    image.convert("RGB").resize(expected[:2], Image.Resampling.LANCZOS).save(
+        buffer, format="JPEG", quality=expected[2], subsampling=expected[3])
+  assert made == buffer.getvalue()

@@ -173,6 +173,9 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str],
           "canvas_real_accuracy": float((on_canvas == truth)[real].mean()),
           "alone_real_accuracy": float((alone == truth)[real].mean()),
           "canvas_no_face": float(np.mean([v is None for v in on_canvas])),
+          # A canvas is a photo with a face image in it, never itself one to score whole.
+          "canvas_scored_whole": float(np.mean([by_file[p][0]["scored"] in ("file", "resaved")
+                                                for p in canvases])),
           **size_warned([by_file[p] for p in canvases], regions)}
 
 

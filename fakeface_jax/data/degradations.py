@@ -24,6 +24,10 @@ from PIL import Image
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
 
+# The highest JPEG quality written: PIL's documentation advises against higher ones,
+# at which its encoder turns parts of JPEG's compression off.
+MAX_QUALITY = 95
+
 
 def _check_batch(images: np.ndarray) -> np.ndarray:
   images = np.asarray(images)
@@ -42,10 +46,11 @@ def _from_pil(image: Image.Image, channels: int) -> np.ndarray:
 
 
 def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
-  """Re-encodes every image as a baseline JPEG at `quality` (1-95) and decodes it."""
+  """Re-encodes every image as a baseline JPEG at `quality` (1-MAX_QUALITY) and decodes
+  it."""
   images = _check_batch(images)
-  if not 1 <= quality <= 95:
-    raise ValueError(f"JPEG quality must be in [1, 95], got {quality}")
+  if not 1 <= quality <= MAX_QUALITY:
+    raise ValueError(f"JPEG quality must be in [1, {MAX_QUALITY}], got {quality}")
   out = np.empty_like(images)
   for i, image in enumerate(images):
     buffer = io.BytesIO()
@@ -119,20 +124,30 @@ def gaussian_noise(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 MAX_RESAVE_SCALE = 4.0
 
 
-def resave(data: bytes, quality: int, scale: float = 1.0) -> bytes:
+# JPEG chroma subsampling as PIL numbers it: 4:4:4 (every colour sample kept), 4:2:2,
+# 4:2:0 (libjpeg's default).
+SUBSAMPLINGS = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+
+
+def resave(data: bytes, quality: int, scale: float = 1.0,
+           subsampling: str = "4:2:0") -> bytes:
   """An encoded image's bytes -> the same image rescaled by `scale` (Lanczos,
-  antialiased when shrinking) and saved as a JPEG at `quality` (PIL's standard tables,
-  4:2:0)."""
-  if not 1 <= quality <= 95 or not 0 < scale <= MAX_RESAVE_SCALE:
-    raise ValueError(f"resave needs quality in [1, 95] and scale in (0, "
+  antialiased when shrinking) and saved as a JPEG at `quality` (PIL's standard tables)
+  with chroma `subsampling` (a key of SUBSAMPLINGS)."""
+  if not 1 <= quality <= MAX_QUALITY or not 0 < scale <= MAX_RESAVE_SCALE:
+    raise ValueError(f"resave needs quality in [1, {MAX_QUALITY}] and scale in (0, "
                      f"{MAX_RESAVE_SCALE:g}], got {quality} and {scale}")
+  if subsampling not in SUBSAMPLINGS:
+    raise ValueError(f"resave's subsampling must be one of {list(SUBSAMPLINGS)}, got "
+                     f"{subsampling!r}")
   with Image.open(io.BytesIO(data)) as image:
     image = image.convert("RGB")
     if scale != 1:
       image = image.resize(_scaled_size(image.width, image.height, scale),
                            Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
+    image.save(buffer, format="JPEG", quality=quality,
+               subsampling=SUBSAMPLINGS[subsampling])
   return buffer.getvalue()
 
 
@@ -167,8 +182,8 @@ class FileResave:
   seed: int = 0
 
   def __post_init__(self):
-    if not 1 <= self.min_quality <= self.max_quality <= 95:
-      raise ValueError(f"resave quality must be a range within [1, 95], got "
+    if not 1 <= self.min_quality <= self.max_quality <= MAX_QUALITY:
+      raise ValueError(f"resave quality must be a range within [1, {MAX_QUALITY}], got "
                        f"({self.min_quality}, {self.max_quality})")
     if not 0 < self.min_scale <= self.max_scale <= MAX_RESAVE_SCALE:
       raise ValueError(f"resave scale must be a range within (0, {MAX_RESAVE_SCALE:g}], got "

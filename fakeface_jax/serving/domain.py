@@ -16,6 +16,7 @@ traces these detectors read depend on), not that it is hard. They are written to
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -25,7 +26,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
+from PIL import JpegImagePlugin
 
+from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax import rundir
 
@@ -72,6 +76,29 @@ class TrainingDomain:
     """Whether the image's width and height both lie in the training images' range."""
     return all(self.min_side <= side <= self.max_side
                for side in (image_format.width, image_format.height))
+
+  def resave_fits(self, image_format: image_decoding.ImageFormat) -> bool:
+    """Whether the image is larger than the training images, and `as_training_file`
+    brings it within their range of sizes."""
+    longer, shorter = sorted((image_format.width, image_format.height), reverse=True)
+    return (longer > self.max_side
+            and round(shorter * self.max_side / longer) >= self.min_side)
+
+  def as_training_file(self, data: bytes) -> bytes:
+    """A file larger than the training images (`holds_size`), made as the shared
+    datasets made theirs from their originals: its longer side scaled to `max_side`
+    (Lanczos) and saved as a JPEG at its own quality, held within the training images',
+    and its own chroma subsampling; a file that is no JPEG at their highest quality,
+    every colour sample kept. So a 600 px ciplab original becomes ciplab_256's file."""
+    with Image.open(io.BytesIO(data)) as image:
+      image_format = image_decoding.read_format(image)
+      sampling = JpegImagePlugin.get_sampling(image) if image.format == "JPEG" else -1
+    lowest, highest = self.jpeg_qualities or (degradations.MAX_QUALITY,) * 2
+    quality = min(max(image_format.jpeg_quality or highest, lowest), highest)
+    subsampling = {v: k for k, v in degradations.SUBSAMPLINGS.items()}.get(sampling,
+                                                                           "4:4:4")
+    scale = self.max_side / max(image_format.width, image_format.height)
+    return degradations.resave(data, quality, scale, subsampling)
 
   def to_json(self) -> dict[str, Any]:
     return {f.name: (v.tolist() if isinstance(v := getattr(self, f.name), np.ndarray) else v)

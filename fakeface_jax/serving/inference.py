@@ -40,6 +40,12 @@ DEFAULT_THRESHOLD = 0.5
 # 0.55 to 1.3 in the shared sets' files (1st and 95th percentiles), at most 0.64 for a
 # face image pasted at 18-45% of a larger photo's width (tools/face_check.py).
 FACE_IMAGE_SHARE = 0.5
+# A photo larger than every training image is one of the originals such images are made
+# from (a 600 px ciplab original, a 1024 px StyleGAN face) when its face fills it as the
+# 140k and ciplab faces fill theirs, 0.82 to 1.29 of the shorter side (1st and 95th
+# percentiles), and more than a face image pasted at 18-45% of a larger photo's width
+# can: at most 1.3 x 0.45 / 0.7 = 0.84 (tools/face_check.py's canvases).
+ORIGINAL_FACE_SHARE = 0.85
 
 
 @dataclasses.dataclass
@@ -131,11 +137,22 @@ class Predictor:
     """Whether predict scores a photo whole rather than its largest face's crop, whose
     square is `side` pixels: where the run was trained on whole files and the photo is
     one of the kind it saw, a face image (`FACE_IMAGE_SHARE`) of its training images'
-    sizes. A crop resamples the pixel-level traces a whole-image run reads."""
+    sizes, or an original of one (`ORIGINAL_FACE_SHARE`), larger, that re-saving makes
+    one of them (`resaves_whole`). A crop resamples the pixel-level traces a whole-image
+    run reads."""
     known = self.training_domain
-    return (not self.trained_on_faces
-            and known is not None and known.holds_size(image_format)
-            and side >= FACE_IMAGE_SHARE * min(image_format.width, image_format.height))
+    if self.trained_on_faces or known is None:
+      return False
+    share = side / min(image_format.width, image_format.height)
+    if known.holds_size(image_format):
+      return share >= FACE_IMAGE_SHARE
+    return known.resave_fits(image_format) and share >= ORIGINAL_FACE_SHARE
+
+  def resaves_whole(self, image_format: image_decoding.ImageFormat) -> bool:
+    """Whether a photo scored whole is first made the size and kind of a training file
+    (`TrainingDomain.as_training_file`): one larger than them, as a 1024 px StyleGAN
+    face is beside the 256 px copies the 140k set made of such faces."""
+    return not self.training_domain.holds_size(image_format)
 
   def face_warnings(self, image_format: image_decoding.ImageFormat, side: float,
                     distance: float | None) -> list[str]:

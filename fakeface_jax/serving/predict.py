@@ -15,10 +15,12 @@ box in the photo's pixels (after its EXIF orientation) and `face_score` its conf
 p_fake has 6 decimals. `prediction` is `fake` when p_fake >= the run's decision
 threshold (chosen on its validation split, else 0.5); `image_prediction`, on each of a
 photo's rows, is `fake` when any of its faces is. `scored` says what p_fake is of: the
-face's crop (`face`), or the whole file (`file`). A run trained on whole face images
-scores a photo that is one of them (its largest face spans at least half its shorter
-side, and its size is among the training images'; `Predictor.scores_whole`) whole, as it
-was trained, and puts that score on its largest face's row. A photo with no face gets one
+face's crop (`face`), the whole file (`file`), or the whole file made as the training
+files were made from larger originals (`resaved`: `TrainingDomain.as_training_file`).
+A run trained on whole face images scores a photo that is one of them (its largest face
+spans at least half its shorter side; `Predictor.scores_whole`) whole, as it was
+trained: as it is where its size is among the training images', re-saved at their size
+where it is larger. That score goes on its largest face's row. A photo with no face gets one
 row with an empty `face`, no score and the warning `no_face`. `--faces off` scores each
 whole file instead, one row per file with the face columns empty.
 
@@ -174,9 +176,19 @@ def _scored_whole(predictor: inference.Predictor, paths: list[str],
   # A file with a face was read.
   chosen = [i for i, faces in enumerate(faces_of) if len(faces)
             and predictor.scores_whole(found.formats[i], found.sides[faces[0]])]
-  rows = predict_files(predictor, [paths[i] for i in chosen]) if chosen else []
-  # A file that changed between the two reads keeps its crop's score.
-  return {i: row for i, row in zip(chosen, rows) if row["error"] is None}
+  resaved = [i for i in chosen if predictor.resaves_whole(found.formats[i])]
+  as_is = [i for i in chosen if i not in resaved]
+  groups = [(as_is, None, "file")]
+  if resaved:
+    groups.append((resaved, predictor.training_domain.as_training_file, "resaved"))
+  rows = {}
+  for files, transform, scored in groups:
+    for i, row in zip(files, predict_files(predictor, [paths[i] for i in files], transform)
+                      if files else []):
+      # A file that changed between the two reads keeps its crop's score.
+      if row["error"] is None:
+        rows[i] = row | {"scored": scored}
+  return rows
 
 
 def image_verdicts(predictor: inference.Predictor, paths: list[str]) -> list[str | None]:
