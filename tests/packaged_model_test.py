@@ -15,6 +15,7 @@ from PIL import Image
 from fakeface_jax.benchmarks import benchmark
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
+from fakeface_jax.serving import predict
 from fakeface_jax.training import checkpointing
 from tests.conftest import shared_data
 from tests.conftest import users_xla_env
@@ -105,6 +106,25 @@ def test_a_damaged_or_missing_packaged_file_is_one_error_line(damage, tmp_path):
   message = str(raised.value)
   assert "\n" not in message and copy in message
   assert "tools.package_model" in message or "reinstall" in message
+
+
+# Originals in ../shared of ciplab_256 files (600 px, JPEG q95 4:4:4), real and fake.
+CIPLAB_ORIGINALS = ("training_real/real_00049.jpg", "training_real/real_00072.jpg",
+                    "training_fake/easy_208_1111.jpg", "training_fake/mid_122_1100.jpg")
+
+
+def test_a_ciplab_original_is_scored_as_its_ciplab_256_copy(packaged):
+  """A face image larger than the training images is made as the dataset made its
+  copy of it (`TrainingDomain.as_training_file`), so it gets the copy's very score."""
+  originals = shared_data("ciplab_originals_sample", "real_and_fake_face")
+  copies = shared_data("ciplab_256", "real_and_fake_face")
+  rows = predict.predict_faces(packaged, [os.path.join(originals, n) for n in CIPLAB_ORIGINALS])
+  first = [by_file[0] for by_file in predict.rows_by_file(rows).values()]
+  as_copies = predict.predict_files(packaged, [os.path.join(copies, n)
+                                               for n in CIPLAB_ORIGINALS])
+  assert [r["scored"] for r in first] == ["resaved"] * len(CIPLAB_ORIGINALS)
+  assert [r["width"] for r in first] == [600] * len(CIPLAB_ORIGINALS)
+  assert [r["p_fake"] for r in first] == [r["p_fake"] for r in as_copies]
 
 
 def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):

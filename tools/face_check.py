@@ -15,7 +15,8 @@ inside it, faces found outside it, and the detector's median time per canvas; wi
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
 on the face images alone, scored as the model was trained (`predict.image_verdicts`:
 whole files, or faces for a run trained on face crops), both also on the real half
-alone (`*_real_accuracy`), and the shares warned `size` of
+alone (`*_real_accuracy`), the share of canvases scored whole (`canvas_scored_whole`,
+which should be none), and the shares warned `size` of
 the pasted faces, of smaller faces inside the pasted image and of faces outside it
 (`size_warned`).
 Writes the table to stdout and JSON to --output.
