@@ -37,14 +37,15 @@ from fakeface_jax.training import run_config
 DEFAULT_THRESHOLD = 0.5
 # A photo is a face image, as a run trained on whole face images saw them, when its
 # largest face's square (FFHQ's framing) spans at least this share of its shorter side:
-# 0.55 to 1.3 in the shared sets' files (1st and 95th percentiles), at most 0.64 for a
-# face image pasted at 18-45% of a larger photo's width (tools/face_check.py).
+# 0.55 to 1.3 in the shared sets' files (1st and 95th percentiles). A face image pasted
+# at 18-45% of a larger photo's width (tools/face_check.py's canvases) can reach 1.3 x
+# 0.45 / 0.7 = 0.84 by their geometry (0.64 the most measured), but such a photo is
+# larger than the training images, and those need `ORIGINAL_FACE_SHARE`.
 FACE_IMAGE_SHARE = 0.5
 # A photo larger than every training image is one of the originals such images are made
 # from (a 600 px ciplab original, a 1024 px StyleGAN face) when its face fills it as the
 # 140k and ciplab faces fill theirs, 0.82 to 1.29 of the shorter side (1st and 95th
-# percentiles), and more than a face image pasted at 18-45% of a larger photo's width
-# can: at most 1.3 x 0.45 / 0.7 = 0.84 (tools/face_check.py's canvases).
+# percentiles), and more than a pasted face image can.
 ORIGINAL_FACE_SHARE = 0.85
 
 

@@ -17,10 +17,11 @@ threshold (chosen on its validation split, else 0.5); `image_prediction`, on eac
 photo's rows, is `fake` when any of its faces is. `scored` says what p_fake is of: the
 face's crop (`face`), the whole file (`file`), or the whole file made as the training
 files were made from larger originals (`resaved`: `TrainingDomain.as_training_file`).
-A run trained on whole face images scores a photo that is one of them (its largest face
-spans at least half its shorter side; `Predictor.scores_whole`) whole, as it was
-trained: as it is where its size is among the training images', re-saved at their size
-where it is larger. That score goes on its largest face's row. A photo with no face gets one
+A run trained on whole face images scores a photo that is one of them whole, as it was
+trained (`Predictor.scores_whole`): as it is where its size is among the training
+images' and its largest face spans at least half its shorter side; re-saved at their
+size where it is larger and its face spans at least 0.85 of it, as in an original of
+such an image. That score goes on its largest face's row. A photo with no face gets one
 row with an empty `face`, no score and the warning `no_face`. `--faces off` scores each
 whole file instead, one row per file with the face columns empty.
 
