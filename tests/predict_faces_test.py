@@ -43,8 +43,8 @@ PLACED = {
     330: [_face(80, 80, 0.6, 0.999), _face(200, 90, 1.2, 0.95), _face(160, 220, 0.5, 0.9)],
     # A face image: its face's square (162 px) spans 0.62 of the 260 px height.
     340: [_face(170, 130, 1.5, 0.99), _face(300, 40, 0.3, 0.9)],
-    # An original of a face image: its face's square (216 px) spans 0.83 of its height.
-    350: [_face(175, 130, 2.0, 0.99), _face(320, 40, 0.3, 0.9)],
+    # An original of a face image: its face's square (238 px) spans 0.91 of its height.
+    350: [_face(175, 130, 2.2, 0.99), _face(320, 40, 0.3, 0.9)],
 }
 
 
