@@ -37,9 +37,7 @@ def test_the_packaged_model_loads_with_its_threshold_and_training_domain(package
   probe = np.zeros((2, packaged.image_size, packaged.image_size, 3), np.uint8)
   p_fake = packaged.p_fake(probe)
   assert p_fake.shape == (2,) and np.all((0 <= p_fake) & (p_fake <= 1))
-  size = sum(os.path.getsize(os.path.join(inference.PACKAGED_DIR, name))
-             for name in os.listdir(inference.PACKAGED_DIR))
-  assert size <= package_model.MAX_MEGABYTES * 2**20
+  assert package_model.megabytes_of(inference.PACKAGED_DIR) <= package_model.MAX_MEGABYTES
 
 
 def _recorded_figures() -> dict:
@@ -80,15 +78,24 @@ def test_the_packaged_model_reproduces_its_recorded_test_accuracy(name):
   assert abs(figures["accuracy"] - recorded["accuracy"]) <= 0.01, figures
 
 
+def test_the_packaged_model_scores_faces_in_larger_photos_with_a_face_crop_run(packaged):
+  assert not packaged.trained_on_faces
+  assert packaged.crop_model is packaged.face_model and packaged.face_model.trained_on_faces
+  assert packaged.face_model.face_model is None
+  assert packaged.face_model.image_size == packaged.image_size
+
+
 @pytest.mark.parametrize("damage", ["missing_params", "truncated_params", "bad_config",
-                                    "missing_domain", "bad_threshold"])
+                                    "missing_domain", "bad_threshold", "truncated_faces"])
 def test_a_damaged_or_missing_packaged_file_is_one_error_line(damage, tmp_path):
   copy = str(tmp_path / "pretrained")
   shutil.copytree(inference.PACKAGED_DIR, copy)
   params = os.path.join(copy, inference.PARAMS_FILE)
+  if damage == "truncated_faces":
+    params = os.path.join(copy, inference.FACES_DIR, inference.PARAMS_FILE)
   if damage == "missing_params":
     os.remove(params)
-  elif damage == "truncated_params":
+  elif damage in ("truncated_params", "truncated_faces"):
     with open(params, "rb") as f:
       data = f.read()
     with open(params, "wb") as f:

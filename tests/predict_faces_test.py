@@ -11,6 +11,7 @@ import dataclasses
 import os
 import types
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -169,6 +170,42 @@ def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_f
   verdict = ("fake" if predictor.is_fake(np.array([rows[1]["p_fake"], rows[2]["p_fake"]])).any()
              else "real")
   assert rows[1]["image_prediction"] == rows[2]["image_prediction"] == verdict
+
+
+def test_a_face_model_scores_the_crops_at_its_own_framing_and_threshold(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  # The packaged pair: a whole-image run, and a face-crop run (here at half FFHQ's
+  # side, with other parameters and threshold) for the faces not in a face image scored
+  # whole.
+  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
+      predictor.training_domain, min_side=250, max_side=350))
+  faces_run = predictor.config.copy_and_resolve_references()
+  with faces_run.unlocked():
+    faces_run.data.face_crop.enabled = True
+    faces_run.data.face_crop.margin = 0.5
+  face_model = inference.Predictor(faces_run, jax.tree.map(lambda x: -2 * x, predictor.params),
+                                   predictor.threshold, predictor.step,
+                                   training_domain=predictor.training_domain)
+  paths = _photos(tmp_path / "in", widths=(320, 340))
+  crops = [_own_crop_scores(face_model, path) for path in paths]
+  scored = np.array([*crops[0], crops[1][1]])
+  # A threshold whose verdicts differ from the whole-image run's on at least one crop.
+  face_model.threshold = float(scored.min() - 1e-4 if (scored < predictor.threshold).any()
+                               else scored.max() + 1e-4)
+  pair = dataclasses.replace(predictor, face_model=face_model)
+  rows = predict.predict_faces(pair, paths)
+  # The 340 px face image is still scored whole: its share is measured at FFHQ's framing.
+  assert [(r["face"], r["scored"]) for r in rows] == [
+      (0, "face"), (1, "face"), (0, "file"), (1, "face")]
+  assert rows[2]["p_fake"] == predict.predict_files(predictor, paths[1:])[0]["p_fake"]
+  assert face_model.crop_settings.margin == 0.5
+  np.testing.assert_allclose([r["p_fake"] for r in (rows[0], rows[1], rows[3])], scored,
+                             atol=1e-6)
+  assert not np.allclose(scored, [*_own_crop_scores(predictor, paths[0]),
+                                  _own_crop_scores(predictor, paths[1])[1]], atol=1e-4)
+  for row in (rows[0], rows[1], rows[3]):
+    assert row["prediction"] == ("fake" if face_model.is_fake(row["p_fake"]) else "real")
+  assert rows[2]["prediction"] == ("fake" if predictor.is_fake(rows[2]["p_fake"]) else "real")
 
 
 def test_a_face_image_larger_than_the_training_images_is_scored_as_one_of_them(

@@ -59,6 +59,9 @@ class Predictor:
   batch_size: int = 64
   # What the run was trained on; None for a run trained before it was recorded.
   training_domain: domain.TrainingDomain | None = None
+  # A run trained on face crops that scores the faces inside larger photos for this
+  # one, trained on whole face images (the packaged pair); None: this one scores them.
+  face_model: Predictor | None = None
 
   def __post_init__(self):
     self.model = models.create_model(self.config.model)
@@ -126,6 +129,11 @@ class Predictor:
   def trained_on_faces(self) -> bool:
     """Whether the run was trained on face crops (config.data.face_crop), not whole files."""
     return face_crop.settings_of(self.config.data) is not None
+
+  @property
+  def crop_model(self) -> Predictor:
+    """The predictor that scores faces by their crops: `face_model` where there is one."""
+    return self.face_model or self
 
   @property
   def crop_settings(self) -> face_crop.CropSettings:
@@ -242,6 +250,8 @@ def load_run(workdir: str, checkpoint: str = "best", batch_size: int = 64) -> Pr
 PACKAGED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "pretrained")
 PARAMS_FILE = "params.msgpack"
+# The packaged `face_model`, as a packaged model of its own inside the first.
+FACES_DIR = "faces"
 # Each source's test files, labels and accuracy as predict scores them, at packaging.
 FIGURES_JSON = "figures.json"
 REBUILD_PACKAGED = ("reinstall fakeface_jax, or rebuild the model with "
@@ -249,8 +259,8 @@ REBUILD_PACKAGED = ("reinstall fakeface_jax, or rebuild the model with "
 
 
 def load_packaged(batch_size: int = 64, directory: str = PACKAGED_DIR) -> Predictor:
-  """The detector shipped in the package; CheckpointError (one line) when a file of it is
-  missing or damaged."""
+  """The detector shipped in the package, with its `face_model` where `FACES_DIR` holds
+  one; CheckpointError (one line) when a file of either is missing or damaged."""
   try:
     config = ml_collections.ConfigDict(run_config.read_config(directory, REBUILD_PACKAGED))
     with open(os.path.join(directory, PARAMS_FILE), "rb") as f:
@@ -267,7 +277,9 @@ def load_packaged(batch_size: int = 64, directory: str = PACKAGED_DIR) -> Predic
     raise checkpointing.CheckpointError(
         f"the packaged model in {directory} is missing or damaged "
         f"({type(e).__name__}: {' '.join(str(e).split())[:80]}); {REBUILD_PACKAGED}") from e
-  return Predictor(config, params, threshold, step, batch_size, training_domain)
+  faces_dir = os.path.join(directory, FACES_DIR)
+  face_model = load_packaged(batch_size, faces_dir) if os.path.isdir(faces_dir) else None
+  return Predictor(config, params, threshold, step, batch_size, training_domain, face_model)
 
 
 def write_packaged(predictor: Predictor, directory: str) -> None:

@@ -125,25 +125,28 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
   """One row per face found (COLUMNS), files in order and each file's faces the largest
   first; one row without a face for a file with none, and one with only path and error
   for a file that could not be read. A face image that `Predictor.scores_whole` takes
-  gives its largest face's row the whole file's score."""
-  found = inference.decode_faces(predictor, paths)
+  gives its largest face's row the whole file's score; the other faces are scored by
+  their crops, with the predictor's `crop_model`."""
+  cropper = predictor.crop_model
+  found = inference.decode_faces(cropper, paths)
   faces_of = [np.flatnonzero(found.file_index == i) for i in range(len(paths))]
-  whole = _scored_whole(predictor, paths, found, faces_of)
+  whole = _scored_whole(predictor, paths, found, faces_of, cropper.crop_settings.margin)
   # A file scored whole gives its largest face that score instead of its crop's.
   crops = np.array([k for i, faces in enumerate(faces_of)
                     for k in (faces[1:] if i in whole else faces)], np.int64)
-  p_fake, distance = predictor.score(found.images[crops])
+  p_fake, distance = cropper.score(found.images[crops])
   scores = {}
   for n, k in enumerate(crops):
     d = None if distance is None else float(distance[n])
     image_format = found.formats[found.file_index[k]]
     scores[k] = {
         "p_fake": float(p_fake[n]), "scored": "face",
-        "warnings": ";".join(predictor.face_warnings(image_format, found.sides[k], d)),
+        "prediction": "fake" if cropper.is_fake(p_fake[n]) else "real",
+        "warnings": ";".join(cropper.face_warnings(image_format, found.sides[k], d)),
         "jpeg_grid": _grid(image_format, jpeg_tables.NO_TABLES),
         "feature_distance": None if d is None else round(d, 4)}
   for i, file_row in whole.items():
-    scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}
+    scores[faces_of[i][0]] = {key: file_row[key] for key in (*SCORE_COLUMNS, "prediction")}
   rows = []
   for i, (path, image_format, error) in enumerate(zip(paths, found.formats, found.errors)):
     row = dict.fromkeys(COLUMNS) | {"path": path, "error": error}
@@ -156,27 +159,24 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
                                            "jpeg_grid": _grid(image_format,
                                                               jpeg_tables.NO_TABLES)}))
       continue
-    fake = predictor.is_fake(np.array([scores[k]["p_fake"] for k in faces])).any()
-    verdict = "fake" if fake else "real"
+    verdict = "fake" if any(scores[k]["prediction"] == "fake" for k in faces) else "real"
     for face, k in enumerate(faces):
       x0, y0, x1, y1 = (round(float(v), 1) for v in found.boxes[k])
       rows.append(row | scores[k] | {
           "face": face, "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-          "face_score": round(float(found.scores[k]), 4),
-          "prediction": "fake" if predictor.is_fake(scores[k]["p_fake"]) else "real",
-          "image_prediction": verdict})
+          "face_score": round(float(found.scores[k]), 4), "image_prediction": verdict})
   return rows
 
 
 def _scored_whole(predictor: inference.Predictor, paths: list[str],
-                  found: inference.DecodedFaces, faces_of: list[np.ndarray]
-                  ) -> dict[int, dict]:
+                  found: inference.DecodedFaces, faces_of: list[np.ndarray],
+                  margin: float) -> dict[int, dict]:
   """`predict_files`' rows, by file index, of the files that `Predictor.scores_whole`
   scores whole (face images of the kind a whole-image run was trained on), given each
-  file's faces, the largest first."""
-  # A file with a face was read.
+  file's faces, the largest first, cropped at `margin` times FFHQ's side."""
+  # A file with a face was read; its square at FFHQ's framing is its crop's / margin.
   chosen = [i for i, faces in enumerate(faces_of) if len(faces)
-            and predictor.scores_whole(found.formats[i], found.sides[faces[0]])]
+            and predictor.scores_whole(found.formats[i], found.sides[faces[0]] / margin)]
   resaved = [i for i in chosen if predictor.resaves_whole(found.formats[i])]
   as_is = [i for i in chosen if i not in resaved]
   groups = [(as_is, None, "file")]
