@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakeface_jax import classes
 from fakeface_jax.data import face_crop
 from fakeface_jax.data import faces
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
 from tests import image_decoding_test
@@ -281,6 +283,74 @@ def test_unreadable_files_among_photos_keep_every_other_row_in_place(
       assert row["warnings"] is None
   assert [r for r in rows if r["path"] in paths] == [
       r for p in (paths[1], paths[3], paths[0]) for r in alone[p]]
+
+
+def test_a_shift_comes_before_the_faces_are_found_and_before_a_file_is_resaved(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  # Training images of 100-300 px: the 350 px face image is re-saved as one of them,
+  # the 320 px photo scored by its crops; the shift (re-saved at q90) comes first on both.
+  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
+      predictor.training_domain, min_side=100, max_side=300))
+  paths = _photos(tmp_path / "in", widths=(320, 350), quality=98)
+  shift = cross_dataset.SHIFTS["q90"]
+  shifted = []
+  for path in paths:
+    with open(path, "rb") as f:
+      data = shift(f.read())
+    shifted.append(str(tmp_path / os.path.basename(path)))
+    open(shifted[-1], "wb").write(data)
+  rows = predict.predict_faces(predictor, paths, shift)
+  expected = predict.predict_faces(predictor, shifted)
+  assert [r["scored"] for r in rows] == ["face", "face", "resaved", "face"]
+  for row, own in zip(rows, expected):
+    for key in ("p_fake", "prediction", "scored", "warnings", "jpeg_quality"):
+      assert row[key] == own[key], key
+  assert rows[0]["jpeg_quality"] == 90
+  assert rows[2]["p_fake"] != predict.predict_faces(predictor, paths)[2]["p_fake"]
+
+
+def test_cross_dataset_scores_each_photo_by_its_faces_and_counts_faceless_ones_apart(
+    stub_detector, predictor, monkeypatch, tmp_path):
+  real = _photos(tmp_path / "set" / "real", widths=(300, 310, 320, 330), quality=92)
+  fake = _photos(tmp_path / "set" / "fake", widths=(310, 320, 330), quality=80)
+  open(tmp_path / "set" / "fake" / "broken.jpg", "wb").write(open(fake[0], "rb").read()[:300])
+  folder = cross_dataset.parse_folder(str(tmp_path / "set"))
+  by_file = predict.rows_by_file(predict.predict_faces(predictor, folder.paths))
+  # The photos with a face: each one's fakest face and verdict; a threshold between
+  # their scores, so that both verdicts occur.
+  scored = [(p, label) for p, label in zip(folder.paths, folder.labels)
+            if by_file[p][0]["p_fake"] is not None]
+  fakest = np.array([max(r["p_fake"] for r in by_file[p]) for p, _ in scored])
+  monkeypatch.setattr(predictor, "threshold", float(np.median(fakest)))
+  [row] = cross_dataset.report(predictor, [folder])
+  called_fake = fakest >= predictor.threshold
+  labels = np.array([label for _, label in scored])
+  is_fake = labels == classes.FAKE
+  assert 0 < called_fake.sum() < len(called_fake)
+  assert (row["images"], row["real"], row["fake"], row["no_face"], row["unreadable"]) == (
+      6, 3, 3, 1, 1)
+  assert row["accuracy"] == pytest.approx(np.mean(called_fake == is_fake))
+  pairs = [(f > r) + 0.5 * (f == r) for f in fakest[is_fake] for r in fakest[~is_fake]]
+  assert row["roc_auc"] == pytest.approx(np.mean(pairs))
+  # Whole files: the faceless photo is scored too, and the figures are the files'.
+  [whole] = cross_dataset.report(predictor, [folder], faces=False)
+  assert (whole["images"], whole["no_face"], whole["unreadable"]) == (7, 0, 1)
+  # Each 300-330 px file is outside the 32 px training images; only the two photos with
+  # a 27 px face are warned `size` by their faces, each once.
+  assert "size:7" in whole["warnings"].split() and "size:2" in row["warnings"].split()
+
+
+def test_a_photos_row_carries_its_fakest_face_and_every_faces_warnings_once():
+  rows = [{"path": "a", "p_fake": 0.2, "warnings": "size;small_face", "image_prediction": "x"},
+          {"path": "a", "p_fake": 0.7, "warnings": "", "image_prediction": "x"},
+          {"path": "a", "p_fake": 0.4, "warnings": "small_face;features"},
+          {"path": "b", "p_fake": None, "warnings": "no_face", "image_prediction": None},
+          {"path": "c", "p_fake": None, "warnings": None, "error": "OSError: x"}]
+  assert predict.image_rows(rows) == [
+      {"path": "a", "p_fake": 0.7, "warnings": "size;small_face;features",
+       "image_prediction": "x"},
+      {"path": "b", "p_fake": None, "warnings": "no_face", "image_prediction": None},
+      {"path": "c", "p_fake": None, "warnings": "", "error": "OSError: x"}]
 
 
 def _flags(workdir, output, faces_mode="on", annotate=None):

@@ -131,7 +131,7 @@ def test_cross_dataset_report_with_real_only_and_fake_only_folders(predictor, te
   folders = cross_dataset.parse_folders(
       [str(test_folder), str(test_folder / "real"), f"{test_folder / 'fake'}:fake"])
   assert [f.name for f in folders] == ["test_split", "real", "fake:fake"]
-  rows = cross_dataset.report(predictor, folders, ["clean", "halved_q90"])
+  rows = cross_dataset.report(predictor, folders, ["clean", "halved_q90"], faces=False)
   assert [(r["folder"], r["shift"]) for r in rows] == [
       (f.name, s) for f in folders for s in ("clean", "halved_q90")]
   # Expected figures are counted from predict's rows for the same files.
@@ -157,7 +157,7 @@ def test_cross_dataset_report_with_real_only_and_fake_only_folders(predictor, te
 
 def test_cross_dataset_report_writes_table_and_figure(predictor, test_folder, tmp_path):
   rows = cross_dataset.report(predictor, cross_dataset.parse_folders(
-      [f"photos={test_folder / 'real'}:real"]))
+      [f"photos={test_folder / 'real'}:real"]), faces=False)
   assert rows[0]["folder"] == "photos"
   paths = cross_dataset.write(rows, str(tmp_path / "cross_dataset"))
   assert all(os.path.getsize(p) > 0 for p in paths)

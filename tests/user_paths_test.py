@@ -263,8 +263,8 @@ def test_cross_dataset_report_on_mixed_folders_counts_each_folder_at_the_runs_th
            f"generated={os.path.join(folders, 'gan')}:fake"]
   shifts = ["clean", "q90"]
   monkeypatch.setattr(evaluate, "FLAGS", types.SimpleNamespace(
-      workdir=workdir, folder=specs, shifts=shifts, checkpoint="best", split="test",
-      robustness=False, seed=0))
+      workdir=workdir, folder=specs, shifts=shifts, faces="off", checkpoint="best",
+      split="test", robustness=False, seed=0))
   evaluate.main(["fakeface-evaluate"])
   with open(os.path.join(workdir, rundir.EVALUATION_DIR, "cross_dataset.json")) as f:
     rows = json.load(f)

@@ -1,12 +1,16 @@
-"""Cross-dataset report: one trained run scored on several image folders, as files.
+"""Cross-dataset report: one trained run scored on several image folders, as predict scores.
 
-Each folder is read the way `predict` reads files (each file's own format, JPEG tables
-and warnings), optionally after a format shift of every file (`SHIFTS`: re-saved at
-JPEG quality 90, or halved and re-saved), and gets one row: accuracy at the run's
-threshold, balanced accuracy, ROC AUC and average precision (with both classes), the
-false-positive rate on real images, recall on fakes, the share of images warned about
-(and how often each warning fired), and the silent-error rate: images predicted wrongly without a warning, over all images,
-which is what a user who trusts unwarned predictions gets wrong.
+Each file is scored as `predict` scores it (its own format, JPEG tables and warnings):
+by default by its faces, a face image of the kind the run was trained on whole, and a
+photo fake if any of its faces is; with `faces=False` (evaluate's `--faces off`) as a
+whole file. Optionally a format shift of every file comes first (`SHIFTS`: re-saved at
+JPEG quality 90, or halved and re-saved). Each folder and shift gets one row: accuracy
+at the run's threshold, balanced accuracy, ROC AUC and average precision (with both
+classes, on each photo's highest P(fake)), the false-positive rate on real images,
+recall on fakes, the share of images warned about (and how often each warning fired),
+and the silent-error rate: images predicted wrongly without a warning, over all
+images, which is what a user who trusts unwarned predictions gets wrong. Photos with no
+face found (`no_face`) and unreadable files are counted apart and not scored.
 
 A folder is given as PATH (with real/ and fake/ subfolders, or itself named real or
 fake) or PATH:real / PATH:fake for a folder of one class, optionally prefixed by the
@@ -42,7 +46,7 @@ SHIFTS: dict[str, Callable[[bytes], bytes] | None] = {
 }
 COLUMNS = ("folder", "shift", "images", "real", "fake", "accuracy", "balanced_accuracy",
            "roc_auc", "average_precision", "real_false_positive_rate", "fake_recall",
-           "warned", "silent_error_rate", "warnings", "unreadable")
+           "warned", "silent_error_rate", "warnings", "no_face", "unreadable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,20 +112,26 @@ def _share(mask: np.ndarray) -> float:
   return float(mask.mean()) if len(mask) else float("nan")
 
 
-def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> dict[str, Any]:
-  """The report's row of one folder under one shift (COLUMNS)."""
-  rows = predict.predict_files(predictor, folder.paths, SHIFTS[shift])
-  ok = np.array([r["error"] is None for r in rows])
-  labels = folder.labels[ok]
-  p_fake = np.array([r["p_fake"] for r in rows if r["error"] is None], np.float64)
-  predicted = np.where(predictor.is_fake(p_fake), classes.FAKE, classes.REAL)
-  warned = np.array([bool(r["warnings"]) for r in rows if r["error"] is None], bool)
-  causes = collections.Counter(cause for r in rows if r["warnings"]
+def folder_row(predictor: inference.Predictor, folder: Folder, shift: str,
+               faces: bool = True) -> dict[str, Any]:
+  """The report's row of one folder under one shift (COLUMNS): each file scored as
+  `predict` scores it, by its faces (`predict.image_rows`: fake if any face is) or,
+  without `faces`, whole. Files with no face found are counted (`no_face`), not scored."""
+  score = predict.predict_faces if faces else predict.predict_files
+  rows = predict.image_rows(score(predictor, folder.paths, SHIFTS[shift]))
+  read = np.array([r["error"] is None for r in rows], bool)
+  kept = [r for r in rows if r["p_fake"] is not None]
+  scored = np.array([r["p_fake"] is not None for r in rows], bool)
+  labels = folder.labels[scored]
+  p_fake = np.array([r["p_fake"] for r in kept], np.float64)
+  predicted = np.array([classes.NAMES.index(r["image_prediction"]) for r in kept], np.int64)
+  warned = np.array([bool(r["warnings"]) for r in kept], bool)
+  causes = collections.Counter(cause for r in kept if r["warnings"]
                                for cause in r["warnings"].split(";"))
   is_fake, is_real = labels == classes.FAKE, labels == classes.REAL
   wrong = predicted != labels
   return {
-      "folder": folder.name, "shift": shift, "images": int(ok.sum()),
+      "folder": folder.name, "shift": shift, "images": int(scored.sum()),
       "real": int(is_real.sum()), "fake": int(is_fake.sum()),
       "accuracy": metrics.accuracy(labels, predicted),
       "balanced_accuracy": metrics.balanced_accuracy(labels, predicted),
@@ -133,7 +143,8 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str) -> di
       "warned": _share(warned),
       "silent_error_rate": _share(wrong & ~warned),
       "warnings": " ".join(f"{cause}:{n}" for cause, n in causes.most_common()),
-      "unreadable": int((~ok).sum()),
+      "no_face": int((read & ~scored).sum()),
+      "unreadable": int((~read).sum()),
   }
 
 
@@ -145,10 +156,11 @@ def check_shifts(shifts: Sequence[str]) -> None:
 
 
 def report(predictor: inference.Predictor, folders: Sequence[Folder],
-           shifts: Sequence[str] = ("clean",)) -> list[dict[str, Any]]:
-  """One row per folder and shift, folders in the order given."""
+           shifts: Sequence[str] = ("clean",), faces: bool = True) -> list[dict[str, Any]]:
+  """One row per folder and shift, folders in the order given (`folder_row`)."""
   check_shifts(shifts)
-  return [folder_row(predictor, folder, shift) for folder in folders for shift in shifts]
+  return [folder_row(predictor, folder, shift, faces) for folder in folders
+          for shift in shifts]
 
 
 def _cell(value: Any) -> Any:

@@ -13,11 +13,13 @@ does for the best checkpoint (`threshold.json`, which `predict` uses); the accur
 go to `WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
 
 With --folder (repeatable), the files of each folder are scored as `predict` scores
-them, at the run's threshold, and `cross_dataset` writes one table and one figure,
+them (by their faces; `--faces off`: whole files), at the run's threshold, and
+`cross_dataset` writes one table and one figure,
 `WORKDIR/evaluation/cross_dataset.{json,md,png}`: per folder and shift, accuracy,
 balanced accuracy, AUC, AP, false-positive rate on real images, recall on fakes, the
-share warned about and the silent-error rate. A folder is PATH (real/ and fake/
-subfolders, or itself named real or fake), or PATH:real / PATH:fake.
+share warned about, the silent-error rate, and the photos with no face found. A folder
+is PATH (real/ and fake/ subfolders, or itself named real or fake), or PATH:real /
+PATH:fake.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def define_flags() -> None:
                             "PATH:real or PATH:fake; repeat the flag for several.")
   flags.DEFINE_list("shifts", ["clean"], "With --folder: format shifts of every file, "
                     f"any of {', '.join(cross_dataset.SHIFTS)}.")
+  flags.DEFINE_enum("faces", "on", ["on", "off"], "With --folder, as predict's: on: score "
+                    "each photo by its faces; off: each whole file.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
   flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
@@ -151,7 +155,7 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
 def cross_dataset_main(folders: list[cross_dataset.Folder]) -> None:
   """--folder: the cross-dataset report, printed and written."""
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  rows = cross_dataset.report(predictor, folders, FLAGS.shifts)
+  rows = cross_dataset.report(predictor, folders, FLAGS.shifts, FLAGS.faces == "on")
   outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
   outputs = cross_dataset.write(rows, os.path.join(outdir, "cross_dataset"))

@@ -121,16 +121,19 @@ def predict_files(predictor: inference.Predictor, paths: list[str],
   return rows
 
 
-def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict]:
+def predict_faces(predictor: inference.Predictor, paths: list[str],
+                  transform: Callable[[bytes], bytes] | None = None) -> list[dict]:
   """One row per face found (COLUMNS), files in order and each file's faces the largest
   first; one row without a face for a file with none, and one with only path and error
   for a file that could not be read. A face image that `Predictor.scores_whole` takes
   gives its largest face's row the whole file's score; the other faces are scored by
-  their crops, with the predictor's `crop_model`."""
+  their crops, with the predictor's `crop_model`. `transform` changes each file's bytes
+  before anything else (evaluate's shifts)."""
   cropper = predictor.crop_model
-  found = inference.decode_faces(cropper, paths)
+  found = inference.decode_faces(cropper, paths, transform)
   faces_of = [np.flatnonzero(found.file_index == i) for i in range(len(paths))]
-  whole = _scored_whole(predictor, paths, found, faces_of, cropper.crop_settings.margin)
+  whole = _scored_whole(predictor, paths, found, faces_of, cropper.crop_settings.margin,
+                        transform)
   # A file scored whole gives its largest face that score instead of its crop's.
   crops = np.array([k for i, faces in enumerate(faces_of)
                     for k in (faces[1:] if i in whole else faces)], np.int64)
@@ -170,21 +173,25 @@ def predict_faces(predictor: inference.Predictor, paths: list[str]) -> list[dict
 
 def _scored_whole(predictor: inference.Predictor, paths: list[str],
                   found: inference.DecodedFaces, faces_of: list[np.ndarray],
-                  margin: float) -> dict[int, dict]:
+                  margin: float, transform: Callable[[bytes], bytes] | None
+                  ) -> dict[int, dict]:
   """`predict_files`' rows, by file index, of the files that `Predictor.scores_whole`
   scores whole (face images of the kind a whole-image run was trained on), given each
-  file's faces, the largest first, cropped at `margin` times FFHQ's side."""
+  file's faces, the largest first, cropped at `margin` times FFHQ's side, and each
+  file's bytes after `transform`."""
   # A file with a face was read; its square at FFHQ's framing is its crop's / margin.
   chosen = [i for i, faces in enumerate(faces_of) if len(faces)
             and predictor.scores_whole(found.formats[i], found.sides[faces[0]] / margin)]
   resaved = [i for i in chosen if predictor.resaves_whole(found.formats[i])]
   as_is = [i for i in chosen if i not in resaved]
-  groups = [(as_is, None, "file")]
+  groups = [(as_is, transform, "file")]
   if resaved:
-    groups.append((resaved, predictor.training_domain.as_training_file, "resaved"))
+    as_training_file = predictor.training_domain.as_training_file
+    groups.append((resaved, (lambda data: as_training_file(transform(data))) if transform
+                   else as_training_file, "resaved"))
   rows = {}
-  for files, transform, scored in groups:
-    for i, row in zip(files, predict_files(predictor, [paths[i] for i in files], transform)
+  for files, read, scored in groups:
+    for i, row in zip(files, predict_files(predictor, [paths[i] for i in files], read)
                       if files else []):
       # A file that changed between the two reads keeps its crop's score.
       if row["error"] is None:
@@ -208,6 +215,20 @@ def rows_by_file(rows: list[dict]) -> dict[str, list[dict]]:
   for row in rows:
     by_file.setdefault(row["path"], []).append(row)
   return by_file
+
+
+def image_rows(rows: list[dict]) -> list[dict]:
+  """One row per file, files in order: its first row (its verdict, format, error), with
+  `p_fake` the highest of its faces' (None for a file with none, or unreadable) and
+  `warnings` each of its faces' once: a photo is as fake as its fakest face, as
+  `image_prediction` says, and as doubtful as its most doubtful."""
+  merged = []
+  for own in rows_by_file(rows).values():
+    scores = [r["p_fake"] for r in own if r["p_fake"] is not None]
+    warned = dict.fromkeys(w for r in own if r["warnings"] for w in r["warnings"].split(";"))
+    merged.append(own[0] | {"p_fake": max(scores, default=None),
+                            "warnings": ";".join(warned)})
+  return merged
 
 
 def _p_fake_text(p_fake: float | None) -> str:
