@@ -311,7 +311,7 @@ def test_a_shift_comes_before_the_faces_are_found_and_before_a_file_is_resaved(
 
 def test_cross_dataset_scores_each_photo_by_its_faces_and_counts_faceless_ones_apart(
     stub_detector, predictor, monkeypatch, tmp_path):
-  real = _photos(tmp_path / "set" / "real", widths=(300, 310, 320, 330), quality=92)
+  _photos(tmp_path / "set" / "real", widths=(300, 310, 320, 330), quality=92)
   fake = _photos(tmp_path / "set" / "fake", widths=(310, 320, 330), quality=80)
   open(tmp_path / "set" / "fake" / "broken.jpg", "wb").write(open(fake[0], "rb").read()[:300])
   folder = cross_dataset.parse_folder(str(tmp_path / "set"))
