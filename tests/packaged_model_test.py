@@ -1,6 +1,6 @@
 """The detector shipped in the package: it loads, answers `fakeface-predict photo.jpg`
-without a run, reproduces its recorded test accuracy on the shared sets, and a damaged or
-missing file of it is one error line."""
+without a run, it and its face model reproduce their recorded test accuracy on the
+shared sets, and a damaged or missing file of either is one error line."""
 
 import json
 import os
@@ -40,37 +40,48 @@ def test_the_packaged_model_loads_with_its_threshold_and_training_domain(package
   assert package_model.megabytes_of(inference.PACKAGED_DIR) <= package_model.MAX_MEGABYTES
 
 
-def _recorded_figures() -> dict:
-  with open(os.path.join(inference.PACKAGED_DIR, inference.FIGURES_JSON)) as f:
+# The packaged detector and its face model: each records its figures in its folder.
+MODELS = {"detector": inference.PACKAGED_DIR,
+          "face_model": os.path.join(inference.PACKAGED_DIR, inference.FACES_DIR)}
+
+
+def _recorded_figures(model: str = "detector") -> dict:
+  with open(os.path.join(MODELS[model], inference.FIGURES_JSON)) as f:
     return json.load(f)
 
 
-def test_the_packaged_model_records_figures_for_every_shared_set():
-  assert set(_recorded_figures()) == {"faces140k", "ciplab", "lfw_faceswap"}
+@pytest.mark.parametrize("model", MODELS)
+def test_the_packaged_models_record_figures_for_every_shared_set(model):
+  assert set(_recorded_figures(model)) == {"faces140k", "ciplab", "lfw_faceswap"}
 
 
 # The figures of one set as `fakeface-predict` gives them to users: in a process of its
 # own, with XLA's default optimisation rather than the suite's (conftest.FAST_COMPILE).
+# The face model's are its own verdicts, every file scored by its faces' crops, as
+# `tools.package_model` recorded them.
 SET_FIGURES = """
 import json, os, sys
 from absl import flags
 flags.FLAGS.mark_as_parsed()
 from fakeface_jax.serving import inference
 from tools import package_model
-recorded = json.loads(sys.stdin.read())
+model, recorded = sys.argv[1], json.loads(sys.stdin.read())
 paths = [os.path.join(os.getcwd(), path) for path in recorded["files"]]
-print(json.dumps(package_model.verdict_figures(inference.load_packaged(), paths,
-                                               recorded["labels"])))
+packaged = inference.load_packaged()
+predictor = packaged if model == "detector" else packaged.face_model
+print(json.dumps(package_model.verdict_figures(predictor, paths, recorded["labels"])))
 """
 
 
-# One test per set, so that the two workers of `pytest -n 2` share the 1,716 files.
+# One test per model and set, so that the two workers of `pytest -n 2` share the work:
+# 1,716 files scored whole, and the same files' faces found and scored.
 @pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("name", ["faces140k", "ciplab", "lfw_faceswap"])
-def test_the_packaged_model_reproduces_its_recorded_test_accuracy(name):
+def test_the_packaged_models_reproduce_their_recorded_test_accuracy(model, name):
   shared_data()  # Skips (fails under CI) without ../shared/data.
-  recorded = _recorded_figures()[name]
-  proc = subprocess.run([sys.executable, "-c", SET_FIGURES], input=json.dumps(recorded),
+  recorded = _recorded_figures(model)[name]
+  proc = subprocess.run([sys.executable, "-c", SET_FIGURES, model], input=json.dumps(recorded),
                         cwd=REPO, env=users_xla_env(), capture_output=True, text=True,
                         timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
