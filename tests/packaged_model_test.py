@@ -7,12 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
+from absl import app
 from PIL import Image
 
 from fakeface_jax.benchmarks import benchmark
+from fakeface_jax.evaluation import cross_dataset
+from fakeface_jax.evaluation import evaluate
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
@@ -156,6 +160,32 @@ def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):
   assert proc.stdout.splitlines()[1].startswith(f"{image},,")
   assert "no_face" in proc.stdout
   assert "1 files (0 faces, 1 without a face)" in proc.stderr
+
+
+def test_evaluate_on_folders_without_a_run_reports_the_packaged_detector(
+    monkeypatch, tmp_path):
+  rng = np.random.default_rng(0)
+  for label in ("real", "fake"):
+    (tmp_path / "set" / label).mkdir(parents=True)
+    for i in range(2):
+      image = rng.integers(0, 256, (8, 8, 3), np.uint8)
+      Image.fromarray(image).resize((96, 96)).save(tmp_path / "set" / label / f"{i}.png")
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(evaluate, "FLAGS", types.SimpleNamespace(
+      workdir=None, folder=[str(tmp_path / "set")], shifts=["clean"], faces="off",
+      checkpoint="best", split="test", robustness=False, seed=0))
+  evaluate.main(["fakeface-evaluate"])
+  with open(tmp_path / rundir.EVALUATION_DIR / "cross_dataset.json") as f:
+    [row] = json.load(f)
+  # At evaluate's batch size: these near-alike images' scores tie within float noise.
+  [expected] = cross_dataset.report(inference.load_packaged(), cross_dataset.parse_folders(
+      [str(tmp_path / "set")]), faces=False)
+  assert row["images"] == 4 and row["accuracy"] == pytest.approx(expected["accuracy"])
+  assert row["roc_auc"] == pytest.approx(expected["roc_auc"])
+  # A report on a split needs the run.
+  monkeypatch.setattr(evaluate.FLAGS, "folder", [])
+  with pytest.raises(app.UsageError, match="missing --workdir"):
+    evaluate.main(["fakeface-evaluate"])
 
 
 def test_the_cold_start_benchmark_times_first_and_warm_calls_of_a_folder(tmp_path):

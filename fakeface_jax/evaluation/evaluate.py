@@ -5,6 +5,7 @@ r"""Evaluation and robustness reports of a trained run, on a split or any image 
   fakeface-evaluate --workdir runs/default --robustness
   fakeface-evaluate --workdir runs/default --folder=/photos --folder=/phone:real \
       --shifts=clean,q90,halved_q90                       # cross-dataset report
+  fakeface-evaluate --folder=/photos                     # of the packaged detector
 
 On a split of the run's dataset, the decision threshold is chosen on the run's
 validation split (best balanced accuracy) for the checkpoint evaluated, as training
@@ -19,7 +20,8 @@ them (by their faces; `--faces off`: whole files), at the run's threshold, and
 balanced accuracy, AUC, AP, false-positive rate on real images, recall on fakes, the
 share warned about, the silent-error rate, and the photos with no face found. A folder
 is PATH (real/ and fake/ subfolders, or itself named real or fake), or PATH:real /
-PATH:fake.
+PATH:fake. Without --workdir, the detector shipped in the package is scored, as
+`fakeface-predict` without one scores, and the report goes to `./evaluation/`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import ml_collections
 import numpy as np
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -53,7 +56,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """Defines the command line; called by the entry points, not on import."""
-  flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train.")
+  flags.DEFINE_string("workdir", None, "Run directory written by fakeface-train; with "
+                      "--folder alone, the detector shipped in the package.")
   flags.DEFINE_string("split", "test", "Split of the run's dataset: train, validation, test.")
   flags.DEFINE_multi_string("folder", [], "Cross-dataset report on these folders instead "
                             "of a split: [NAME=]PATH (real/ and fake/ subfolders), "
@@ -153,15 +157,19 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
 
 
 def cross_dataset_main(folders: list[cross_dataset.Folder]) -> None:
-  """--folder: the cross-dataset report, printed and written."""
-  predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
+  """--folder: the cross-dataset report of the run, or of the packaged detector without
+  one, printed and written."""
+  if FLAGS.workdir:
+    predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
+    outdir, whose = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR), "the run's"
+  else:
+    predictor, outdir, whose = inference.load_packaged(), rundir.EVALUATION_DIR, "packaged"
   rows = cross_dataset.report(predictor, folders, FLAGS.shifts, FLAGS.faces == "on")
-  outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
   os.makedirs(outdir, exist_ok=True)
   outputs = cross_dataset.write(rows, os.path.join(outdir, "cross_dataset"))
   with open(outputs[1], encoding="utf-8") as f:
     print(f.read())
-  print(f"threshold {predictor.threshold:.4f} (the run's, chosen on its validation split); "
+  print(f"threshold {predictor.threshold:.4f} ({whose}, chosen on its validation split); "
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 
 
@@ -172,6 +180,9 @@ def main(argv: list[str]) -> None:
     cross_dataset.check_shifts(FLAGS.shifts)
     cross_dataset_main(cross_dataset.parse_folders(FLAGS.folder))
     return
+  if not FLAGS.workdir:
+    raise app.UsageError("missing --workdir (a report on a split needs the run; --folder "
+                         "alone scores the packaged detector)")
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
   data = load_eval_data(predictor.config)
   threshold, val_balanced = choose_threshold(predictor, data["validation"])
@@ -202,8 +213,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
   """Console-script entry point (`fakeface-evaluate`)."""
-  cli.run(main, name="fakeface-evaluate", doc=__doc__, define_flags=define_flags,
-          required=("workdir",))
+  cli.run(main, name="fakeface-evaluate", doc=__doc__, define_flags=define_flags)
 
 
 if __name__ == "__main__":
