@@ -210,9 +210,8 @@ BUGS = (
         "return degradations.resave(data, quality, scale)",
         ("tests/prediction_warnings_test.py",)),
     Bug("whole_score_left_off_the_face_row", "fakeface_jax/serving/predict.py",
-        "scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}",
-        "scores[faces_of[i][0]] = {key: file_row[key] for key in SCORE_COLUMNS}"
-        " | {\"scored\": \"face\"}",
+        "for key in (*SCORE_COLUMNS, \"prediction\")}",
+        "for key in (*SCORE_COLUMNS, \"prediction\")} | {\"scored\": \"face\"}",
         ("tests/predict_faces_test.py",)),
 )
 
