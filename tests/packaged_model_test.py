@@ -163,6 +163,9 @@ def test_predict_without_a_workdir_uses_the_packaged_model(tmp_path):
   assert proc.stdout.splitlines()[1].startswith(f"{image},,")
   assert "no_face" in proc.stdout
   assert "1 files (0 faces, 1 without a face)" in proc.stderr
+  face_model = inference.load_packaged().face_model
+  assert (f"; faces in larger photos: threshold {face_model.threshold:.3f}, step "
+          f"{face_model.step})") in proc.stderr
 
 
 def test_evaluate_on_folders_without_a_run_reports_the_packaged_detector(

@@ -303,6 +303,16 @@ def _summary(rows: list[dict], faces: bool) -> str:
           f"unreadable, {warned} with warnings")
 
 
+def _models(predictor: inference.Predictor, faces: bool) -> str:
+  """The summary's thresholds and checkpoints: of the face model too, where one scored
+  the faces in larger photos at its own threshold."""
+  text = f"threshold {predictor.threshold:.3f}, checkpoint step {predictor.step}"
+  if faces and predictor.face_model is not None:
+    text += (f"; faces in larger photos: threshold {predictor.face_model.threshold:.3f}, "
+             f"step {predictor.face_model.step}")
+  return text
+
+
 def use_compilation_cache() -> None:
   """Keeps compiled programs in the user's cache folder, so that a later predict loads
   them instead of compiling (seconds of a short run); JAX_COMPILATION_CACHE_DIR, where
@@ -330,8 +340,7 @@ def main(argv: list[str]) -> int:
   if FLAGS.annotate:
     annotate(rows, FLAGS.annotate)
   seconds = time.perf_counter() - start
-  print(f"{_summary(rows, faces)} (threshold {predictor.threshold:.3f}, checkpoint step "
-        f"{predictor.step}) in {seconds:.1f}s -> "
+  print(f"{_summary(rows, faces)} ({_models(predictor, faces)}) in {seconds:.1f}s -> "
         f"{'stdout' if FLAGS.output == '-' else FLAGS.output}", file=sys.stderr)
   if predictor.training_domain is None:
     print(f"note: {FLAGS.workdir} records no description of its training data (trained "
