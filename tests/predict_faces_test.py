@@ -83,6 +83,12 @@ def _photos(folder, widths=(300, 310, 320, 330), quality=92):
   return paths
 
 
+def _train_on_sides(predictor, monkeypatch, min_side, max_side):
+  """The predictor as if its training images had been min_side-max_side px."""
+  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
+      predictor.training_domain, min_side=min_side, max_side=max_side))
+
+
 def _own_crop_scores(predictor, path):
   """P(fake) of each placed face, from its crop made directly from the decoded photo."""
   with open(path, "rb") as f:
@@ -155,8 +161,7 @@ def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_f
     stub_detector, predictor, monkeypatch, tmp_path):
   # Training images of 250-350 px: both photos are of their sizes, and only the 340 px
   # one is a face image (its largest face spans at least half its shorter side).
-  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
-      predictor.training_domain, min_side=250, max_side=350))
+  _train_on_sides(predictor, monkeypatch, 250, 350)
   paths = _photos(tmp_path / "in", widths=(310, 340))
   rows = predict.predict_faces(predictor, paths)
   whole = predict.predict_files(predictor, paths[1:])[0]
@@ -179,8 +184,7 @@ def test_a_face_model_scores_the_crops_at_its_own_framing_and_threshold(
   # The packaged pair: a whole-image run, and a face-crop run (here at half FFHQ's
   # side, with other parameters and threshold) for the faces not in a face image scored
   # whole.
-  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
-      predictor.training_domain, min_side=250, max_side=350))
+  _train_on_sides(predictor, monkeypatch, 250, 350)
   faces_run = predictor.config.copy_and_resolve_references()
   with faces_run.unlocked():
     faces_run.data.face_crop.enabled = True
@@ -215,8 +219,7 @@ def test_a_face_image_larger_than_the_training_images_is_scored_as_one_of_them(
   # Training images of 100-300 px: the 350 x 260 face image is larger, so it is scored
   # whole as the training files were made (300 x 223), and its other face by its crop;
   # the 340 px photo's face fills it only as a pasted face image would, so its crop.
-  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
-      predictor.training_domain, min_side=100, max_side=300))
+  _train_on_sides(predictor, monkeypatch, 100, 300)
   paths = _photos(tmp_path / "in", widths=(340, 350))
   rows = predict.predict_faces(predictor, paths)
   as_training = predict.predict_files(predictor, paths[1:],
@@ -289,8 +292,7 @@ def test_a_shift_comes_before_the_faces_are_found_and_before_a_file_is_resaved(
     stub_detector, predictor, monkeypatch, tmp_path):
   # Training images of 100-300 px: the 350 px face image is re-saved as one of them,
   # the 320 px photo scored by its crops; the shift (re-saved at q90) comes first on both.
-  monkeypatch.setattr(predictor, "training_domain", dataclasses.replace(
-      predictor.training_domain, min_side=100, max_side=300))
+  _train_on_sides(predictor, monkeypatch, 100, 300)
   paths = _photos(tmp_path / "in", widths=(320, 350), quality=98)
   shift = cross_dataset.SHIFTS["q90"]
   shifted = []

@@ -120,8 +120,8 @@ def folder_row(predictor: inference.Predictor, folder: Folder, shift: str,
   score = predict.predict_faces if faces else predict.predict_files
   rows = predict.image_rows(score(predictor, folder.paths, SHIFTS[shift]))
   read = np.array([r["error"] is None for r in rows], bool)
-  kept = [r for r in rows if r["p_fake"] is not None]
   scored = np.array([r["p_fake"] is not None for r in rows], bool)
+  kept = [r for r, is_scored in zip(rows, scored) if is_scored]
   labels = folder.labels[scored]
   p_fake = np.array([r["p_fake"] for r in kept], np.float64)
   predicted = np.array([classes.NAMES.index(r["image_prediction"]) for r in kept], np.int64)
