@@ -22,14 +22,11 @@ Images are analysed in gray, with the project's one definition of gray
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import matplotlib
 import ml_collections
 import numpy as np
@@ -38,21 +35,20 @@ from ml_collections import config_flags
 
 from fakeface_jax import classes
 from fakeface_jax import cli
-from fakeface_jax.data import input_pipeline
-from fakeface_jax.data import preprocessing
-from fakeface_jax.models import spectral
 from fakeface_jax import rundir
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+# Loaded on first use: `--help` and usage errors answer without JAX.
+jax = cli.lazy_import("jax")
+plt = cli.lazy_import("matplotlib.pyplot")
+input_pipeline = cli.lazy_import("fakeface_jax.data.input_pipeline")
+preprocessing = cli.lazy_import("fakeface_jax.data.preprocessing")
+# The package, not its spectral module: a submodule's parents load at once.
+models = cli.lazy_import("fakeface_jax.models")
 
 FLAGS = flags.FLAGS
 
 AXES = ("rows", "cols")
-# Keeps log finite where an image has no power at all (a constant image off DC). Far
-# below the power of uint8 quantisation noise at 0-255 scale (about H*W/12), so it never
-# touches real images, yet far above float32 FFT round-off, which it keeps from
-# showing up as structure in the spectra of synthetic test patterns.
 COLORS = {"real": "tab:blue", "fake": "tab:red"}
 
 
@@ -103,10 +99,9 @@ def pixel_profiles(image, rows: Sequence[int], cols: Sequence[int]) -> dict[str,
   return {"rows": gray[rows, :], "cols": gray[:, cols].T}
 
 
-@functools.partial(jax.jit, static_argnames="axis")
 def _adjacent_differences(images: jax.Array, axis: str) -> jax.Array:
   # "rows" walks along a row (W), "cols" down a column (H).
-  differences = jnp.abs(jnp.diff(images, axis=2 if axis == "rows" else 1))
+  differences = abs(jax.numpy.diff(images, axis=2 if axis == "rows" else 1))
   return differences.mean(axis=(1, 2))
 
 
@@ -122,13 +117,10 @@ def adjacent_differences(images, axis: str) -> np.ndarray:
   """
   if axis not in AXES:
     raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
-  images = jnp.asarray(images, dtype=jnp.float32)
+  images = np.asarray(images, dtype=np.float32)
   if images.ndim != 3:
     raise ValueError(f"expected gray images (N, H, W), got shape {images.shape}")
-  return np.asarray(_adjacent_differences(images, axis))
-
-
-_radial_log_power = jax.jit(spectral.radial_log_power, static_argnames="num_bins")
+  return np.asarray(jax.jit(_adjacent_differences, static_argnames="axis")(images, axis))
 
 
 def radial_power_spectrum(images, num_bins: int | None = None) -> np.ndarray:
@@ -145,14 +137,15 @@ def radial_power_spectrum(images, num_bins: int | None = None) -> np.ndarray:
   Returns:
     (N, num_bins) float32.
   """
-  images = jnp.asarray(images, dtype=jnp.float32)
+  images = np.asarray(images, dtype=np.float32)
   if images.ndim != 3:
     raise ValueError(f"expected gray images (N, H, W), got shape {images.shape}")
   if num_bins is None:
     num_bins = min(images.shape[1:]) // 2
   if num_bins < 1:
     raise ValueError(f"num_bins must be positive, got {num_bins}")
-  return np.asarray(_radial_log_power(images, int(num_bins)))
+  return np.asarray(jax.jit(models.spectral.radial_log_power, static_argnames="num_bins")(
+      images, int(num_bins)))
 
 
 def spatial_frequencies(image_shape: Sequence[int], num_bins: int) -> np.ndarray:

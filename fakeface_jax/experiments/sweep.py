@@ -28,21 +28,24 @@ import sys
 import time
 from typing import Any
 
-import jax
 import ml_collections
 from absl import app
 from absl import flags
 from absl import logging
 
 from fakeface_jax import cli
-from fakeface_jax import config_checks
-from fakeface_jax.data import datasets
-from fakeface_jax.data import selection
-from fakeface_jax.evaluation import reporting
-from fakeface_jax.experiments import learning_curve
+from fakeface_jax import errors
 from fakeface_jax import rundir
-from fakeface_jax.training import checkpointing
-from fakeface_jax.training import train
+
+# Loaded on first use: `--help` and usage errors answer without JAX.
+jax = cli.lazy_import("jax")
+config_checks = cli.lazy_import("fakeface_jax.config_checks")
+datasets = cli.lazy_import("fakeface_jax.data.datasets")
+selection = cli.lazy_import("fakeface_jax.data.selection")
+reporting = cli.lazy_import("fakeface_jax.evaluation.reporting")
+learning_curve = cli.lazy_import("fakeface_jax.experiments.learning_curve")
+checkpointing = cli.lazy_import("fakeface_jax.training.checkpointing")
+train = cli.lazy_import("fakeface_jax.training.train")
 
 FLAGS = flags.FLAGS
 COLUMNS = ("run", "model", "epochs", "node_structure", "train_accuracy", "val_accuracy",
@@ -61,7 +64,7 @@ def define_flags() -> None:
   flags.DEFINE_list("only", [], "Run only these run names.")
 
 
-class UnknownKeyError(config_checks.ConfigError, KeyError):
+class UnknownKeyError(errors.UserError, KeyError):
   """An override names no config field (a KeyError too, as for a ConfigDict)."""
   __str__ = Exception.__str__  # KeyError's would print the message in quotes.
 

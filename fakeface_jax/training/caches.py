@@ -21,17 +21,21 @@ from collections.abc import Sequence
 from absl import flags
 
 from fakeface_jax import cli
-from fakeface_jax.data import datasets
 from fakeface_jax import errors
-from fakeface_jax.evaluation import reporting
-from fakeface_jax.training import feature_cache
+
+# Loaded on first use: `--help` and usage errors answer without JAX.
+datasets = cli.lazy_import("fakeface_jax.data.datasets")
+reporting = cli.lazy_import("fakeface_jax.evaluation.reporting")
+feature_cache = cli.lazy_import("fakeface_jax.training.feature_cache")
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-  flags.DEFINE_string("data_dir", datasets.DEFAULT_DATA_DIR,
-                      "Where datasets are prepared (config.data.data_dir).")
+  # None stands for datasets.DEFAULT_DATA_DIR, named in the help so that help loads
+  # no JAX (a test holds them equal).
+  flags.DEFINE_string("data_dir", None, "Where datasets are prepared "
+                      "(config.data.data_dir); by default ~/tensorflow_datasets.")
   flags.DEFINE_bool("remove_stale", False, "Remove every stale cache folder.")
   flags.DEFINE_multi_string("remove", [], "Remove this cache folder: its path or its name "
                             "(the key hash the listing shows). Repeatable.")
@@ -93,14 +97,14 @@ def chosen_for_removal(folders: Sequence[feature_cache.CacheFolder], names: Sequ
 def main(argv: list[str]) -> None:
   del argv  # No positional arguments (cli.run checks).
   now = time.time()
-  folders = feature_cache.find_caches(FLAGS.data_dir)
-  removing = chosen_for_removal(folders, FLAGS.remove, FLAGS.remove_stale, now,
-                                FLAGS.data_dir)
+  data_dir = FLAGS.data_dir or datasets.DEFAULT_DATA_DIR
+  folders = feature_cache.find_caches(data_dir)
+  removing = chosen_for_removal(folders, FLAGS.remove, FLAGS.remove_stale, now, data_dir)
   if not removing:
     if not folders:
-      print(f"no feature caches under {FLAGS.data_dir}")
+      print(f"no feature caches under {data_dir}")
       return
-    print(reporting.markdown_table(listing_rows(folders, FLAGS.data_dir, now)), end="")
+    print(reporting.markdown_table(listing_rows(folders, data_dir, now)), end="")
     total = sum(f.size_bytes for f in folders) / 1e9
     stale = [f for f in folders if f.why_stale(now)]
     print(f"{len(folders)} cache folders, {total:.2f} GB; {len(stale)} stale "
