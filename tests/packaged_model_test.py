@@ -181,7 +181,7 @@ def test_evaluate_on_folders_without_a_run_reports_the_packaged_detector(
   monkeypatch.setattr(inference, "load_packaged", lambda: packaged)
   monkeypatch.setattr(evaluate, "FLAGS", types.SimpleNamespace(
       workdir=None, folder=[str(tmp_path / "set")], shifts=["clean"], faces="off",
-      checkpoint="best", split="test", robustness=False, seed=0))
+      checkpoint="best", split="test", robustness=False, seed=0, output_dir=None))
   evaluate.main(["fakeface-evaluate"])
   with open(tmp_path / rundir.EVALUATION_DIR / "cross_dataset.json") as f:
     [row] = json.load(f)

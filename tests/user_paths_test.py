@@ -233,11 +233,13 @@ def test_evaluate_counts_warnings_with_each_images_own_format_and_distance():
 def test_evaluate_command_chooses_its_threshold_on_validation_and_reports_at_it(
     monkeypatch, capsys, run_copy):
   workdir, saved = run_copy
+  outdir = os.path.join(workdir, "reports", "here")  # --output_dir, made as needed.
   monkeypatch.setattr(evaluate, "FLAGS", types.SimpleNamespace(
       workdir=workdir, folder=[], shifts=["clean"], checkpoint="best", split="test",
-      robustness=False, seed=0))
+      robustness=False, seed=0, output_dir=outdir))
   evaluate.main(["fakeface-evaluate"])
-  with open(os.path.join(workdir, rundir.EVALUATION_DIR, "test.json")) as f:
+  assert not os.path.exists(os.path.join(workdir, rundir.EVALUATION_DIR, "test.json"))
+  with open(os.path.join(outdir, "test.json")) as f:
     report = json.load(f)
   predictor = inference.load_run(workdir)
   data = evaluate.load_eval_data(predictor.config)
@@ -264,7 +266,7 @@ def test_cross_dataset_report_on_mixed_folders_counts_each_folder_at_the_runs_th
   shifts = ["clean", "q90"]
   monkeypatch.setattr(evaluate, "FLAGS", types.SimpleNamespace(
       workdir=workdir, folder=specs, shifts=shifts, faces="off", checkpoint="best",
-      split="test", robustness=False, seed=0))
+      split="test", robustness=False, seed=0, output_dir=None))
   evaluate.main(["fakeface-evaluate"])
   with open(os.path.join(workdir, rundir.EVALUATION_DIR, "cross_dataset.json")) as f:
     rows = json.load(f)

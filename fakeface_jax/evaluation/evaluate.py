@@ -11,7 +11,8 @@ On a split of the run's dataset, the decision threshold is chosen on the run's
 validation split (best balanced accuracy) for the checkpoint evaluated, as training
 does for the best checkpoint (`threshold.json`, which `predict` uses); the accuracy at
 0.5 is printed beside it, and the count of images `predict` would warn about. Reports
-go to `WORKDIR/evaluation/NAME.{json,md,png}`; robustness to `robustness_NAME.*`.
+go to `WORKDIR/evaluation/NAME.{json,md,png}` (or `--output_dir`); robustness to
+`robustness_NAME.*`.
 
 With --folder (repeatable), the files of each folder are scored as `predict` scores
 them (by their faces; `--faces off`: whole files), at the run's threshold, and
@@ -21,7 +22,8 @@ balanced accuracy, AUC, AP, false-positive rate on real images, recall on fakes,
 share warned about, the silent-error rate, and the photos with no face found. A folder
 is PATH (real/ and fake/ subfolders, or itself named real or fake), or PATH:real /
 PATH:fake. Without --workdir, the detector shipped in the package is scored, as
-`fakeface-predict` without one scores, and the report goes to `./evaluation/`.
+`fakeface-predict` without one scores, and the report goes to `./evaluation/` (or
+`--output_dir`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def define_flags() -> None:
                     "any of clean, q90, halved_q90.")
   flags.DEFINE_enum("faces", "on", ["on", "off"], "With --folder, as predict's: on: score "
                     "each photo by its faces; off: each whole file.")
+  flags.DEFINE_string("output_dir", None, "Where the reports go; by default "
+                      "WORKDIR/evaluation, or ./evaluation for the packaged detector.")
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
   flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
@@ -160,16 +164,23 @@ def accuracy_line(role: str, report: dict[str, Any]) -> str:
           f"{report['threshold']:.4f}")
 
 
+def output_dir() -> str:
+  """--output_dir, made: by default the run's evaluation folder, or ./evaluation for the
+  packaged detector."""
+  outdir = FLAGS.output_dir or os.path.join(FLAGS.workdir or "", rundir.EVALUATION_DIR)
+  os.makedirs(outdir, exist_ok=True)
+  return outdir
+
+
 def cross_dataset_main(folders: list[cross_dataset.Folder]) -> None:
   """--folder: the cross-dataset report of the run, or of the packaged detector without
   one, printed and written."""
   if FLAGS.workdir:
-    predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-    outdir, whose = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR), "the run's"
+    predictor, whose = inference.load_run(FLAGS.workdir, FLAGS.checkpoint), "the run's"
   else:
-    predictor, outdir, whose = inference.load_packaged(), rundir.EVALUATION_DIR, "packaged"
+    predictor, whose = inference.load_packaged(), "packaged"
   rows = cross_dataset.report(predictor, folders, FLAGS.shifts, FLAGS.faces == "on")
-  os.makedirs(outdir, exist_ok=True)
+  outdir = output_dir()
   outputs = cross_dataset.write(rows, os.path.join(outdir, "cross_dataset"))
   with open(outputs[1], encoding="utf-8") as f:
     print(f.read())
@@ -191,8 +202,7 @@ def main(argv: list[str]) -> None:
   data = load_eval_data(predictor.config)
   threshold, val_balanced = choose_threshold(predictor, data["validation"])
   role = FLAGS.split if FLAGS.split in data else next(iter(data))
-  outdir = os.path.join(FLAGS.workdir, rundir.EVALUATION_DIR)
-  os.makedirs(outdir, exist_ok=True)
+  outdir = output_dir()
 
   report = split_report(predictor, data[role], threshold)
   prefix = os.path.join(outdir, role)
