@@ -19,6 +19,7 @@ import pytest
 
 from conftest import make_tiny_config
 from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
 from fakeface_jax.training import checkpointing
@@ -222,7 +223,7 @@ def test_damaged_config_json_is_one_line_naming_it(trained, tmp_path, data_dir, 
   if how == "delete":  # Nothing to compare with: resuming is allowed.
     config_checks.check_workdir(config, workdir)
   else:
-    with pytest.raises(config_checks.ConfigError, match="config.json is damaged"):
+    with pytest.raises(errors.ConfigError, match="config.json is damaged"):
       config_checks.check_workdir(config, workdir)
 
 

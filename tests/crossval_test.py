@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import make_ciplab
-from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax.experiments import crossval
 from fakeface_jax import rundir
 
@@ -87,13 +87,13 @@ def test_a_mixture_folds_its_source_without_splits_and_keeps_the_others(tiny_con
 
 def test_datasets_with_their_own_splits_and_too_few_folds_are_refused(tiny_config,
                                                                       tmp_path):
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="dataset 'synthetic' has its own test and validation split"):
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=5)
-  with pytest.raises(config_checks.ConfigError, match="--folds must be at least 2, got 1"):
+  with pytest.raises(errors.ConfigError, match="--folds must be at least 2, got 1"):
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=1)
   tiny_config.data.mixture.synthetic = {"name": "synthetic"}
-  with pytest.raises(config_checks.ConfigError, match="every source of config.data.mixture "
+  with pytest.raises(errors.ConfigError, match="every source of config.data.mixture "
                      "has its own validation or test split"):
     crossval.cross_validate(tiny_config, str(tmp_path / "cv"), num_folds=2)
   assert not (tmp_path / "cv").exists()

@@ -13,11 +13,11 @@ from conftest import make_ciplab
 from conftest import shared_data
 from conftest import write_image
 from fakeface_jax import classes
-from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import folders
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import selection
+from fakeface_jax import errors
 
 
 def data_config(tmp_path, name, manual_dir, **overrides):
@@ -190,7 +190,7 @@ def test_unknown_difficulty_is_a_config_error(tmp_path):
   write_image(str(base / "training_real" / "r.jpg"))
   write_image(str(base / "training_fake" / "hard_1.jpg"))
   config = data_config(tmp_path, "ciplab", tmp_path, fake_difficulties="hardest")
-  with pytest.raises(config_checks.ConfigError, match="unknown \\['hardest'\\]"):
+  with pytest.raises(errors.ConfigError, match="unknown \\['hardest'\\]"):
     input_pipeline.load_data(config)
 
 

@@ -18,6 +18,7 @@ from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import preprocessing
+from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
@@ -324,7 +325,7 @@ def test_features_are_cached_only_when_nothing_changes_the_images(data_dir, over
 
 def test_an_unknown_features_cache_mode_is_refused(data_dir):
   config = tiny_detector_config(data_dir, "always")
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="^unknown config.features_cache 'always'; choose one of: auto, off$"):
     config_checks.check_config(config)
 

@@ -14,6 +14,7 @@ from fakeface_jax.data import degradations
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
+from fakeface_jax import errors
 from fakeface_jax.experiments import format_probe
 
 SIZE = 32
@@ -218,7 +219,7 @@ def test_host_augmentations_depend_only_on_seed_epoch_and_step():
 def test_out_of_range_host_augmentations_are_config_errors(tiny_config, key, value,
                                                            message):
   tiny_config.augment.host.update(dict(FORMAT_INVARIANT, **{key: value}))
-  with pytest.raises(config_checks.ConfigError, match=message) as info:
+  with pytest.raises(errors.ConfigError, match=message) as info:
     config_checks.check_config(tiny_config)
   assert "\n" not in str(info.value)
   tiny_config.augment.host.update(FORMAT_INVARIANT)

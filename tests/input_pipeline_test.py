@@ -5,6 +5,7 @@ import pytest
 
 from fakeface_jax import config_checks
 from fakeface_jax.data import input_pipeline
+from fakeface_jax import errors
 
 
 def split(n=40):
@@ -60,7 +61,7 @@ def test_streamed_and_cached_splits_give_identical_batches(tiny_config):
 
 
 def test_unknown_cache_mode_is_a_config_error(tiny_config):
-  with pytest.raises(config_checks.ConfigError, match="config.data.cache"):
+  with pytest.raises(errors.ConfigError, match="config.data.cache"):
     input_pipeline.load_data(tiny_config, cache="disk")
 
 
@@ -112,11 +113,11 @@ def test_a_resaved_source_splits_its_files_alike_and_reads_each_ones_fixed_copy(
 
 def test_bad_resave_settings_are_refused_before_any_data_is_read(tiny_config):
   tiny_config.data.resave.quality = (50, 99)
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"^config.data.resave: resave quality must be a range"):
     config_checks.check_config(tiny_config)
   tiny_config.data.resave.quality = (0, 0)
   tiny_config.data.mixture.copy = {"name": "synthetic", "resave": {"quality": (50, 40)}}
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"^config.data.mixture.copy.resave: resave quality must be"):
     config_checks.check_config(tiny_config)

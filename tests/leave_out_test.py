@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import make_tiny_config
-from fakeface_jax import config_checks
 from fakeface_jax.data import mixture
+from fakeface_jax import errors
 from fakeface_jax.experiments import leave_out
 from fakeface_jax import rundir
 
@@ -71,12 +71,12 @@ def test_a_logit_pair_per_source_keeps_one_per_source_left(data_dir):
 
 
 def test_one_dataset_or_one_source_cannot_be_left_out(data_dir):
-  with pytest.raises(config_checks.ConfigError, match="at least two sources"):
+  with pytest.raises(errors.ConfigError, match="at least two sources"):
     leave_out.check_protocol(make_tiny_config(data_dir))
   config = make_tiny_config(data_dir)
   config.data.mixture.easy = {"name": "synthetic", "weight": 1.0}
   config.data.mixture.easy_again = {"name": "synthetic", "weight": 2.0}
-  with pytest.raises(config_checks.ConfigError, match="at least two sources"):
+  with pytest.raises(errors.ConfigError, match="at least two sources"):
     leave_out.check_protocol(config)
 
 

@@ -11,6 +11,7 @@ from conftest import make_tiny_config
 from fakeface_jax import config_checks
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax import errors
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
@@ -154,5 +155,5 @@ def test_a_resumed_mixture_run_ends_where_an_uninterrupted_one_does(data_dir, tm
 def test_bad_mixtures_are_refused_before_any_data_is_read(data_dir, source, message):
   config = make_tiny_config(data_dir)
   config.data.mixture.bad = source
-  with pytest.raises(config_checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     config_checks.check_config(config)

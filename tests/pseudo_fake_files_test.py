@@ -16,6 +16,7 @@ from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import selection
+from fakeface_jax import errors
 from fakeface_jax.training import train
 
 
@@ -115,5 +116,5 @@ def test_bad_pseudo_fake_settings_are_refused_in_one_line(data_dir, download, ch
     config.data.face_crop.enabled = True
   for key, value in change.items():
     config.data.pseudo_fakes[key] = value
-  with pytest.raises(config_checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     config_checks.check_config(config)

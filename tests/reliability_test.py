@@ -19,6 +19,7 @@ from configs import detector
 from conftest import main_command
 from conftest import shared_by_workers
 from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import rundir
 from fakeface_jax.training import checkpointing
@@ -336,14 +337,14 @@ def test_bad_command_lines_fail_in_one_line_and_write_nothing(tmp_path, data_dir
 def test_workdir_that_is_a_file_is_rejected(tiny_config, tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
-  with pytest.raises(config_checks.ConfigError, match="is not a directory"):
+  with pytest.raises(errors.ConfigError, match="is not a directory"):
     config_checks.check_workdir(tiny_config, str(path))
 
 
 def test_unwritable_workdir_is_rejected(tiny_config, tmp_path, monkeypatch):
   # Tests may run as root, for whom chmod does not deny writes; deny through os.access.
   monkeypatch.setattr(os, "access", lambda path, mode: False)
-  with pytest.raises(config_checks.ConfigError, match="is not writable"):
+  with pytest.raises(errors.ConfigError, match="is not writable"):
     config_checks.check_workdir(tiny_config, str(tmp_path / "new" / "run"))
 
 
@@ -352,7 +353,7 @@ def test_workdir_of_a_different_model_is_rejected(tiny_config, tmp_path):
   tiny_config.num_epochs = 1
   train.train_and_evaluate(tiny_config, workdir)
   tiny_config.model.features = (4, 4, 4, 4)
-  with pytest.raises(config_checks.ConfigError, match="holds checkpoints of a different model"):
+  with pytest.raises(errors.ConfigError, match="holds checkpoints of a different model"):
     train.train_and_evaluate(tiny_config, workdir)
   tiny_config.model.features = (8, 8, 8, 8)
   tiny_config.model.conv_impl = "xla"  # Same parameters: resuming is fine.
@@ -369,7 +370,7 @@ def test_a_run_saved_before_a_key_was_renamed_is_still_this_model(tmp_path):
   (workdir / rundir.CONFIG_JSON).write_text(json.dumps(saved))
   config_checks.check_workdir(config, str(workdir))
   config.model.color_spaces = ("rgb", "ycbcr")
-  with pytest.raises(config_checks.ConfigError, match="holds checkpoints of a different model"):
+  with pytest.raises(errors.ConfigError, match="holds checkpoints of a different model"):
     config_checks.check_workdir(config, str(workdir))
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from configs import general
 from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax.models import base
 from fakeface_jax.training import steps
@@ -82,5 +83,5 @@ def test_pairs_that_do_not_match_the_mixture_are_refused_before_any_data_is_read
     num_sources, message):
   config = general.get_config()
   config.model.num_sources = num_sources
-  with pytest.raises(config_checks.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     config_checks.check_config(config)

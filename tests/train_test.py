@@ -18,6 +18,7 @@ from fakeface_jax import classes
 from fakeface_jax import config_checks
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import preprocessing
+from fakeface_jax import errors
 from fakeface_jax import models
 from fakeface_jax import progress
 from fakeface_jax import rundir
@@ -179,17 +180,17 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
     for key in path[:-1]:
       node = node[key]
     node[path[-1]] = value
-    with pytest.raises(config_checks.ConfigError, match=message) as info:
+    with pytest.raises(errors.ConfigError, match=message) as info:
       config_checks.check_config(config)
     assert "\n" not in str(info.value)
   config = tiny_config.copy_and_resolve_references()
   config.augment.host.downscale_prob, config.augment.host.downscale_min_factor = 0.5, 1.0
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"host.downscale_min_factor must be in \(0, 1\), got 1.0"):
     config_checks.check_config(config)
   config = detector.get_config()
   config.model.jpeg_features = ("dct",)
-  with pytest.raises(config_checks.ConfigError, match=r"config.model does not fit model "
+  with pytest.raises(errors.ConfigError, match=r"config.model does not fit model "
                      r"'cooccurrence': unknown jpeg_features \['dct'\]"):
     config_checks.check_config(config)
 
@@ -197,7 +198,7 @@ def test_bad_configs_fail_with_one_clear_line(tiny_config):
 def test_batch_larger_than_dataset_fails_before_training(tiny_config, tmp_path):
   tiny_config.batch_size = 128
   workdir = tmp_path / "run"
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="batch_size=128 is larger than the 64 training examples"):
     train.train_and_evaluate(tiny_config, str(workdir))
   assert not workdir.exists()
@@ -314,7 +315,7 @@ def test_a_run_with_self_blended_pseudo_fakes_trains(tiny_config, tmp_path):
   results = train.train_and_evaluate(tiny_config, str(tmp_path))
   assert np.isfinite(results["test_loss"])
   tiny_config.augment.device.self_blend_kinds = ("ears",)
-  with pytest.raises(config_checks.ConfigError, match="self_blend_kinds must be"):
+  with pytest.raises(errors.ConfigError, match="self_blend_kinds must be"):
     config_checks.check_config(tiny_config)
 
 

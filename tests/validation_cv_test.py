@@ -8,6 +8,7 @@ from conftest import make_ciplab
 from crossval_test import ciplab_config
 from crossval_test import manifest_roles
 from fakeface_jax import config_checks
+from fakeface_jax import errors
 from fakeface_jax.training import train
 from tools import validation_cv
 
@@ -48,7 +49,7 @@ def test_validation_folds_cover_the_training_images_once_and_keep_the_test_image
 def test_a_validation_fold_outside_the_folds_is_refused(tiny_config):
   tiny_config.data.validation_folds = 3
   tiny_config.data.validation_fold = 3
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"^config.data.validation_fold=3 must be in \[0, "
                            r"config.data.validation_folds=3\)$"):
     config_checks.check_config(tiny_config)

@@ -23,7 +23,6 @@ import numpy as np
 from absl import logging
 
 from fakeface_jax import classes
-from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import face_crop
@@ -33,6 +32,7 @@ from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import mixture
 from fakeface_jax.data import pseudo_fake_files
 from fakeface_jax.data import selection
+from fakeface_jax import errors
 
 CACHE_MODES = ("auto", "memory", "stream")
 
@@ -379,7 +379,7 @@ def load_data(config: Any, cache: str | None = None) -> dict[str, Split]:
   """
   cache = cache or config.data.cache
   if cache not in CACHE_MODES:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"config.data.cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
   names = mixture.source_names(config.data)
   if names:

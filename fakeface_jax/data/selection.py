@@ -19,9 +19,9 @@ import numpy as np
 from absl import logging
 
 from fakeface_jax import classes
-from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import folders
+from fakeface_jax import errors
 
 EVALUATION_ROLES = ("validation", "test")
 
@@ -107,7 +107,7 @@ def _keep_difficulties(meta: dict[str, np.ndarray], keep: str | None) -> np.ndar
   wanted = [d.strip() for d in keep.split(",")]
   unknown = set(wanted) - set(folders.DIFFICULTIES)
   if unknown:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"config.data.fake_difficulties has unknown {sorted(unknown)}; use a comma-separated "
         f"subset of {', '.join(folders.DIFFICULTIES)}")
   return np.flatnonzero((meta["label"] == classes.REAL) | np.isin(meta["difficulty"], wanted))
@@ -174,7 +174,7 @@ def select_examples(config: Any, builder) -> dict[str, tuple[str, np.ndarray]]:
   data_config = config.data
   splits = datasets.role_splits(builder)
   if "train" not in splits:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"dataset {data_config.name!r} has no training split (found: "
         f"{', '.join(builder.info.splits.keys()) or 'none'})")
   sources = {split: datasets.data_source(builder, split) for split in splits.values()}

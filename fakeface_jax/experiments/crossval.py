@@ -33,6 +33,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax import errors
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax.evaluation import reporting
 from fakeface_jax import rundir
@@ -73,18 +74,18 @@ def check_foldable(config: ml_collections.ConfigDict, num_folds: int) -> None:
   (the 140k download, the built-in synthetic set) would silently ignore them, and a
   mixture needs at least one source without them."""
   if num_folds < 2:
-    raise config_checks.ConfigError(f"--folds must be at least 2, got {num_folds}")
+    raise errors.ConfigError(f"--folds must be at least 2, got {num_folds}")
   config_checks.check_config(config)
   if mixture.source_names(config.data):
     if not folded_sources(config):
-      raise config_checks.ConfigError(
+      raise errors.ConfigError(
           "every source of config.data.mixture has its own validation or test split; "
           "cross-validation folds a source with a training split only (ciplab, a flat "
           "image folder)")
     return
   own = _own_eval_splits(config.data)
   if own:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         f"dataset {config.data.name!r} has its own {' and '.join(own)} split(s); "
         "cross-validation folds apply to datasets with a training split only (ciplab, a "
         "flat image folder)")

@@ -41,6 +41,7 @@ from fakeface_jax.data import artifacts
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
+from fakeface_jax import errors
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax.evaluation import reporting
 from fakeface_jax.serving import inference
@@ -74,7 +75,7 @@ def check_protocol(config: ml_collections.ConfigDict) -> None:
   """Holding a source out needs a mixture of at least two groups of sources."""
   config_checks.check_config(config)
   if len(source_groups(config)) < 2:
-    raise config_checks.ConfigError(
+    raise errors.ConfigError(
         "--leave_out needs a config.data.mixture of at least two sources that read "
         "different files (configs/general.py has three)")
 

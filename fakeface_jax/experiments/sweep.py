@@ -64,7 +64,7 @@ def define_flags() -> None:
   flags.DEFINE_list("only", [], "Run only these run names.")
 
 
-class UnknownKeyError(errors.UserError, KeyError):
+class UnknownKeyError(errors.ConfigError, KeyError):
   """An override names no config field (a KeyError too, as for a ConfigDict)."""
   __str__ = Exception.__str__  # KeyError's would print the message in quotes.
 
@@ -73,7 +73,7 @@ def _load_module(path: str):
   spec = importlib.util.spec_from_file_location(
       f"_fakeface_config_{abs(hash(path))}", path)
   if not os.path.isfile(path) or spec is None or spec.loader is None:
-    raise config_checks.ConfigError(f"cannot load config file {path}: no such Python file")
+    raise errors.ConfigError(f"cannot load config file {path}: no such Python file")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -214,7 +214,7 @@ def run_sweep(sweep: ml_collections.ConfigDict, workdir: str, sets: dict[str, An
   runs = [run for run in sweep.runs if not only or run["name"] in only]
   unknown = set(only or ()) - {run["name"] for run in sweep.runs}
   if unknown:
-    raise config_checks.ConfigError(f"--only names unknown runs {sorted(unknown)}")
+    raise errors.ConfigError(f"--only names unknown runs {sorted(unknown)}")
   rows = []
   for i, run in enumerate(runs, 1):
     logging.info("=== Sweep %s: run %d/%d (%s).", sweep.name, i, len(runs), run["name"])

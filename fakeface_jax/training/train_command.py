@@ -17,6 +17,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from fakeface_jax import cli
+from fakeface_jax import errors
 
 # Loaded when `main` runs: `--help` and usage errors answer without them.
 jax = cli.lazy_import("jax")
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> None:
   logging.info("JAX %s, process %d/%d, devices: %s", jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   if sum(map(bool, (FLAGS.folds, FLAGS.leave_out, FLAGS.pseudo_only))) > 1:
-    raise config_checks.ConfigError("--folds, --leave_out and --pseudo_only are three "
+    raise errors.ConfigError("--folds, --leave_out and --pseudo_only are three "
                                     "protocols; pick one")
   if FLAGS.folds:
     crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
