@@ -21,12 +21,12 @@ def test_predict_benchmark_times_predict_files_over_every_image(tmp_path, monkey
   paths = benchmark.write_jpegs(str(tmp_path), 6, size=40)
   assert len(set(open(p, "rb").read() for p in paths)) == 6  # Distinct files.
   calls = []
-  real = benchmark.predict.predict_files
+  real = benchmark.scoring.predict_files
 
   def counted(predictor, files):
     calls.append(list(files))
     return real(predictor, files)
-  monkeypatch.setattr(benchmark.predict, "predict_files", counted)
+  monkeypatch.setattr(benchmark.scoring, "predict_files", counted)
   result = benchmark.benchmark_predict("configs/default.py:tiny", paths, repeats=2)
   # One compiling pass over a batch, then the timed passes over all the files.
   assert calls[1:] == [paths, paths]

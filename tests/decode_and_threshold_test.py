@@ -19,7 +19,7 @@ from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 SIZE = 16
 
@@ -95,14 +95,14 @@ def test_predict_rounds_distances_to_four_places_and_a_run_without_a_domain_has_
   paths = [str(tmp_path / f"{k}.jpg") for k in range(3)]
   for k, path in enumerate(paths):
     _write(path, "JPEG", 10 + k)
-  rows = predict.predict_files(predictor, paths)
+  rows = scoring.predict_files(predictor, paths)
   distances = [r["feature_distance"] for r in rows]
   assert all(d == round(d, 4) for d in distances)
   assert any(d != round(d, 3) for d in distances)  # Four places, not fewer.
   # A run trained before domains were recorded: no distance, and its split report
   # still counts the warnings of each image's format.
   bare = dataclasses.replace(predictor, training_domain=None)
-  assert [r["feature_distance"] for r in predict.predict_files(bare, paths)] == [None] * 3
+  assert [r["feature_distance"] for r in scoring.predict_files(bare, paths)] == [None] * 3
   data = input_pipeline.load_data(predictor.config, cache="memory")["test"]
   report = evaluate.split_report(bare, data, threshold=0.5)
   formats = data.take_formats(np.arange(len(data)))

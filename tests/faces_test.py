@@ -10,7 +10,7 @@ from PIL import Image
 
 from fakeface_jax.data import faces
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 from tests.conftest import shared_data
 from tools import face_check
 
@@ -102,7 +102,7 @@ def test_photos_with_0_to_3_faces_get_as_many_face_rows(count, learned_run, tmp_
   path = str(tmp_path / f"{count}.jpg")
   with open(path, "wb") as f:
     f.write(data)
-  rows = predict.predict_faces(inference.load_run(learned_run[0]), [path])
+  rows = scoring.predict_faces(inference.load_run(learned_run[0]), [path])
   if count == 0:
     assert [(r["face"], r["warnings"], r["p_fake"]) for r in rows] == [(None, "no_face", None)]
     return

@@ -23,7 +23,7 @@ from fakeface_jax.evaluation import evaluate
 from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 from fakeface_jax.training import sharding
 from fakeface_jax.training import steps
 
@@ -75,7 +75,7 @@ def test_predict_on_files_reaches_the_learned_accuracy(learned_run, test_images,
     path = tmp_path / f"{i:04d}.jpg"
     path.write_bytes(data)
     paths.append(str(path))
-  rows = predict.predict_files(inference.load_run(workdir), paths)
+  rows = scoring.predict_files(inference.load_run(workdir), paths)
   assert [r["path"] for r in rows] == paths and not any(r["error"] for r in rows)
   names = np.array(classes.NAMES)[labels]
   accuracy = np.mean([r["prediction"] == name for r, name in zip(rows, names)])

@@ -19,7 +19,7 @@ from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 from fakeface_jax.training import checkpointing
 from tests.conftest import shared_data
 from tests.conftest import users_xla_env
@@ -143,9 +143,9 @@ def test_a_ciplab_original_is_scored_as_its_ciplab_256_copy(packaged):
   copy of it (`TrainingDomain.as_training_file`), so it gets the copy's very score."""
   originals = shared_data("ciplab_originals_sample", "real_and_fake_face")
   copies = shared_data("ciplab_256", "real_and_fake_face")
-  rows = predict.predict_faces(packaged, [os.path.join(originals, n) for n in CIPLAB_ORIGINALS])
-  first = [by_file[0] for by_file in predict.rows_by_file(rows).values()]
-  as_copies = predict.predict_files(packaged, [os.path.join(copies, n)
+  rows = scoring.predict_faces(packaged, [os.path.join(originals, n) for n in CIPLAB_ORIGINALS])
+  first = [by_file[0] for by_file in scoring.rows_by_file(rows).values()]
+  as_copies = scoring.predict_files(packaged, [os.path.join(copies, n)
                                                for n in CIPLAB_ORIGINALS])
   assert [r["scored"] for r in first] == ["resaved"] * len(CIPLAB_ORIGINALS)
   assert [r["width"] for r in first] == [600] * len(CIPLAB_ORIGINALS)

@@ -24,6 +24,7 @@ from fakeface_jax.data import jpeg_tables
 from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 from tests import image_decoding_test
 
 # Landmarks (left eye, right eye, nose, mouth corners) of a face at (x, y), `scale`
@@ -101,7 +102,7 @@ def _own_crop_scores(predictor, path):
 def test_each_face_gets_a_row_scored_from_its_own_crop_and_a_faceless_photo_one_row(
     stub_detector, predictor, tmp_path):
   paths = _photos(tmp_path / "in")
-  rows = predict.predict_faces(predictor, paths)
+  rows = scoring.predict_faces(predictor, paths)
   assert [(r["path"], r["face"]) for r in rows] == [
       (paths[0], None), (paths[1], 0), (paths[2], 0), (paths[2], 1),
       (paths[3], 0), (paths[3], 1), (paths[3], 2)]
@@ -131,7 +132,7 @@ def test_a_photo_is_fake_when_any_one_of_its_faces_is(
   # and the photo is fake as long as one is.
   for threshold in [*np.sort(scores)[:-1] + 1e-4, scores.max() + 1e-4]:
     monkeypatch.setattr(predictor, "threshold", float(threshold))
-    rows = predict.predict_faces(predictor, paths)
+    rows = scoring.predict_faces(predictor, paths)
     assert [r["prediction"] for r in rows] == ["fake" if p >= threshold else "real"
                                                for p in scores]
     expected = "fake" if (scores >= threshold).any() else "real"
@@ -141,7 +142,7 @@ def test_a_photo_is_fake_when_any_one_of_its_faces_is(
 def test_small_face_and_size_are_about_the_faces_square_not_the_file(
     stub_detector, predictor, tmp_path):
   paths = _photos(tmp_path / "in", widths=(320,))
-  rows = predict.predict_faces(predictor, paths)
+  rows = scoring.predict_faces(predictor, paths)
   domain = predictor.training_domain
   for row, (_, landmarks, _) in zip(rows, PLACED[320]):
     side = face_crop.side(face_crop.square(landmarks, predictor.crop_settings.margin))
@@ -154,7 +155,7 @@ def test_small_face_and_size_are_about_the_faces_square_not_the_file(
   # is not, though its 320 x 260 file is outside the training images' 32 px.
   assert [("small_face" in r["warnings"], "size" in r["warnings"]) for r in rows] == [
       (False, False), (True, True)]
-  assert "size" in predict.predict_files(predictor, paths)[0]["warnings"]
+  assert "size" in scoring.predict_files(predictor, paths)[0]["warnings"]
 
 
 def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_faces(
@@ -163,8 +164,8 @@ def test_a_whole_image_run_scores_a_face_image_whole_and_other_photos_by_their_f
   # one is a face image (its largest face spans at least half its shorter side).
   _train_on_sides(predictor, monkeypatch, 250, 350)
   paths = _photos(tmp_path / "in", widths=(310, 340))
-  rows = predict.predict_faces(predictor, paths)
-  whole = predict.predict_files(predictor, paths[1:])[0]
+  rows = scoring.predict_faces(predictor, paths)
+  whole = scoring.predict_files(predictor, paths[1:])[0]
   crops = [_own_crop_scores(predictor, path) for path in paths]
   assert [(r["face"], r["scored"]) for r in rows] == [(0, "face"), (0, "file"), (1, "face")]
   np.testing.assert_allclose([r["p_fake"] for r in rows],
@@ -199,11 +200,11 @@ def test_a_face_model_scores_the_crops_at_its_own_framing_and_threshold(
   face_model.threshold = float(scored.min() - 1e-4 if (scored < predictor.threshold).any()
                                else scored.max() + 1e-4)
   pair = dataclasses.replace(predictor, face_model=face_model)
-  rows = predict.predict_faces(pair, paths)
+  rows = scoring.predict_faces(pair, paths)
   # The 340 px face image is still scored whole: its share is measured at FFHQ's framing.
   assert [(r["face"], r["scored"]) for r in rows] == [
       (0, "face"), (1, "face"), (0, "file"), (1, "face")]
-  assert rows[2]["p_fake"] == predict.predict_files(predictor, paths[1:])[0]["p_fake"]
+  assert rows[2]["p_fake"] == scoring.predict_files(predictor, paths[1:])[0]["p_fake"]
   assert face_model.crop_settings.margin == 0.5
   np.testing.assert_allclose([r["p_fake"] for r in (rows[0], rows[1], rows[3])], scored,
                              atol=1e-6)
@@ -221,8 +222,8 @@ def test_a_face_image_larger_than_the_training_images_is_scored_as_one_of_them(
   # the 340 px photo's face fills it only as a pasted face image would, so its crop.
   _train_on_sides(predictor, monkeypatch, 100, 300)
   paths = _photos(tmp_path / "in", widths=(340, 350))
-  rows = predict.predict_faces(predictor, paths)
-  as_training = predict.predict_files(predictor, paths[1:],
+  rows = scoring.predict_faces(predictor, paths)
+  as_training = scoring.predict_files(predictor, paths[1:],
                                       predictor.training_domain.as_training_file)[0]
   assert [(r["face"], r["scored"]) for r in rows] == [
       (0, "face"), (1, "face"), (0, "resaved"), (1, "face")]
@@ -231,7 +232,7 @@ def test_a_face_image_larger_than_the_training_images_is_scored_as_one_of_them(
   assert as_training["width"] == 300 and "size" not in as_training["warnings"]
   # The row tells the file as it is, and the re-saved copy scores unlike the file.
   assert (rows[2]["width"], rows[2]["height"]) == (350, 260)
-  assert rows[2]["p_fake"] != predict.predict_files(predictor, paths[1:])[0]["p_fake"]
+  assert rows[2]["p_fake"] != scoring.predict_files(predictor, paths[1:])[0]["p_fake"]
   crops = [_own_crop_scores(predictor, path) for path in paths]
   np.testing.assert_allclose([r["p_fake"] for r in rows[:2]] + [rows[3]["p_fake"]],
                              [*crops[0], crops[1][1]], atol=1e-6)
@@ -277,8 +278,8 @@ def test_unreadable_files_among_photos_keep_every_other_row_in_place(
     open(broken, "wb").write(f.read()[:300])  # A truncated JPEG.
   missing = str(tmp_path / "missing.jpg")
   mixed = [broken, paths[1], missing, paths[3], paths[0]]
-  rows = predict.predict_faces(predictor, mixed)
-  alone = {p: predict.predict_faces(predictor, [p]) for p in paths}
+  rows = scoring.predict_faces(predictor, mixed)
+  alone = {p: scoring.predict_faces(predictor, [p]) for p in paths}
   assert [r["path"] for r in rows] == [broken, paths[1], missing] + [paths[3]] * 3 + [paths[0]]
   for row in rows:
     if row["path"] in (broken, missing):
@@ -301,14 +302,14 @@ def test_a_shift_comes_before_the_faces_are_found_and_before_a_file_is_resaved(
       data = shift(f.read())
     shifted.append(str(tmp_path / os.path.basename(path)))
     open(shifted[-1], "wb").write(data)
-  rows = predict.predict_faces(predictor, paths, shift)
-  expected = predict.predict_faces(predictor, shifted)
+  rows = scoring.predict_faces(predictor, paths, shift)
+  expected = scoring.predict_faces(predictor, shifted)
   assert [r["scored"] for r in rows] == ["face", "face", "resaved", "face"]
   for row, own in zip(rows, expected):
     for key in ("p_fake", "prediction", "scored", "warnings", "jpeg_quality"):
       assert row[key] == own[key], key
   assert rows[0]["jpeg_quality"] == 90
-  assert rows[2]["p_fake"] != predict.predict_faces(predictor, paths)[2]["p_fake"]
+  assert rows[2]["p_fake"] != scoring.predict_faces(predictor, paths)[2]["p_fake"]
 
 
 def test_cross_dataset_scores_each_photo_by_its_faces_and_counts_faceless_ones_apart(
@@ -317,7 +318,7 @@ def test_cross_dataset_scores_each_photo_by_its_faces_and_counts_faceless_ones_a
   fake = _photos(tmp_path / "set" / "fake", widths=(310, 320, 330), quality=80)
   open(tmp_path / "set" / "fake" / "broken.jpg", "wb").write(open(fake[0], "rb").read()[:300])
   folder = cross_dataset.parse_folder(str(tmp_path / "set"))
-  by_file = predict.rows_by_file(predict.predict_faces(predictor, folder.paths))
+  by_file = scoring.rows_by_file(scoring.predict_faces(predictor, folder.paths))
   # The photos with a face: each one's fakest face and verdict; a threshold between
   # their scores, so that both verdicts occur.
   scored = [(p, label) for p, label in zip(folder.paths, folder.labels)
@@ -348,7 +349,7 @@ def test_a_photos_row_carries_its_fakest_face_and_every_faces_warnings_once():
           {"path": "a", "p_fake": 0.4, "warnings": "small_face;features"},
           {"path": "b", "p_fake": None, "warnings": "no_face", "image_prediction": None},
           {"path": "c", "p_fake": None, "warnings": None, "error": "OSError: x"}]
-  assert predict.image_rows(rows) == [
+  assert scoring.image_rows(rows) == [
       {"path": "a", "p_fake": 0.7, "warnings": "size;small_face;features",
        "image_prediction": "x"},
       {"path": "b", "p_fake": None, "warnings": "no_face", "image_prediction": None},
@@ -370,7 +371,7 @@ def test_the_command_counts_files_by_verdict_and_annotates_each_readable_photo(
   assert predict.main(["fakeface-predict", str(tmp_path / "in")]) == predict.SOME_FILES_FAILED
   with open(output, newline="") as f:
     read = list(csv.DictReader(f))
-  assert tuple(read[0]) == predict.COLUMNS
+  assert tuple(read[0]) == scoring.COLUMNS
   assert [r["face"] for r in read] == ["", "0", "0", "1", "0", "1", "2", ""]
   verdicts = {r["path"]: r["image_prediction"] for r in read if r["face"]}
   fake = list(verdicts.values()).count("fake")
@@ -399,9 +400,9 @@ def test_faces_off_scores_each_whole_file_with_the_face_columns_empty(
   assert predict.main(["fakeface-predict", *paths]) == 0
   with open(output, newline="") as f:
     read = list(csv.DictReader(f))
-  whole = predict.predict_files(predictor, paths)
+  whole = scoring.predict_files(predictor, paths)
   assert [r["path"] for r in read] == paths
-  assert all(r[k] == "" for r in read for k in predict.FACE_COLUMNS)
+  assert all(r[k] == "" for r in read for k in scoring.FACE_COLUMNS)
   assert [float(r["p_fake"]) for r in read] == pytest.approx([r["p_fake"] for r in whole],
                                                              abs=1e-6)
   assert [r["image_prediction"] for r in read] == [r["prediction"] for r in read]
@@ -423,7 +424,7 @@ def test_bad_and_odd_photos_give_rows_never_a_traceback(predictor, tmp_path):
   gray.convert("CMYK").save(tmp_path / "in" / "cmyk.jpg")
   paths = [str(tmp_path / "in" / n) for n in
            ("truncated.jpg", "huge.png", "one_pixel.png", "gray.jpg", "cmyk.jpg")]
-  rows = {r["path"]: r for r in predict.predict_faces(predictor, paths)}
+  rows = {r["path"]: r for r in scoring.predict_faces(predictor, paths)}
   assert "truncated" in rows[paths[0]]["error"] or "cannot decode" in rows[paths[0]]["error"]
   assert "Bomb" in rows[paths[1]]["error"]  # Refused from its header, nothing decoded.
   for path in paths[2:]:

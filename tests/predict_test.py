@@ -15,6 +15,7 @@ from fakeface_jax.data import input_pipeline
 from fakeface_jax.evaluation import evaluate
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_predict_gives_one_row_per_file_and_errors_only_for_bad_ones(run_dir, tm
   (folder / "notes.txt").write_text("ignored: not an image extension")
   output = tmp_path / "preds.csv"
   predictor = inference.load_run(run_dir)
-  rows = predict.predict_files(predictor, inference.find_images([str(folder)]))
+  rows = scoring.predict_files(predictor, inference.find_images([str(folder)]))
   predict.write_rows(rows, str(output), "csv")
   with open(output) as f:
     read = list(csv.DictReader(f))
@@ -64,7 +65,7 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
     os.makedirs(folder / name, exist_ok=True)
     (folder / name / f"{i:04d}.jpg").write_bytes(record["image"])
     labels.append(record["label"])
-  rows = predict.predict_files(predictor, inference.find_images([str(folder)]))
+  rows = scoring.predict_files(predictor, inference.find_images([str(folder)]))
   by_file = {os.path.relpath(r["path"], folder): r for r in rows}
   ordered = [by_file[os.path.join(classes.NAMES[l], f"{i:04d}.jpg")]
              for i, l in enumerate(labels)]

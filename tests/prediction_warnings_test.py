@@ -20,6 +20,7 @@ from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.serving import domain
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_grid_and_feature_warnings():
 
 
 def test_embedding_distance_flags_images_unlike_the_training_ones(predictor, test_folder):
-  rows = predict.predict_files(predictor, inference.find_images([str(test_folder)]))
+  rows = scoring.predict_files(predictor, inference.find_images([str(test_folder)]))
   distances = np.array([r["feature_distance"] for r in rows])
   # Images of the training distribution: few beyond the validation-calibrated cut-off.
   assert np.mean(distances > predictor.training_domain.distance_cutoff) <= 0.1
@@ -107,16 +108,16 @@ def test_predict_writes_format_columns_and_warnings(predictor, tmp_path):
   Image.fromarray(image).save(tmp_path / "q30.jpg", quality=30)
   Image.fromarray(image).save(tmp_path / "big.png")
   Image.fromarray(image[:16, :16]).save(tmp_path / "small.jpg", quality=75)
-  rows = predict.predict_files(predictor, inference.find_images([str(tmp_path)]))
+  rows = scoring.predict_files(predictor, inference.find_images([str(tmp_path)]))
   output = tmp_path / "preds.csv"
   predict.write_rows(rows, str(output), "csv")
   with open(output) as f:
     reader = csv.DictReader(f)
     read = {os.path.basename(r["path"]): r for r in reader}
-  assert tuple(reader.fieldnames) == predict.COLUMNS
-  assert predict.COLUMNS[:9] == ("path", "face", "x0", "y0", "x1", "y1", "face_score",
+  assert tuple(reader.fieldnames) == scoring.COLUMNS
+  assert scoring.COLUMNS[:9] == ("path", "face", "x0", "y0", "x1", "y1", "face_score",
                                  "p_fake", "prediction")
-  assert predict.COLUMNS[-1] == "error"
+  assert scoring.COLUMNS[-1] == "error"
   assert (read["q75.jpg"]["format"], read["q75.jpg"]["width"], read["q75.jpg"]["height"],
           read["q75.jpg"]["jpeg_quality"], read["q75.jpg"]["jpeg_grid"]) == (
               "JPEG", "32", "32", "75", "aligned")
@@ -136,7 +137,7 @@ def test_cross_dataset_report_with_real_only_and_fake_only_folders(predictor, te
       (f.name, s) for f in folders for s in ("clean", "halved_q90")]
   # Expected figures are counted from predict's rows for the same files.
   for folder, row in zip(folders, rows[::2]):
-    predicted = predict.predict_files(predictor, folder.paths)
+    predicted = scoring.predict_files(predictor, folder.paths)
     is_fake = np.array([r["prediction"] == "fake" for r in predicted])
     warned = np.array([bool(r["warnings"]) for r in predicted])
     wrong = is_fake != (folder.labels == classes.FAKE)

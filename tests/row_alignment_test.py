@@ -35,7 +35,7 @@ from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax import models
 from fakeface_jax.serving import domain
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 # Test-split images of each class (the run's own kind of file), then files of other
 # formats and sizes, which get other warnings, format fields and JPEG grids.
@@ -132,7 +132,7 @@ def alone_rows(predictor, pool):
   """Each pool image's row, and its decoding, when it is the only file scored."""
   with tempfile.TemporaryDirectory() as root:
     paths = write_folder(root, list(range(POOL_SIZE)), pool)
-    rows = [predict.predict_files(predictor, [path])[0] for path in paths]
+    rows = [scoring.predict_files(predictor, [path])[0] for path in paths]
     decoded = [inference.decode_files(predictor, [path]) for path in paths]
   p_fake = np.array([r["p_fake"] for r in rows])
   # Distinct images score distinctly, so a row shifted onto a neighbour shows.
@@ -161,7 +161,7 @@ def check_rows(rows, paths, entries, alone, threshold, tolerance=1e-6):
     if not isinstance(entry, int):
       assert ("FileNotFoundError" if entry == "missing" else "ImageDecodeError") in (
           row["error"]), row
-      assert all(row[k] is None for k in predict.COLUMNS if k not in ("path", "error"))
+      assert all(row[k] is None for k in scoring.COLUMNS if k not in ("path", "error"))
       continue
     own = alone[entry]
     assert {k: row[k] for k in EXACT_FIELDS} == {k: own[k] for k in EXACT_FIELDS}, (
@@ -253,7 +253,7 @@ def test_predict_rows_stay_with_their_files_around_unreadable_ones(
     paths = write_folder(root, entries, pool)
     # A folder lists its files in order: a missing one is simply not there.
     assert inference.find_images([root]) == [p for p in paths if os.path.exists(p)]
-    check_rows(predict.predict_files(scorer, paths), paths, entries, alone,
+    check_rows(scoring.predict_files(scorer, paths), paths, entries, alone,
                scorer.threshold)
     check_decoded(inference.decode_files(scorer, paths, num_threads=3), entries, decoded)
 
@@ -301,7 +301,7 @@ def test_jpeg_tables_reach_the_model_with_their_own_image(table_reader, pool, en
   reader, (alone, decoded) = table_reader
   with tempfile.TemporaryDirectory() as root:
     paths = write_folder(root, entries, pool)
-    check_rows(predict.predict_files(reader, paths), paths, entries, alone, reader.threshold,
+    check_rows(scoring.predict_files(reader, paths), paths, entries, alone, reader.threshold,
                TABLE_READER_TOLERANCE)
     check_decoded(inference.decode_files(reader, paths), entries, decoded)
 
@@ -456,7 +456,7 @@ def test_a_native_crop_run_reads_large_jpegs_on_their_own_grid(table_reader, tmp
   paths.insert(2, str(tmp_path / "bad.jpg"))
   (tmp_path / "bad.jpg").write_bytes(b"")
   files = inference.decode_files(cropper, paths)
-  rows = predict.predict_files(cropper, paths)
+  rows = scoring.predict_files(cropper, paths)
   assert rows[2]["error"] is not None and files.errors[2] is not None
   del rows[2], paths[2]
   ok = [k for k in range(len(paths) + 1) if k != 2]

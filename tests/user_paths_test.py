@@ -31,6 +31,7 @@ from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 CORRUPT = b"\xff\xd8\xff\xe0 not really a jpeg"
 
@@ -76,7 +77,7 @@ def folders(tmp_path_factory, records):
 def alone(learned_run, folders):
   """Each file's row when it is the only file predict scores (the run's own threshold)."""
   predictor = inference.load_run(learned_run[0])
-  return {path: predict.predict_files(predictor, [path])[0]
+  return {path: scoring.predict_files(predictor, [path])[0]
           for path in inference.find_images([folders])}
 
 
@@ -275,7 +276,7 @@ def test_cross_dataset_report_on_mixed_folders_counts_each_folder_at_the_runs_th
   assert f"threshold {threshold:.4f}" in capsys.readouterr().err
   # Re-saved at quality 90, each file scored alone as it was scored in the report.
   predictor = inference.load_run(workdir)
-  resaved = {p: predict.predict_files(predictor, [p], cross_dataset.SHIFTS["q90"])[0]
+  resaved = {p: scoring.predict_files(predictor, [p], cross_dataset.SHIFTS["q90"])[0]
              for p in alone}
   assert any(resaved[p]["p_fake"] != alone[p]["p_fake"] for p in alone
              if alone[p]["error"] is None)

@@ -13,7 +13,7 @@ as JPEG at quality 80-95. Reported per set: the
 share of canvases with exactly one face found and inside the pasted image, with any face
 inside it, faces found outside it, and the detector's median time per canvas; with a
 model, the per-image verdict accuracy on the canvases (`fakeface-predict`'s faces) and
-on the face images alone, scored as the model was trained (`predict.image_verdicts`:
+on the face images alone, scored as the model was trained (`scoring.image_verdicts`:
 whole files, or faces for a run trained on face crops), both also on the real half
 alone (`*_real_accuracy`), the share of canvases scored whole (`canvas_scored_whole`,
 which should be none), and the shares warned `size` of
@@ -39,7 +39,7 @@ from PIL import ImageFilter
 from fakeface_jax import classes
 from fakeface_jax.data import faces
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                       "shared", "data")
@@ -164,10 +164,10 @@ def _verdicts(predictor: inference.Predictor, canvases: list[str],
               labels: np.ndarray) -> dict:
   """Accuracy of the photos' verdicts on the canvases and on the face images alone, and
   the shares of faces warned `size` (`size_warned`)."""
-  by_file = predict.rows_by_file(predict.predict_faces(predictor, canvases))
+  by_file = scoring.rows_by_file(scoring.predict_faces(predictor, canvases))
   truth = np.array([classes.NAMES[y] for y in labels], object)
   on_canvas = np.array([by_file[p][0]["image_prediction"] for p in canvases], object)
-  alone = np.array(predict.image_verdicts(predictor, originals), object)
+  alone = np.array(scoring.image_verdicts(predictor, originals), object)
   real = labels == classes.REAL
   return {"canvas_accuracy": float((on_canvas == truth).mean()),
           "alone_accuracy": float((alone == truth).mean()),

@@ -31,7 +31,7 @@ from fakeface_jax import classes
 from fakeface_jax import rundir
 from fakeface_jax.evaluation import metrics
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 from fakeface_jax.training import train
 
 FLAGS = flags.FLAGS
@@ -71,7 +71,7 @@ def verdict_figures(predictor: inference.Predictor, paths: list[str], labels: li
   files called fake, and of fake files called fake (no verdict counts as wrong)."""
   # No verdict becomes -1: neither class, so wrong and never fake.
   predicted = np.array([-1 if v is None else classes.NAMES.index(v)
-                        for v in predict.image_verdicts(predictor, paths)])
+                        for v in scoring.image_verdicts(predictor, paths)])
   return {"accuracy": metrics.accuracy(labels, predicted),
           "real_false_positive_rate": metrics.called_fake_share(labels, predicted,
                                                                 classes.REAL),

@@ -14,7 +14,7 @@ machine's float32 matrix-product ceiling measured in the same run, and the devic
 images/s, their GFLOP/s at our step's FLOP count, and our ratio to each.
 
 `--predict` measures inference instead: for every model config, images/s of
-`predict.predict_files` (read and decode JPEG files in threads, then the compiled
+`scoring.predict_files` (read and decode JPEG files in threads, then the compiled
 P(fake) in fixed batches), the median of `--repeats` passes over the same files after
 one that compiles. One JSON line per config. Parameters are an initialisation: speed
 does not depend on what was learned.
@@ -50,6 +50,7 @@ sweep = cli.lazy_import("fakeface_jax.experiments.sweep")
 models = cli.lazy_import("fakeface_jax.models")
 inference = cli.lazy_import("fakeface_jax.serving.inference")
 predict = cli.lazy_import("fakeface_jax.serving.predict")
+scoring = cli.lazy_import("fakeface_jax.serving.scoring")
 train_steps = cli.lazy_import("fakeface_jax.training.steps")
 
 FLAGS = flags.FLAGS
@@ -163,7 +164,7 @@ def write_jpegs(folder: str, count: int, size: int = PREDICT_IMAGE_SIZE) -> list
 
 
 def benchmark_predict(spec: str, paths: list[str], repeats: int = 3) -> dict:
-  """Images/s of `predict.predict_files` with the model of config `spec`."""
+  """Images/s of `scoring.predict_files` with the model of config `spec`."""
   config = sweep.load_config(spec)
   model = models.create_model(config.model)
   size, gray = config.data.image_size, config.data.grayscale
@@ -174,11 +175,11 @@ def benchmark_predict(spec: str, paths: list[str], repeats: int = 3) -> dict:
     init = np.zeros((1, size, size, 1 if gray else 3), np.uint8)
   params = jax.jit(model.init)(jax.random.key(0), preprocessing.rescale(init))["params"]
   predictor = inference.Predictor(config, params, inference.DEFAULT_THRESHOLD, step=0)
-  predict.predict_files(predictor, paths[:predictor.batch_size])  # Compiles.
+  scoring.predict_files(predictor, paths[:predictor.batch_size])  # Compiles.
   rates = []
   for _ in range(repeats):
     start = time.perf_counter()
-    predict.predict_files(predictor, paths)
+    scoring.predict_files(predictor, paths)
     rates.append(len(paths) / (time.perf_counter() - start))
   return {"config": spec, "model": config.model.name, "image_size": size,
           "images": len(paths), "predict_images_per_s": round(float(np.median(rates)), 1),

@@ -36,7 +36,7 @@ from fakeface_jax import errors
 from fakeface_jax.evaluation import metrics
 from fakeface_jax.evaluation import reporting
 from fakeface_jax.serving import inference
-from fakeface_jax.serving import predict
+from fakeface_jax.serving import scoring
 
 # name -> what it does to each file's bytes (None: the file as it is).
 SHIFTS: dict[str, Callable[[bytes], bytes] | None] = {
@@ -115,10 +115,10 @@ def _share(mask: np.ndarray) -> float:
 def folder_row(predictor: inference.Predictor, folder: Folder, shift: str,
                faces: bool = True) -> dict[str, Any]:
   """The report's row of one folder under one shift (COLUMNS): each file scored as
-  `predict` scores it, by its faces (`predict.image_rows`: fake if any face is) or,
+  `predict` scores it, by its faces (`scoring.image_rows`: fake if any face is) or,
   without `faces`, whole. Files with no face found are counted (`no_face`), not scored."""
-  score = predict.predict_faces if faces else predict.predict_files
-  rows = predict.image_rows(score(predictor, folder.paths, SHIFTS[shift]))
+  score = scoring.predict_faces if faces else scoring.predict_files
+  rows = scoring.image_rows(score(predictor, folder.paths, SHIFTS[shift]))
   read = np.array([r["error"] is None for r in rows], bool)
   scored = np.array([r["p_fake"] is not None for r in rows], bool)
   kept = [r for r, is_scored in zip(rows, scored) if is_scored]
