@@ -27,6 +27,7 @@ from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
 from fakeface_jax.training import checkpointing
@@ -204,7 +205,7 @@ def test_evaluate_reports_accuracy_at_half_and_at_the_validation_threshold():
   split = input_pipeline.ArraySplit(images=np.array([0.9, 0.4, 0.2, 0.1]),
                                     labels=np.array([0, 0, 1, 1]))
   predictor = types.SimpleNamespace(score=lambda images, tables: (images, None))
-  report = evaluate.split_report(predictor, split, threshold=0.3)
+  report = split_reports.split_report(predictor, split, threshold=0.3)
   assert report["accuracy_at_0.5"] == 0.75 and report["accuracy"] == 1.0
   assert evaluate.accuracy_line("test", report) == (
       "test accuracy: 0.7500 at threshold 0.5, 1.0000 at the validation threshold 0.3000")

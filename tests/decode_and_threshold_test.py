@@ -17,7 +17,7 @@ from fakeface_jax import classes
 from fakeface_jax.data import image_decoding
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import jpeg_tables
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import scoring
 
@@ -85,7 +85,7 @@ def test_the_validation_threshold_keeps_the_runs_real_false_positive_cap(cap, fa
   predictor = types.SimpleNamespace(
       p_fake=lambda images, tables: p_fake,
       config=ml_collections.ConfigDict({"max_real_fpr": cap}))
-  threshold, _ = evaluate.choose_threshold(predictor, Validation(labels))
+  threshold, _ = split_reports.choose_threshold(predictor, Validation(labels))
   assert int(np.sum(p_fake[4:] >= threshold)) == fake_reals
 
 
@@ -104,6 +104,6 @@ def test_predict_rounds_distances_to_four_places_and_a_run_without_a_domain_has_
   bare = dataclasses.replace(predictor, training_domain=None)
   assert [r["feature_distance"] for r in scoring.predict_files(bare, paths)] == [None] * 3
   data = input_pipeline.load_data(predictor.config, cache="memory")["test"]
-  report = evaluate.split_report(bare, data, threshold=0.5)
+  report = split_reports.split_report(bare, data, threshold=0.5)
   formats = data.take_formats(np.arange(len(data)))
   assert report["warned"] == sum(bool(bare.warnings(f, None)) for f in formats)

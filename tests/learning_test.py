@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 from fakeface_jax import classes
 from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
@@ -58,10 +58,10 @@ def test_evaluate_reports_the_learned_accuracy_and_auc(learned_run, test_images)
   workdir, results = learned_run
   split, labels, _ = test_images
   predictor = inference.load_run(workdir)
-  report = evaluate.split_report(predictor, split, predictor.threshold)
+  report = split_reports.split_report(predictor, split, predictor.threshold)
   assert report["accuracy"] >= MIN_ACCURACY and report["roc_auc"] >= MIN_AUC, report
   # At 0.5, the report's accuracy is the one training measured with argmax.
-  at_half = evaluate.split_report(predictor, split, 0.5)
+  at_half = split_reports.split_report(predictor, split, 0.5)
   assert at_half["accuracy"] == pytest.approx(results["test_accuracy"])
   p_fake = predictor.p_fake(split.images)
   assert report["roc_auc"] == pytest.approx(fake_over_real_auc(p_fake, labels))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from fakeface_jax import classes
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import metrics
 from fakeface_jax.training import final
 
@@ -404,7 +404,7 @@ def test_every_source_of_a_mixture_is_reported_at_the_threshold_given(split, thr
         report["balanced_accuracy"])
     assert per_source[name]["roc_auc"] == pytest.approx(report["roc_auc"], nan_ok=True)
   # The whole split's report, its sources and the figure at 0.5 beside it.
-  report = evaluate.split_report(scores_itself(), split, threshold)
+  report = split_reports.split_report(scores_itself(), split, threshold)
   predictions = called_fake(p_fake, threshold)
   assert report["threshold"] == threshold
   assert report["accuracy"] == pytest.approx(np.mean(predictions == split.labels))
@@ -423,7 +423,7 @@ def test_a_mixtures_second_source_at_a_threshold_where_one_half_disagrees():
   per_source = mixture.per_source_metrics(split, p_fake, 0.3)
   assert per_source["second"]["accuracy"] == 1.0  # At 0.5 it would be 1/3.
   assert mixture.per_source_metrics(split, p_fake)["second"]["accuracy"] == pytest.approx(1 / 3)
-  report = evaluate.split_report(scores_itself(), split, 0.3)
+  report = split_reports.split_report(scores_itself(), split, 0.3)
   assert report["accuracy"] == 1.0 and report["accuracy_at_0.5"] == pytest.approx(0.6)
   assert report["sources"]["second"]["accuracy"] == 1.0
 

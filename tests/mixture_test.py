@@ -12,7 +12,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax import errors
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
@@ -110,7 +110,7 @@ def test_training_on_a_mixture_reports_each_source(data_dir, tmp_path):
     recorded = json.load(f)
   assert recorded["balanced_accuracy"] == pytest.approx(expected[1])
   assert expected[1] != pytest.approx(metrics.best_threshold(validation.labels, p_fake)[1])
-  assert evaluate.choose_threshold(predictor, validation) == pytest.approx(expected)
+  assert split_reports.choose_threshold(predictor, validation) == pytest.approx(expected)
   # So is the best checkpoint chosen: by the sources' accuracies (at 0.5) weighted 3:1,
   # which here differ from those of all images pooled.
   with open(tmp_path / "run" / rundir.METRICS_CSV, newline="", encoding="utf-8") as f:

@@ -12,7 +12,7 @@ from fakeface_jax import classes
 from fakeface_jax.data import datasets
 from fakeface_jax.data import degradations
 from fakeface_jax.data import input_pipeline
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.serving import inference
 from fakeface_jax.serving import predict
 from fakeface_jax.serving import scoring
@@ -70,8 +70,8 @@ def test_predict_agrees_with_the_evaluation_report(run_dir, tmp_path):
   ordered = [by_file[os.path.join(classes.NAMES[l], f"{i:04d}.jpg")]
              for i, l in enumerate(labels)]
   # The split as training decoded it, scored by evaluate: the same images as the files.
-  split = evaluate.load_eval_data(predictor.config)["test"]
-  report = evaluate.split_report(predictor, split, predictor.threshold)
+  split = split_reports.load_eval_data(predictor.config)["test"]
+  report = split_reports.split_report(predictor, split, predictor.threshold)
   # The expected figures are counted from predict's rows, not recomputed by the metrics
   # code under test: rows are true classes, columns predicted ones, fake first.
   counts = np.zeros((2, 2), int)
@@ -89,7 +89,7 @@ def test_split_report_gives_each_difficulty_then_the_real_images():
       images=np.array([0.9, 0.2, 0.8, 0.1, 0.7]), labels=np.array([0, 0, 0, 1, 1]),
       difficulty=np.array(["hard", "easy", "mid", "none", "none"]))
   predictor = types.SimpleNamespace(score=lambda images, tables: (images, None))
-  report = evaluate.split_report(predictor, split, threshold=0.5)
+  report = split_reports.split_report(predictor, split, threshold=0.5)
   assert list(report["groups"].items()) == [
       ("easy", {"count": 1, "accuracy": 0.0}), ("mid", {"count": 1, "accuracy": 1.0}),
       ("hard", {"count": 1, "accuracy": 1.0}), ("real", {"count": 2, "accuracy": 0.5})]
@@ -97,10 +97,10 @@ def test_split_report_gives_each_difficulty_then_the_real_images():
 
 def test_robustness_report_has_one_row_per_degradation(run_dir):
   predictor = inference.load_run(run_dir)
-  data = evaluate.load_eval_data(predictor.config)
-  rows = evaluate.robustness_report(predictor, data["test"], predictor.threshold, seed=0)
+  data = split_reports.load_eval_data(predictor.config)
+  rows = split_reports.robustness_report(predictor, data["test"], predictor.threshold, seed=0)
   assert [r["degradation"] for r in rows] == list(degradations.DEGRADATIONS)
-  clean = evaluate.split_report(predictor, data["test"], predictor.threshold)
+  clean = split_reports.split_report(predictor, data["test"], predictor.threshold)
   assert rows[0]["degradation"] == "clean"
   assert rows[0]["accuracy"] == clean["accuracy"] and rows[0]["roc_auc"] == clean["roc_auc"]
   # The built-in fakes' traces are what blur erases (the README's table).

@@ -7,7 +7,7 @@ import pytest
 from fakeface_jax import classes
 from fakeface_jax.data import degradations
 from fakeface_jax.data import jpeg_tables
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import metrics
 
 
@@ -48,7 +48,7 @@ def _split(with_tables: bool) -> Split:
 @pytest.mark.parametrize("with_tables", [True, False])
 def test_each_degradation_reaches_the_model_with_the_tables_it_leaves(with_tables):
   data, predictor = _split(with_tables), RecordingPredictor()
-  rows = evaluate.robustness_report(predictor, data, threshold=0.5, seed=7)
+  rows = split_reports.robustness_report(predictor, data, threshold=0.5, seed=7)
   assert [r["degradation"] for r in rows] == list(degradations.DEGRADATIONS)
   for (images, tables), name in zip(predictor.calls, degradations.DEGRADATIONS):
     np.testing.assert_array_equal(images, degradations.DEGRADATIONS[name](data.images, 7))
@@ -66,7 +66,7 @@ def test_the_noise_follows_the_seed():
   noisy = {}
   for seed in (7, 8):
     predictor = RecordingPredictor()
-    evaluate.robustness_report(predictor, data, threshold=0.5, seed=seed)
+    split_reports.robustness_report(predictor, data, threshold=0.5, seed=seed)
     noisy[seed] = predictor.calls[list(degradations.DEGRADATIONS).index("noise5")][0]
   np.testing.assert_array_equal(noisy[7], degradations.gaussian_noise(data.images, 5.0, 7))
   assert not np.array_equal(noisy[7], noisy[8])
@@ -75,7 +75,7 @@ def test_the_noise_follows_the_seed():
 def test_every_row_is_at_the_given_threshold():
   data = _split(False)
   threshold = 0.42  # Between the second and third images' scores: 0.5 calls one more real.
-  rows = evaluate.robustness_report(RecordingPredictor(), data, threshold, seed=0)
+  rows = split_reports.robustness_report(RecordingPredictor(), data, threshold, seed=0)
   clean = rows[0]
   p_fake = data.images.reshape(6, -1).mean(axis=1) / 255.0
   predictions = np.where(p_fake >= threshold, classes.FAKE, classes.REAL)

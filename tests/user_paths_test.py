@@ -27,6 +27,7 @@ from fakeface_jax.data import jpeg_tables
 from fakeface_jax.data import mixture
 from fakeface_jax.evaluation import cross_dataset
 from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import metrics
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
@@ -170,12 +171,12 @@ def by_hand(labels, p_fake, threshold):
 def test_evaluate_reports_the_split_at_the_threshold_it_is_given(run_copy):
   workdir, _ = run_copy
   predictor = inference.load_run(workdir)
-  test = evaluate.load_eval_data(predictor.config)["test"]
+  test = split_reports.load_eval_data(predictor.config)["test"]
   p_fake = predictor.p_fake(test.images)
   # At one test image's P(fake) exactly, with images between it and 0.5.
   threshold = float(np.sort(p_fake)[len(p_fake) // 4])
   assert np.any((p_fake >= threshold) != (p_fake >= 0.5))
-  report = evaluate.split_report(predictor, test, threshold)
+  report = split_reports.split_report(predictor, test, threshold)
   counts, accuracy, balanced = by_hand(test.labels, p_fake, threshold)
   assert report["threshold"] == threshold
   assert report["confusion_matrix"] == counts
@@ -201,7 +202,7 @@ def test_evaluate_reports_each_source_of_a_mixture_at_the_threshold_it_is_given(
                                      labels=np.array([0, 0, 1, 1, 0]),
                                      difficulty=np.array(["none"] * 5))
   data = mixture.MixedSplit([first, second], ["first", "second"], np.array([0.5, 0.5]))
-  report = evaluate.split_report(scores_itself(), data, threshold=0.3)
+  report = split_reports.split_report(scores_itself(), data, threshold=0.3)
   assert report["sources"]["first"] == {"count": 4, "accuracy": 0.75,
                                         "balanced_accuracy": 0.75, "roc_auc": 1.0}
   assert report["sources"]["second"] == {"count": 5, "accuracy": 0.8,
@@ -226,7 +227,7 @@ def test_evaluate_counts_warnings_with_each_images_own_format_and_distance():
 
   predictor = scores_itself()
   predictor.warnings = warnings
-  report = evaluate.split_report(predictor, split, threshold=0.5)
+  report = split_reports.split_report(predictor, split, threshold=0.5)
   assert [(w, pytest.approx(d)) for w, d in seen] == [(i + 1, i + 1) for i in range(count)]
   assert report["warned"] == 2  # Widths 3 and 6.
 
@@ -243,7 +244,7 @@ def test_evaluate_command_chooses_its_threshold_on_validation_and_reports_at_it(
   with open(os.path.join(outdir, "test.json")) as f:
     report = json.load(f)
   predictor = inference.load_run(workdir)
-  data = evaluate.load_eval_data(predictor.config)
+  data = split_reports.load_eval_data(predictor.config)
   chosen, _ = metrics.best_threshold(data["validation"].labels,
                                      predictor.p_fake(data["validation"].images))
   # Chosen anew on validation for the checkpoint evaluated, not threshold.json's.

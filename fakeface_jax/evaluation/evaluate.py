@@ -28,30 +28,22 @@ PATH:fake. Without --workdir, the detector shipped in the package is scored, as
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 from typing import Any
 
-import ml_collections
-import numpy as np
 from absl import app
 from absl import flags
-from absl import logging
 
-from fakeface_jax import classes
 from fakeface_jax import cli
 from fakeface_jax import rundir
 
 # Loaded on first use: `--help` and usage errors answer without JAX.
-degradations = cli.lazy_import("fakeface_jax.data.degradations")
-folders = cli.lazy_import("fakeface_jax.data.folders")
-input_pipeline = cli.lazy_import("fakeface_jax.data.input_pipeline")
-mixture = cli.lazy_import("fakeface_jax.data.mixture")
 cross_dataset = cli.lazy_import("fakeface_jax.evaluation.cross_dataset")
 metrics = cli.lazy_import("fakeface_jax.evaluation.metrics")
 reporting = cli.lazy_import("fakeface_jax.evaluation.reporting")
+split_reports = cli.lazy_import("fakeface_jax.evaluation.split_reports")
 inference = cli.lazy_import("fakeface_jax.serving.inference")
 checkpointing = cli.lazy_import("fakeface_jax.training.checkpointing")
 
@@ -77,84 +69,6 @@ def define_flags() -> None:
   flags.DEFINE_string("checkpoint", "best", "best, last, or a step number.")
   flags.DEFINE_bool("robustness", False, "Also report metrics under image degradations.")
   flags.DEFINE_integer("seed", 0, "Seed of the random degradations (noise).")
-
-
-def _images_and_tables(data) -> tuple[np.ndarray, np.ndarray | None]:
-  """A split's images and JPEG tables, every one (a data mixture's too)."""
-  return data.take_batch(np.arange(len(data)))
-
-
-def choose_threshold(predictor: inference.Predictor, validation) -> tuple[float, float]:
-  """The P(fake) threshold with the best balanced accuracy on the validation split (a
-  mixture's: the weighted mean of its sources'), within the run's config.max_real_fpr."""
-  return metrics.best_threshold(validation.labels,
-                                predictor.p_fake(*_images_and_tables(validation)),
-                                **mixture.threshold_groups(validation),
-                                max_real_fpr=predictor.config.max_real_fpr)
-
-
-def split_report(predictor: inference.Predictor, data, threshold: float) -> dict[str, Any]:
-  """Every metric at `threshold`; where the fakes have difficulties (ciplab), also the
-  accuracy on each difficulty's fakes and on the real images, in that order."""
-  has_groups = data.difficulty is not None and set(data.difficulty) != {folders.NO_DIFFICULTY}
-  real = classes.NAMES[classes.REAL]
-  groups = np.where(data.labels == classes.FAKE, data.difficulty, real) if has_groups else None
-  p_fake, distance = predictor.score(*_images_and_tables(data))
-  report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
-                                         groups=groups)
-  per_source = mixture.per_source_metrics(data, p_fake, threshold)
-  if per_source is not None:
-    report["sources"] = per_source
-  formats = data.take_formats(np.arange(len(data)))
-  if formats is not None:
-    distance = [None] * len(formats) if distance is None else distance.tolist()
-    report["warned"] = sum(bool(predictor.warnings(f, d)) for f, d in zip(formats, distance))
-  # What training reports, beside the figure at the chosen threshold.
-  report["accuracy_at_0.5"] = metrics.classification_report(data.labels, p_fake)["accuracy"]
-  if has_groups:
-    order = (*folders.DIFFICULTIES, folders.NO_DIFFICULTY, real)
-    report["groups"] = dict(sorted(report["groups"].items(), key=lambda g: order.index(g[0])))
-  return report
-
-
-def robustness_report(predictor: inference.Predictor, data, threshold: float,
-                      seed: int) -> list[dict[str, Any]]:
-  """One row of metrics per degradation of the split's images (at the model's input size)."""
-  rows = []
-  clean, own_tables = _images_and_tables(data)
-  for name, degrade in degradations.DEGRADATIONS.items():
-    images = degrade(clean, seed)
-    after = degradations.TABLES_AFTER.get(name)
-    tables = own_tables if after is None or own_tables is None else np.broadcast_to(
-        after, own_tables.shape)
-    report = metrics.classification_report(data.labels, predictor.p_fake(images, tables),
-                                           threshold=threshold)
-    rows.append({"degradation": name, **{k: report[k] for k in (
-        "accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece")}})
-    logging.info("%-14s accuracy %.4f  AUC %.4f", name, report["accuracy"], report["roc_auc"])
-  return rows
-
-
-def write_robustness(rows: list[dict[str, Any]], prefix: str) -> list[str]:
-  paths = [prefix + ext for ext in (".json", ".csv", ".md", ".png")]
-  with open(paths[0], "w") as f:
-    json.dump(rows, f, indent=2)
-  with open(paths[1], "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-  with open(paths[2], "w") as f:
-    f.write(reporting.markdown_table(rows))
-  reporting.plot_bars([r["degradation"] for r in rows],
-                      {"accuracy": [r["accuracy"] for r in rows],
-                       "ROC AUC": [r["roc_auc"] for r in rows]},
-                      paths[3], title="Robustness to degradations", chance=0.5)
-  return paths
-
-
-def load_eval_data(config: ml_collections.ConfigDict) -> dict:
-  """Every role of the run's dataset, decoded into memory."""
-  return input_pipeline.load_data(config, cache="memory")
 
 
 def accuracy_line(role: str, report: dict[str, Any]) -> str:
@@ -199,12 +113,12 @@ def main(argv: list[str]) -> None:
     raise app.UsageError("missing --workdir (a report on a split needs the run; --folder "
                          "alone scores the packaged detector)")
   predictor = inference.load_run(FLAGS.workdir, FLAGS.checkpoint)
-  data = load_eval_data(predictor.config)
-  threshold, val_balanced = choose_threshold(predictor, data["validation"])
+  data = split_reports.load_eval_data(predictor.config)
+  threshold, val_balanced = split_reports.choose_threshold(predictor, data["validation"])
   role = FLAGS.split if FLAGS.split in data else next(iter(data))
   outdir = output_dir()
 
-  report = split_report(predictor, data[role], threshold)
+  report = split_reports.split_report(predictor, data[role], threshold)
   prefix = os.path.join(outdir, role)
   with open(prefix + ".json", "w") as f:
     json.dump(report, f, indent=2)
@@ -218,9 +132,9 @@ def main(argv: list[str]) -> None:
           "from predict")
   outputs = [prefix + ext for ext in (".json", ".md", ".png")]
   if FLAGS.robustness:
-    rows = robustness_report(predictor, data[role], threshold, FLAGS.seed)
+    rows = split_reports.robustness_report(predictor, data[role], threshold, FLAGS.seed)
     print(reporting.markdown_table(rows))
-    outputs += write_robustness(rows, os.path.join(outdir, f"robustness_{role}"))
+    outputs += split_reports.write_robustness(rows, os.path.join(outdir, f"robustness_{role}"))
   print(f"threshold {threshold:.4f} (validation balanced accuracy {val_balanced:.4f}); "
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 

@@ -34,7 +34,7 @@ from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax import errors
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import reporting
 from fakeface_jax import rundir
 from fakeface_jax.serving import inference
@@ -99,7 +99,7 @@ def fold_report(fold_dir: str) -> dict[str, Any]:
   if folded:  # Only the folded sources' held-out images change from fold to fold.
     keep = [test.names.index(name) for name in folded]
     test = mixture.MixedSplit([test.parts[k] for k in keep], folded, test.weights[keep])
-  return evaluate.split_report(predictor, test, predictor.threshold)
+  return split_reports.split_report(predictor, test, predictor.threshold)
 
 
 def summarise(reports: list[dict[str, Any]]) -> dict[str, Any]:

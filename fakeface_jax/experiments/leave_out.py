@@ -42,7 +42,7 @@ from fakeface_jax.data import datasets
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax import errors
-from fakeface_jax.evaluation import evaluate
+from fakeface_jax.evaluation import split_reports
 from fakeface_jax.evaluation import reporting
 from fakeface_jax.serving import inference
 from fakeface_jax.training import train
@@ -103,7 +103,7 @@ def held_out_report(run_dir: str, source_config: ml_collections.ConfigDict,
   with source_config.unlocked():
     source_config.data.pseudo_fakes.kinds = ()
   data = input_pipeline.load_data(source_config, cache="memory")[role]
-  return evaluate.split_report(predictor, data, predictor.threshold)
+  return split_reports.split_report(predictor, data, predictor.threshold)
 
 
 def run_dir(workdir: str, source: str) -> str:
