@@ -6,12 +6,13 @@ import os
 
 import pytest
 
+from fakeface_jax import config_files
 from fakeface_jax.experiments import sweep
 from fakeface_jax.training import train
 
 
 def test_tiny_sweep_runs_tabulates_and_skips_finished_runs(tmp_path, data_dir, monkeypatch):
-  grid = sweep.load_config("configs/sweeps/tiny.py")
+  grid = config_files.load_config("configs/sweeps/tiny.py")
   sets = {"data.data_dir": data_dir, "data.synthetic.difficulty": 0.0}
   rows = sweep.run_sweep(grid, str(tmp_path), sets)
   assert [r["run"] for r in rows] == ["mlp_gray_taper", "cnn"]
@@ -58,14 +59,14 @@ def test_unknown_override_key_fails():
 def test_study_grids_load_with_valid_configs():
   for path in ("configs/sweeps/study1.py", "configs/sweeps/study2.py",
                "configs/sweeps/learning_curve.py"):
-    grid = sweep.load_config(path)
+    grid = config_files.load_config(path)
     assert grid.runs and len({r["name"] for r in grid.runs}) == len(grid.runs)
     for run in grid.runs:
       sweep.run_config(run, {"data.manual_dir": "/data"}, None)
 
 
 def test_learning_curve_grid_has_three_seeds_below_2k_and_reads_valid_for_test():
-  grid = sweep.load_config("configs/sweeps/learning_curve.py:lfw_faceswap,detector")
+  grid = config_files.load_config("configs/sweeps/learning_curve.py:lfw_faceswap,detector")
   points = [(r["curve"]["train_size"], r["curve"]["seed"]) for r in grid.runs]
   assert points == [(250, 0), (250, 1), (250, 2), (500, 0), (500, 1), (500, 2),
                     (1000, 0), (1000, 1), (1000, 2), (2000, 0), (4000, 0), ("all", 0)]
@@ -75,10 +76,10 @@ def test_learning_curve_grid_has_three_seeds_below_2k_and_reads_valid_for_test()
   # The detector reads lfw_faceswap at its native 224 px and JPEG quality 90.
   assert (config.data.image_size, config.model.jpeg_quality) == (224, 90)
   with pytest.raises(ValueError, match="unknown \\['imagenet'\\]"):
-    sweep.load_config("configs/sweeps/learning_curve.py:imagenet")
+    config_files.load_config("configs/sweeps/learning_curve.py:imagenet")
 
 
 def test_learning_curve_one_seed_keeps_every_size_with_seed_0_only():
-  grid = sweep.load_config("configs/sweeps/learning_curve.py:140k,cnn,one_seed")
+  grid = config_files.load_config("configs/sweeps/learning_curve.py:140k,cnn,one_seed")
   assert [(r["curve"]["train_size"], r["curve"]["seed"]) for r in grid.runs] == [
       (250, 0), (500, 0), (1000, 0), ("all", 0)]

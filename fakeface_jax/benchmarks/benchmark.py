@@ -40,13 +40,13 @@ from absl import flags
 from PIL import Image
 
 from fakeface_jax import cli
+from fakeface_jax import config_files
 
 # Loaded on first use: `--help` and usage errors answer without JAX.
 jax = cli.lazy_import("jax")
 optax = cli.lazy_import("optax")
 image_decoding = cli.lazy_import("fakeface_jax.data.image_decoding")
 preprocessing = cli.lazy_import("fakeface_jax.data.preprocessing")
-sweep = cli.lazy_import("fakeface_jax.experiments.sweep")
 models = cli.lazy_import("fakeface_jax.models")
 inference = cli.lazy_import("fakeface_jax.serving.inference")
 predict = cli.lazy_import("fakeface_jax.serving.predict")
@@ -165,7 +165,7 @@ def write_jpegs(folder: str, count: int, size: int = PREDICT_IMAGE_SIZE) -> list
 
 def benchmark_predict(spec: str, paths: list[str], repeats: int = 3) -> dict:
   """Images/s of `scoring.predict_files` with the model of config `spec`."""
-  config = sweep.load_config(spec)
+  config = config_files.load_config(spec)
   model = models.create_model(config.model)
   size, gray = config.data.image_size, config.data.grayscale
   if model.initialises_from_data:  # Its feature statistics need real inputs.

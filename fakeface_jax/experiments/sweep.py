@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from absl import flags
 from absl import logging
 
 from fakeface_jax import cli
+from fakeface_jax import config_files
 from fakeface_jax import errors
 from fakeface_jax import rundir
 
@@ -69,23 +69,6 @@ class UnknownKeyError(errors.ConfigError, KeyError):
   __str__ = Exception.__str__  # KeyError's would print the message in quotes.
 
 
-def _load_module(path: str):
-  spec = importlib.util.spec_from_file_location(
-      f"_fakeface_config_{abs(hash(path))}", path)
-  if not os.path.isfile(path) or spec is None or spec.loader is None:
-    raise errors.ConfigError(f"cannot load config file {path}: no such Python file")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """'path.py' or 'path.py:arg' -> the file's get_config() or get_config(arg)."""
-  path, _, arg = spec.partition(":")
-  module = _load_module(path)
-  return module.get_config(arg) if arg else module.get_config()
-
-
 def _parse_value(text: str) -> Any:
   try:
     return ast.literal_eval(text)
@@ -108,7 +91,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
 def run_config(run: dict[str, Any], sets: dict[str, Any], max_epochs: int | None
                ) -> tuple[ml_collections.ConfigDict, str]:
   """The run's config with its overrides, the sweep-wide ones and the epoch cap."""
-  config = load_config(run["config"])
+  config = config_files.load_config(run["config"])
   apply_overrides(config, dict(run.get("overrides", {})))
   apply_overrides(config, sets)
   note = ""
@@ -232,7 +215,8 @@ def main(argv: list[str]) -> None:
     if not sep:
       raise app.UsageError(f"--set takes KEY=VALUE, got {item!r}")
     sets[key] = _parse_value(value)
-  run_sweep(load_config(FLAGS.sweep), FLAGS.workdir, sets, FLAGS.max_epochs, FLAGS.only)
+  run_sweep(config_files.load_config(FLAGS.sweep), FLAGS.workdir, sets, FLAGS.max_epochs,
+            FLAGS.only)
   with open(os.path.join(FLAGS.workdir, rundir.SWEEP_RESULTS_MD)) as f:
     print(f.read())
   print(f"wrote the tables and figures in {FLAGS.workdir}", file=sys.stderr)
