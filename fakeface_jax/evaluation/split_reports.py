@@ -83,6 +83,8 @@ def robustness_report(predictor: inference.Predictor, data, threshold: float,
 
 
 def write_robustness(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+  """`robustness_report`'s rows as PREFIX.{json,csv,md} and a bar chart PREFIX.png;
+  returns the paths."""
   paths = [prefix + ext for ext in (".json", ".csv", ".md", ".png")]
   with open(paths[0], "w") as f:
     json.dump(rows, f, indent=2)
