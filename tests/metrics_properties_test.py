@@ -392,7 +392,7 @@ def three_sources(draw):
 @given(three_sources(), SCORES)
 def test_every_source_of_a_mixture_is_reported_at_the_threshold_given(split, threshold):
   p_fake = np.concatenate([part.images[:, 0] for part in split.parts])
-  per_source = mixture.per_source_metrics(split, p_fake, threshold)
+  per_source = metrics.per_source_metrics(split, p_fake, threshold)
   assert list(per_source) == ["first", "second", "third"]
   for name, part in zip(split.names, split.parts):
     own = part.images[:, 0]
@@ -420,9 +420,9 @@ def test_a_mixtures_second_source_at_a_threshold_where_one_half_disagrees():
   second = _source([0.4, 0.35, 0.2], [classes.FAKE, classes.FAKE, classes.REAL])
   split = mixture.MixedSplit([first, second], ["first", "second"], np.array([0.5, 0.5]))
   p_fake = np.array([0.9, 0.1, 0.4, 0.35, 0.2])
-  per_source = mixture.per_source_metrics(split, p_fake, 0.3)
+  per_source = metrics.per_source_metrics(split, p_fake, 0.3)
   assert per_source["second"]["accuracy"] == 1.0  # At 0.5 it would be 1/3.
-  assert mixture.per_source_metrics(split, p_fake)["second"]["accuracy"] == pytest.approx(1 / 3)
+  assert metrics.per_source_metrics(split, p_fake)["second"]["accuracy"] == pytest.approx(1 / 3)
   report = split_reports.split_report(scores_itself(), split, 0.3)
   assert report["accuracy"] == 1.0 and report["accuracy_at_0.5"] == pytest.approx(0.6)
   assert report["sources"]["second"]["accuracy"] == 1.0

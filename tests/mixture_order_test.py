@@ -170,7 +170,7 @@ def test_per_source_metrics_and_weighted_accuracy_do_not_depend_on_the_order(cas
       st.sampled_from([0.0, 0.2, 0.3, 0.5, 0.7, 0.8, 1.0]), min_size=len(parts[k]),
       max_size=len(parts[k])))) for k in range(len(parts))}
   p_fake = np.concatenate([own[name] for name in split.names])
-  per_source = mixture.per_source_metrics(split, p_fake, threshold)
+  per_source = metrics.per_source_metrics(split, p_fake, threshold)
   assert list(per_source) == list(split.names)
   for k, name in enumerate(names):
     report = metrics.classification_report(parts[k].labels, own[name], threshold=threshold)
@@ -178,7 +178,7 @@ def test_per_source_metrics_and_weighted_accuracy_do_not_depend_on_the_order(cas
         "count", "accuracy", "balanced_accuracy", "roc_auc")}, err_msg=name)
   # The same scores with the sources in config order give each source the same numbers.
   config_order = arrange(parts, names, raw, list(range(len(parts))))
-  again = mixture.per_source_metrics(
+  again = metrics.per_source_metrics(
       config_order, np.concatenate([own[name] for name in names]), threshold)
   np.testing.assert_equal(again, {name: per_source[name] for name in names})
   expected = sum(raw[k] / raw.sum() * per_source[name]["accuracy"]
@@ -186,7 +186,7 @@ def test_per_source_metrics_and_weighted_accuracy_do_not_depend_on_the_order(cas
   assert mixture.weighted_accuracy(split, per_source) == pytest.approx(expected)
   assert mixture.weighted_accuracy(config_order, again) == pytest.approx(expected)
   # Without a threshold: at 0.5, as training's per-epoch report.
-  at_half = mixture.per_source_metrics(split, p_fake)
+  at_half = metrics.per_source_metrics(split, p_fake)
   for k, name in enumerate(names):
     assert at_half[name]["accuracy"] == metrics.classification_report(
         parts[k].labels, own[name])["accuracy"]
@@ -514,7 +514,7 @@ def test_a_folded_second_source_is_what_each_fold_reports_and_summarises(folded_
     for role in ("test", "validation"):
       split = data[role]
       scores = predictor.p_fake(*split.take_batch(np.arange(len(split))))
-      recomputed = mixture.per_source_metrics(split, scores, predictor.threshold)
+      recomputed = metrics.per_source_metrics(split, scores, predictor.threshold)
       assert list(results[f"{role}_per_source"]) == ["a_synthetic", "b_ciplab"]
       for name in split.names:
         for key in ("count", "accuracy", "balanced_accuracy"):
@@ -524,7 +524,7 @@ def test_a_folded_second_source_is_what_each_fold_reports_and_summarises(folded_
     with open(os.path.join(fold_dir, rundir.METRICS_CSV), newline="", encoding="utf-8") as f:
       rows = {int(r["step"]): r for r in csv.DictReader(f)}
     epoch_row = rows[results["best_step"]]
-    at_half = mixture.per_source_metrics(validation, scores)
+    at_half = metrics.per_source_metrics(validation, scores)
     assert float(epoch_row["val_weighted_accuracy"]) == pytest.approx(
         0.75 * at_half["a_synthetic"]["accuracy"] + 0.25 * at_half["b_ciplab"]["accuracy"],
         abs=1e-6)

@@ -73,7 +73,7 @@ def test_mixed_split_reads_each_source_and_names_it():
   assert data.paths[30] == "large:2_0"
   p_fake = np.where(data.labels == 0, 0.9, 0.1)
   p_fake[:30] = 0.5  # The small source scored at chance, the large one perfectly.
-  per_source = mixture.per_source_metrics(data, p_fake, threshold=0.6)
+  per_source = metrics.per_source_metrics(data, p_fake, threshold=0.6)
   assert per_source["large"]["accuracy"] == 1.0 and per_source["large"]["count"] == 70
   assert per_source["small"]["accuracy"] == 0.5
 
@@ -121,7 +121,7 @@ def test_training_on_a_mixture_reports_each_source(data_dir, tmp_path):
     with open(checkpoints / str(step) / checkpointing.METRICS_FILE, encoding="utf-8") as f:
       saved = json.load(f)[checkpointing.BEST_METRIC]
     assert saved == pytest.approx(float(rows[step]["val_weighted_accuracy"]))
-  at_half = mixture.per_source_metrics(validation, p_fake)
+  at_half = metrics.per_source_metrics(validation, p_fake)
   assert float(rows[results["best_step"]]["val_weighted_accuracy"]) == pytest.approx(
       0.75 * at_half["easy"]["accuracy"] + 0.25 * at_half["hard"]["accuracy"])
 

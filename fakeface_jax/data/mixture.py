@@ -27,7 +27,6 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from fakeface_jax.evaluation import metrics
 
 MIXTURE_ONLY_KEYS = ("weight",)
 
@@ -188,23 +187,8 @@ def threshold_groups(split: Any) -> dict[str, np.ndarray]:
   return {"groups": split.source_indices, "group_weights": split.weights}
 
 
-def per_source_metrics(split: Any, p_fake: np.ndarray,
-                       threshold: float = 0.5) -> dict[str, dict[str, float]] | None:
-  """Count, accuracy, balanced accuracy and ROC AUC of each source of a mixed split at
-  `threshold` (None for a single dataset's split)."""
-  if not isinstance(split, MixedSplit):
-    return None
-  sources, labels = split.sources, split.labels
-  out = {}
-  for name in split.names:
-    report = metrics.classification_report(labels[sources == name], p_fake[sources == name],
-                                           threshold=threshold)
-    out[name] = {k: report[k] for k in ("count", "accuracy", "balanced_accuracy", "roc_auc")}
-  return out
-
-
 def weighted_accuracy(split: MixedSplit, per_source: dict[str, dict[str, float]]) -> float:
-  """The mean of a mixture's sources' accuracies (`per_source_metrics`), weighted as the
+  """The mean of a mixture's sources' accuracies (`metrics.per_source_metrics`), weighted as the
   draw weighs the sources: what its best checkpoint is chosen by, for the reason
   `threshold_groups` gives."""
   return float(np.dot(split.weights, [per_source[name]["accuracy"] for name in split.names]))

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fakeface_jax import classes
+from fakeface_jax.data import mixture
 
 
 def _check_lengths(*arrays) -> None:
@@ -203,6 +204,21 @@ def classification_report(labels, p_fake, threshold: float = 0.5,
                  "accuracy": accuracy(labels[groups == g], predictions[groups == g])}
         for g in np.unique(groups)}
   return report
+
+
+def per_source_metrics(split: Any, p_fake: np.ndarray,
+                       threshold: float = 0.5) -> dict[str, dict[str, float]] | None:
+  """Count, accuracy, balanced accuracy and ROC AUC of each source of a mixed split at
+  `threshold` (None for a single dataset's split)."""
+  if not isinstance(split, mixture.MixedSplit):
+    return None
+  sources, labels = split.sources, split.labels
+  out = {}
+  for name in split.names:
+    report = classification_report(labels[sources == name], p_fake[sources == name],
+                                   threshold=threshold)
+    out[name] = {k: report[k] for k in ("count", "accuracy", "balanced_accuracy", "roc_auc")}
+  return out
 
 
 def report_markdown(report: dict[str, Any]) -> str:

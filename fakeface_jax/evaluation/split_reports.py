@@ -49,7 +49,7 @@ def split_report(predictor: inference.Predictor, data, threshold: float) -> dict
   p_fake, distance = predictor.score(*_images_and_tables(data))
   report = metrics.classification_report(data.labels, p_fake, threshold=threshold,
                                          groups=groups)
-  per_source = mixture.per_source_metrics(data, p_fake, threshold)
+  per_source = metrics.per_source_metrics(data, p_fake, threshold)
   if per_source is not None:
     report["sources"] = per_source
   formats = data.take_formats(np.arange(len(data)))

@@ -29,7 +29,7 @@ from fakeface_jax.training import steps
 
 def per_source_text(per_source: dict[str, dict[str, float]] | None,
                      weighted: float | None = None) -> str:
-  """" (source acc A, ...[; weighted W])" of `mixture.per_source_metrics` and their
+  """" (source acc A, ...[; weighted W])" of `metrics.per_source_metrics` and their
   `weighted_accuracy`, or "" for one dataset."""
   if per_source is None:
     return ""
@@ -106,7 +106,7 @@ def test_best_checkpoint(run: run_state.Run, state: steps.TrainState) -> dict[st
              "test_accuracy_at_threshold": metrics.accuracy(test_labels, predictions),
              "test_roc_auc": metrics.roc_auc(test_labels == classes.FAKE, test["p_fake"])}
   for role, evaluated in (("test", test), ("validation", validation)):
-    per_source = mixture.per_source_metrics(run.data[role], evaluated["p_fake"], threshold)
+    per_source = metrics.per_source_metrics(run.data[role], evaluated["p_fake"], threshold)
     if per_source is not None:
       results[f"{role}_per_source"] = per_source
       logging.info("%s per source, at the validation threshold:%s", role,

@@ -22,6 +22,7 @@ from fakeface_jax import config_checks
 from fakeface_jax.data import input_pipeline
 from fakeface_jax.data import mixture
 from fakeface_jax import errors
+from fakeface_jax.evaluation import metrics
 from fakeface_jax.evaluation import reporting
 from fakeface_jax import models
 from fakeface_jax import rundir
@@ -181,7 +182,7 @@ def _end_epoch(run: run_state.Run, state: steps.TrainState, start: checkpointing
          "train_accuracy": train_accuracy, "val_loss": validation["loss"],
          "val_accuracy": validation["accuracy"],
          "epoch_seconds": round(time.perf_counter() - epoch_start, 2)}
-  per_source = mixture.per_source_metrics(run.data["validation"], validation["p_fake"])
+  per_source = metrics.per_source_metrics(run.data["validation"], validation["p_fake"])
   if per_source is not None:
     row["val_weighted_accuracy"] = mixture.weighted_accuracy(run.data["validation"],
                                                              per_source)
