@@ -12,6 +12,7 @@ from fakeface_jax.data import mixture
 from fakeface_jax import errors
 from fakeface_jax.experiments import leave_out
 from fakeface_jax import rundir
+from tools import leave_out_figure
 
 
 def _mixture_config(data_dir):
@@ -94,3 +95,42 @@ def test_pseudo_fakes_only_trains_on_no_real_fake_and_scores_every_source(data_d
   assert [(r["held_out"], r["count"]) for r in summary["rows"]] == [("easy", 40), ("hard", 40)]
   assert (tmp_path / "pseudo_only.md").read_text().startswith(
       "Trained on reals and pseudo-fakes alone")
+
+
+def _written_table(workdir, aucs, title="Each source held out of training"):
+  rows = [{"held_out": source, "count": 10, "accuracy": 0.5, "roc_auc": auc,
+           "real_fpr": 0.1, "threshold": 0.5} for source, auc in aucs.items()]
+  os.makedirs(workdir)
+  leave_out.write({"title": title, "rows": rows, "scored_role": "train",
+                   "mean_roc_auc": float(np.mean(list(aucs.values())))}, str(workdir))
+
+
+def test_recipes_compare_per_held_out_source_whatever_their_row_order(tmp_path, monkeypatch):
+  _written_table(tmp_path / "a", {"ciplab": 0.4, "faces140k": 0.6})
+  _written_table(tmp_path / "b", {"faces140k": 0.9, "ciplab": 0.7})  # Rows swapped.
+  summaries = leave_out_figure.read_summaries(
+      [f"first={tmp_path / 'a'}", f"x=y={tmp_path / 'b'}"], leave_out.PREFIX)
+  drawn = {}
+  monkeypatch.setattr(leave_out.reporting, "plot_bars",
+                      lambda labels, series, path, **kw: drawn.update(
+                          labels=labels, series=series, goal=kw["goal"]) or path)
+  leave_out.compare(summaries, str(tmp_path / "f.png"), goal=0.75)
+  # A name may hold "=": the workdir is what follows the last one.
+  assert drawn == {"labels": ["ciplab", "faces140k"], "goal": 0.75,
+                   "series": {"first (mean 0.500)": [0.4, 0.6], "x=y (mean 0.800)": [0.7, 0.9]}}
+  monkeypatch.undo()
+  assert os.path.getsize(leave_out.compare(summaries, str(tmp_path / "f.png"))) > 0
+
+
+def test_only_tables_of_one_kind_on_the_same_sources_compare(tmp_path):
+  _written_table(tmp_path / "a", {"ciplab": 0.4, "faces140k": 0.6})
+  _written_table(tmp_path / "b", {"ciplab": 0.4, "lfw_faceswap": 0.6})
+  _written_table(tmp_path / "c", {"ciplab": 0.4, "faces140k": 0.6},
+                 title="Trained on reals and pseudo-fakes alone")
+  tables = {name: json.loads((tmp_path / name / "leave_out.json").read_text())
+            for name in "abc"}
+  for other in "bc":
+    with pytest.raises(ValueError, match="only tables of one kind on the same sources"):
+      leave_out.compare({"a": tables["a"], other: tables[other]}, str(tmp_path / "f.png"))
+  with pytest.raises(SystemExit, match="is .* a finished run"):
+    leave_out_figure.read_summaries([f"none={tmp_path / 'none'}"], leave_out.PREFIX)

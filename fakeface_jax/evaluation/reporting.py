@@ -105,9 +105,11 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
 
 
 def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: str, *,
-              title: str, ylabel: str = "", chance: float | None = None) -> str:
+              title: str, ylabel: str = "", chance: float | None = None,
+              goal: float | None = None) -> str:
   """Grouped bars: one group per label, one bar per series; `chance` draws the level a
-  guess reaches (0.5 for accuracy and AUC on two balanced classes)."""
+  guess reaches (0.5 for accuracy and AUC on two balanced classes), `goal` the level a
+  result must reach."""
   fig_width = max(6, 0.9 * len(labels) + 2)
   fig, ax = plt.subplots(figsize=(fig_width, 4))
   width = 0.8 / len(series)
@@ -123,6 +125,8 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   ax.grid(axis="y", alpha=0.3)
   if chance is not None:
     ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
+  if goal is not None:
+    ax.axhline(goal, color="tab:green", linestyle=":", linewidth=1.5, label="goal")
   # Outside the axes: inside, the legend hides the bars under it.
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
   fig.tight_layout()

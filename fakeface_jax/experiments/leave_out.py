@@ -176,6 +176,28 @@ def markdown(summary: dict[str, Any]) -> str:
           + reporting.markdown_table(summary["rows"], COLUMNS))
 
 
+def compare(summaries: dict[str, dict[str, Any]], path: str,
+            goal: float | None = None) -> str:
+  """One figure of several recipes' tables (each a `write`n summary, by the recipe's
+  name): the ROC AUC on each held-out source, a bar per recipe, the mean AUC in its
+  name; `goal` draws the AUC a source must reach."""
+  if not summaries:
+    raise ValueError("compare needs at least one summary")
+  first = next(iter(summaries.values()))
+  sources = [r["held_out"] for r in first["rows"]]
+  series = {}
+  for name, summary in summaries.items():
+    auc = {r["held_out"]: r["roc_auc"] for r in summary["rows"]}
+    if sorted(auc) != sorted(sources) or summary["title"] != first["title"]:
+      raise ValueError(f"{name!r} is a table of {summary['title'].lower()} on "
+                       f"{sorted(auc)}, the first one of {first['title'].lower()} on "
+                       f"{sorted(sources)}: only tables of one kind on the same sources "
+                       "compare")
+    series[f"{name} (mean {summary['mean_roc_auc']:.3f})"] = [auc[s] for s in sources]
+  return reporting.plot_bars(sources, series, path, title=f"{first['title']}: ROC AUC",
+                             ylabel="ROC AUC", chance=0.5, goal=goal)
+
+
 def write(summary: dict[str, Any], workdir: str, prefix: str = PREFIX) -> list[str]:
   prefix = os.path.join(workdir, prefix)
   paths = [prefix + ext for ext in (".json", ".md", ".png")]
