@@ -49,7 +49,6 @@ image_decoding = cli.lazy_import("fakeface_jax.data.image_decoding")
 preprocessing = cli.lazy_import("fakeface_jax.data.preprocessing")
 models = cli.lazy_import("fakeface_jax.models")
 inference = cli.lazy_import("fakeface_jax.serving.inference")
-predict = cli.lazy_import("fakeface_jax.serving.predict")
 scoring = cli.lazy_import("fakeface_jax.serving.scoring")
 train_steps = cli.lazy_import("fakeface_jax.training.steps")
 
