@@ -39,7 +39,6 @@ from fakeface_jax import rundir
 
 # Loaded on first use: `--help` and usage errors answer without JAX.
 jax = cli.lazy_import("jax")
-config_checks = cli.lazy_import("fakeface_jax.config_checks")
 datasets = cli.lazy_import("fakeface_jax.data.datasets")
 selection = cli.lazy_import("fakeface_jax.data.selection")
 reporting = cli.lazy_import("fakeface_jax.evaluation.reporting")

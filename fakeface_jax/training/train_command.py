@@ -21,7 +21,6 @@ from fakeface_jax import errors
 
 # Loaded when `main` runs: `--help` and usage errors answer without them.
 jax = cli.lazy_import("jax")
-config_checks = cli.lazy_import("fakeface_jax.config_checks")
 crossval = cli.lazy_import("fakeface_jax.experiments.crossval")
 leave_out = cli.lazy_import("fakeface_jax.experiments.leave_out")
 checkpointing = cli.lazy_import("fakeface_jax.training.checkpointing")
