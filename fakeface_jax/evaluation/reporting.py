@@ -126,7 +126,7 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   if chance is not None:
     ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
   if goal is not None:
-    ax.axhline(goal, color="tab:green", linestyle=":", linewidth=1.5, label="goal")
+    ax.axhline(goal, color="black", linestyle=":", linewidth=1.5, label="goal")
   # Outside the axes: inside, the legend hides the bars under it.
   ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
   fig.tight_layout()
