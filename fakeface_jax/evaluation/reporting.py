@@ -110,7 +110,8 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], path: s
   """Grouped bars: one group per label, one bar per series; `chance` draws the level a
   guess reaches (0.5 for accuracy and AUC on two balanced classes), `goal` the level a
   result must reach."""
-  fig_width = max(6, 0.9 * len(labels) + 2)
+  # Wide enough for each bar's value label, and for the legend beside the axes.
+  fig_width = max(6, 0.9 * len(labels) + 2, 0.3 * len(labels) * len(series) + 4)
   fig, ax = plt.subplots(figsize=(fig_width, 4))
   width = 0.8 / len(series)
   for i, (name, values) in enumerate(series.items()):
