@@ -216,6 +216,15 @@ BUGS = (
         "for key in (*SCORE_COLUMNS, \"prediction\")}",
         "for key in (*SCORE_COLUMNS, \"prediction\")} | {\"scored\": \"face\"}",
         ("tests/predict_faces_test.py",)),
+    Bug("evaluate_ignores_output_dir", "fakeface_jax/evaluation/evaluate.py",
+        "outdir = FLAGS.output_dir or os.path.join(", "outdir = None or os.path.join(",
+        ("tests/user_paths_test.py",)),
+    Bug("recipes_compared_in_row_order", "fakeface_jax/experiments/leave_out.py",
+        "= [auc[s] for s in sources]", "= list(auc.values())",
+        ("tests/leave_out_test.py",)),
+    Bug("help_names_other_shifts", "fakeface_jax/evaluation/evaluate.py",
+        "\"any of clean, q90, halved_q90.\")", "\"any of clean, q90.\")",
+        ("tests/cli_test.py",)),
 )
 
 
