@@ -32,7 +32,8 @@ HOST_DEGRADATIONS = ("downscale_prob", "blur_prob", "noise_prob", "jpeg_prob")
 
 def _choice(kind: str, value: str, choices) -> None:
   if value not in choices:
-    raise errors.ConfigError(f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}")
+    raise errors.ConfigError(
+        f"unknown {kind} {value!r}; choose one of: {', '.join(sorted(choices))}")
 
 
 def _check_grid_kept(config: Any, model: Any) -> None:
@@ -65,8 +66,9 @@ def _check_file_transforms(data_config: Any, where: str = "config.data") -> None
   if crop is not None and pseudo_fakes is not None:
     # A pseudo-fake is made of another file than the fake it replaces, whose face
     # landmarks it does not have.
-    raise errors.ConfigError(f"{where}.pseudo_fakes and {where}.face_crop cannot be combined; "
-                      "turn one off")
+    raise errors.ConfigError(
+        f"{where}.pseudo_fakes and {where}.face_crop cannot be combined; "
+        "turn one off")
 
 
 def _check_mixture(data_config: Any) -> None:
@@ -75,14 +77,16 @@ def _check_mixture(data_config: Any) -> None:
   for name in names:
     unknown = mixture.unknown_keys(data_config, name)
     if unknown:
-      raise errors.ConfigError(f"config.data.mixture.{name}.{unknown[0]} is not a config.data key "
-                        f"(nor one of {', '.join(mixture.MIXTURE_ONLY_KEYS)})")
+      raise errors.ConfigError(
+          f"config.data.mixture.{name}.{unknown[0]} is not a config.data key "
+          f"(nor one of {', '.join(mixture.MIXTURE_ONLY_KEYS)})")
     _choice(f"config.data.mixture.{name}.name",
             data_config.mixture[name].get("name", data_config.name), datasets.BUILDERS)
   raw = mixture.raw_weights(data_config)
   if names and (np.any(raw < 0) or not raw.sum() > 0):
-    raise errors.ConfigError(f"config.data.mixture weights must be non-negative with a positive "
-                      f"sum, got {dict(zip(names, raw.tolist()))}")
+    raise errors.ConfigError(
+        f"config.data.mixture weights must be non-negative with a positive "
+        f"sum, got {dict(zip(names, raw.tolist()))}")
 
 
 def _check_source_pairs(config: Any) -> None:
@@ -91,39 +95,46 @@ def _check_source_pairs(config: Any) -> None:
   pairs = config.model.get("num_sources", 1)
   sources = len(mixture.source_names(config.data))
   if pairs > 1 and pairs != sources:
-    raise errors.ConfigError(f"config.model.num_sources={pairs} needs a data mixture of {pairs} "
-                      f"sources; config.data.mixture has {sources}")
+    raise errors.ConfigError(
+        f"config.model.num_sources={pairs} needs a data mixture of {pairs} "
+        f"sources; config.data.mixture has {sources}")
 
 
 def _check_host_augmentations(host: Any) -> None:
   """Probabilities in [0, 1]; the ranges that a degradation draws from, where it is on."""
   for name in HOST_DEGRADATIONS:
     if not 0 <= host[name] <= 1:
-      raise errors.ConfigError(f"config.augment.host.{name} must be in [0, 1], got {host[name]}")
+      raise errors.ConfigError(
+          f"config.augment.host.{name} must be in [0, 1], got {host[name]}")
   if host.downscale_prob and not 0 < host.downscale_min_factor < 1:
-    raise errors.ConfigError(f"config.augment.host.downscale_min_factor must be in (0, 1), got "
-                      f"{host.downscale_min_factor}")
+    raise errors.ConfigError(
+        f"config.augment.host.downscale_min_factor must be in (0, 1), got "
+        f"{host.downscale_min_factor}")
   if host.jpeg_prob and not 1 <= host.jpeg_min_quality <= host.jpeg_max_quality <= 95:
     raise errors.ConfigError(
         "config.augment.host needs 1 <= jpeg_min_quality <= jpeg_max_quality <= 95, got "
         f"{host.jpeg_min_quality} and {host.jpeg_max_quality}")
   if host.blur_prob and not host.blur_max_sigma >= 0.1:
-    raise errors.ConfigError(f"config.augment.host.blur_max_sigma must be at least 0.1 (sigmas "
-                      f"are drawn from [0.1, max]), got {host.blur_max_sigma}")
+    raise errors.ConfigError(
+        f"config.augment.host.blur_max_sigma must be at least 0.1 (sigmas "
+        f"are drawn from [0.1, max]), got {host.blur_max_sigma}")
   if host.noise_prob and not host.noise_max_sigma > 0:
-    raise errors.ConfigError(f"config.augment.host.noise_max_sigma must be positive, got "
-                      f"{host.noise_max_sigma}")
+    raise errors.ConfigError(
+        f"config.augment.host.noise_max_sigma must be positive, got "
+        f"{host.noise_max_sigma}")
 
 
 def _check_self_blend(device: Any) -> None:
   if not 0 <= device.self_blend_share <= 1:
-    raise errors.ConfigError(f"config.augment.device.self_blend_share must be in [0, 1], got "
-                      f"{device.self_blend_share}")
+    raise errors.ConfigError(
+        f"config.augment.device.self_blend_share must be in [0, 1], got "
+        f"{device.self_blend_share}")
   unknown = set(device.self_blend_kinds) - set(self_blend.MASK_KINDS)
   if device.self_blend_share and (unknown or not device.self_blend_kinds):
-    raise errors.ConfigError(f"config.augment.device.self_blend_kinds must be a non-empty subset "
-                      f"of {', '.join(self_blend.MASK_KINDS)}, got "
-                      f"{tuple(device.self_blend_kinds)}")
+    raise errors.ConfigError(
+        f"config.augment.device.self_blend_kinds must be a non-empty subset "
+        f"of {', '.join(self_blend.MASK_KINDS)}, got "
+        f"{tuple(device.self_blend_kinds)}")
 
 
 def check_config(config: Any) -> None:
@@ -140,7 +151,8 @@ def check_config(config: Any) -> None:
   try:
     model = models.create_model(config.model)
   except (TypeError, ValueError) as e:
-    raise errors.ConfigError(f"config.model does not fit model {config.model.name!r}: {e}") from e
+    raise errors.ConfigError(
+        f"config.model does not fit model {config.model.name!r}: {e}") from e
   _check_source_pairs(config)
   size = config.data.image_size
   try:
@@ -168,16 +180,20 @@ def check_config(config: Any) -> None:
       raise errors.ConfigError(f"config.data.{name} must be in [0, 1), got {data[name]}")
   for folds, fold in (("num_folds", "fold"), ("validation_folds", "validation_fold")):
     if data[folds] > 1 and not 0 <= data[fold] < data[folds]:
-      raise errors.ConfigError(f"config.data.{fold}={data[fold]} must be in [0, "
-                        f"config.data.{folds}={data[folds]})")
+      raise errors.ConfigError(
+          f"config.data.{fold}={data[fold]} must be in [0, "
+          f"config.data.{folds}={data[folds]})")
   for key in ("examples_per_class", "train_examples_per_class", "eval_examples_per_class"):
     if data[key] is not None and data[key] < 1:
-      raise errors.ConfigError(f"config.data.{key} must be at least 1 (or None for all), got "
-                        f"{data[key]}")
+      raise errors.ConfigError(
+          f"config.data.{key} must be at least 1 (or None for all), got "
+          f"{data[key]}")
   if config.num_epochs < 1:
-    raise errors.ConfigError(f"config.num_epochs must be at least 1, got {config.num_epochs}")
+    raise errors.ConfigError(
+        f"config.num_epochs must be at least 1, got {config.num_epochs}")
   if not 0 <= config.max_real_fpr <= 1:
-    raise errors.ConfigError(f"config.max_real_fpr must be in [0, 1], got {config.max_real_fpr}")
+    raise errors.ConfigError(
+        f"config.max_real_fpr must be in [0, 1], got {config.max_real_fpr}")
 
 
 def check_dataset_size(config: Any, num_train: int) -> None:
@@ -201,8 +217,9 @@ def check_workdir(config: Any, workdir: str) -> None:
   while not os.path.exists(existing):
     existing = os.path.dirname(existing)
   if not os.access(existing, os.W_OK | os.X_OK):
-    raise errors.ConfigError(f"--workdir {workdir} is not writable (no write permission on "
-                      f"{existing})")
+    raise errors.ConfigError(
+        f"--workdir {workdir} is not writable (no write permission on "
+        f"{existing})")
   saved_config = os.path.join(workdir, rundir.CONFIG_JSON)
   checkpoints = os.path.join(workdir, rundir.CHECKPOINTS_DIR)
   has_checkpoints = os.path.isdir(checkpoints) and any(

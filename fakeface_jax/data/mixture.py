@@ -188,7 +188,7 @@ def threshold_groups(split: Any) -> dict[str, np.ndarray]:
 
 
 def weighted_accuracy(split: MixedSplit, per_source: dict[str, dict[str, float]]) -> float:
-  """The mean of a mixture's sources' accuracies (`metrics.per_source_metrics`), weighted as the
-  draw weighs the sources: what its best checkpoint is chosen by, for the reason
+  """The mean of a mixture's sources' accuracies (`metrics.per_source_metrics`), weighted
+  as the draw weighs the sources: what its best checkpoint is chosen by, for the reason
   `threshold_groups` gives."""
   return float(np.dot(split.weights, [per_source[name]["accuracy"] for name in split.names]))

@@ -134,7 +134,8 @@ def main(argv: list[str]) -> None:
   if FLAGS.robustness:
     rows = split_reports.robustness_report(predictor, data[role], threshold, FLAGS.seed)
     print(reporting.markdown_table(rows))
-    outputs += split_reports.write_robustness(rows, os.path.join(outdir, f"robustness_{role}"))
+    outputs += split_reports.write_robustness(rows,
+                                              os.path.join(outdir, f"robustness_{role}"))
   print(f"threshold {threshold:.4f} (validation balanced accuracy {val_balanced:.4f}); "
         f"wrote {', '.join(outputs)}", file=sys.stderr)
 

@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
                jax.process_count(), jax.devices())
   if sum(map(bool, (FLAGS.folds, FLAGS.leave_out, FLAGS.pseudo_only))) > 1:
     raise errors.ConfigError("--folds, --leave_out and --pseudo_only are three "
-                                    "protocols; pick one")
+                             "protocols; pick one")
   if FLAGS.folds:
     crossval.cross_validate(FLAGS.config, FLAGS.workdir, FLAGS.folds)
   elif FLAGS.leave_out:
